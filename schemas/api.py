@@ -1,0 +1,114 @@
+"""Request and response contracts of the HTTP APIs. Money and quantities travel as decimal strings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+
+from schemas.catalogue import meters
+
+DecimalText = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+
+
+def _at_most_six_places(value: Decimal) -> Decimal:
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -6:
+        raise ValueError("unit prices have at most 6 decimal places")
+    return value
+
+
+UnitPrice = Annotated[Decimal, Field(ge=0), AfterValidator(_at_most_six_places)]
+
+
+class Role:
+    PROVIDER = "provider"
+    FINANCE = "finance"
+    DEPARTMENT = "department"
+    ADMIN = "admin"
+    ALL = ("provider", "finance", "department", "admin")
+
+
+class RejectedEvent(BaseModel):
+    index: int
+    id: str | None
+    errors: list[str]
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    rejected: list[RejectedEvent]
+
+
+class DepartmentIn(BaseModel):
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class DepartmentOut(DepartmentIn):
+    created_at: datetime
+
+
+class PriceTier(BaseModel):
+    up_to: Annotated[Decimal, Field(gt=0)] | None
+    unit_price: UnitPrice
+
+
+class TieredPrice(BaseModel):
+    tiers: Annotated[list[PriceTier], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _ascending_and_open_ended(self) -> "TieredPrice":
+        bounds = [t.up_to for t in self.tiers]
+        if bounds[-1] is not None:
+            raise ValueError("tiers: the last tier must have up_to null")
+        if None in bounds[:-1]:
+            raise ValueError("tiers: only the last tier may have up_to null")
+        finite = bounds[:-1]
+        if any(upper <= lower for lower, upper in zip(finite, finite[1:])):
+            raise ValueError("tiers: up_to must increase")
+        return self
+
+
+class RateCardIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "version": "2026-11", "effective_from": "2026-11-01T00:00:00+08:00", "currency": "CNY",
+        "prices": {"compute.vcpu": "0.12", "compute.memory": "0.05"},
+    }]})
+
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    effective_from: AwareDatetime
+    currency: Literal["CNY"] = "CNY"
+    prices: dict[str, UnitPrice | TieredPrice]
+
+    @model_validator(mode="after")
+    def _known_meters(self) -> "RateCardIn":
+        unknown = sorted(set(self.prices) - set(meters()))
+        if unknown:
+            raise ValueError(f"prices: unknown meter(s) {', '.join(unknown)}")
+        return self
+
+
+class RateCardOut(RateCardIn):
+    id: int
+    unpriced_meters: list[str]
+    created_at: datetime
+
+
+class UsageRow(BaseModel):
+    period_start: str | None
+    department_id: str | None = None
+    meter: str | None = None
+    unit: str | None = None
+    resource_id: str | None = None
+    system: str | None = None
+    quantity: str
+    amount: str
+    unpriced_quantity: str | None = None
+
+
+class UsageReport(BaseModel):
+    currency: Literal["CNY"] = "CNY"
+    rows: list[UsageRow]

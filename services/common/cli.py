@@ -1,0 +1,189 @@
+"""The ``govmeter`` command: run the whole system (``dev``) or any one piece of it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BROKER_SCRIPT = REPO / "scripts" / "kafka-broker.sh"
+POSTGRES_SCRIPT = REPO / "scripts" / "postgres.sh"
+APIS = {"metering": "services.metering.api:app", "billing": "services.billing.api:app", "query": "services.query.api:app"}
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def cmd_broker(args) -> int:
+    return subprocess.call(["bash", str(BROKER_SCRIPT), args.action])
+
+
+def cmd_migrate(args) -> int:
+    from services.common.config import get_settings
+    from services.common.migrate import migrate
+
+    migrate(get_settings().database_url)
+    print("database migrated to the newest schema")
+    return 0
+
+
+def cmd_api(args) -> int:
+    import uvicorn
+
+    from services.common.config import get_settings
+
+    settings = get_settings()
+    port = args.port or getattr(settings, f"{args.service}_port")
+    uvicorn.run(APIS[args.service], host=settings.host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from services.metering.worker import main
+
+    main()
+    return 0
+
+
+def cmd_token(args) -> int:
+    from services.common.auth import issue_token
+
+    print(issue_token(args.role, args.department, ttl_seconds=args.ttl))
+    return 0
+
+
+def _ensure_postgres(database_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    host, port = url.host or "127.0.0.1", url.port or 5432
+    if not _port_open(host, port) and host in ("127.0.0.1", "localhost"):
+        print("PostgreSQL is not answering; starting it (installing from Debian's packages if needed)")
+        subprocess.check_call(["bash", str(POSTGRES_SCRIPT)])
+
+
+def cmd_dev(args) -> int:
+    from services.common.auth import issue_token
+    from services.common.config import get_settings
+    from services.common.migrate import migrate
+
+    settings = get_settings()
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        subprocess.check_call(["bash", str(BROKER_SCRIPT), "start"])
+    _ensure_postgres(settings.database_url)
+    migrate(settings.database_url)
+    children: list[subprocess.Popen] = []
+    me = [sys.executable, "-m", "services.common.cli"]
+    try:
+        for service in APIS:
+            children.append(subprocess.Popen([*me, "api", service], cwd=REPO))
+        children.append(subprocess.Popen([*me, "worker", "metering"], cwd=REPO,
+                                         stdout=subprocess.DEVNULL if args.quiet_worker else None))
+        urls = {s: f"http://{settings.host}:{getattr(settings, f'{s}_port')}" for s in APIS}
+        _wait_healthy(urls.values(), children)
+        print("\ngovmeter is running (Ctrl-C stops everything):")
+        for service, url in urls.items():
+            print(f"  {service:9s} API  {url}   docs: {url}/docs")
+        print("\nTokens (valid 24 h):")
+        for role in ("admin", "provider", "finance"):
+            print(f"  {role:10s} {issue_token(role)}")
+        if args.demo:
+            from services.demo.load import DEMO_DEPARTMENTS
+
+            first = DEMO_DEPARTMENTS[0][0]
+            print(f"  department ({first}) {issue_token('department', first)}")
+            from services.demo.load import run_demo
+
+            asyncio.run(run_demo(urls, rate=args.rate, duration=args.duration))
+            if args.duration:
+                return 0
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        print("a govmeter process exited; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _wait_healthy(urls, children, timeout: float = 90.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    pending = list(urls)
+    while pending:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"services did not become healthy: {pending}")
+        if any(child.poll() is not None for child in children):
+            raise SystemExit("a govmeter process exited during start-up")
+        try:
+            if httpx.get(pending[0] + "/healthz", timeout=5).status_code == 200:
+                pending.pop(0)
+                continue
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="govmeter", description="Metering and billing for the government cloud")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run broker, database, the three APIs and the worker")
+    dev.add_argument("--demo", action="store_true", help="also stream a realistic demo load")
+    dev.add_argument("--rate", type=float, default=200.0, help="demo events per second")
+    dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
+    dev.add_argument("--quiet-worker", action="store_true", help="hide the worker's log")
+    dev.set_defaults(func=cmd_dev)
+
+    broker = sub.add_parser("broker", help="the local Apache Kafka broker (KRaft, loopback)")
+    broker.add_argument("action", nargs="?", default="start", choices=["start", "stop", "status", "fetch", "logs"])
+    broker.set_defaults(func=cmd_broker)
+
+    sub.add_parser("migrate", help="create the database if needed and migrate it").set_defaults(func=cmd_migrate)
+
+    api = sub.add_parser("api", help="run one HTTP API")
+    api.add_argument("service", choices=list(APIS))
+    api.add_argument("--port", type=int, default=None)
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run a stream worker")
+    worker.add_argument("service", choices=["metering"])
+    worker.set_defaults(func=cmd_worker)
+
+    token = sub.add_parser("token", help="print a signed JWT for a role")
+    token.add_argument("--role", required=True, choices=["provider", "finance", "department", "admin"])
+    token.add_argument("--department", default=None)
+    token.add_argument("--ttl", type=int, default=86_400, help="seconds the token is valid")
+    token.set_defaults(func=cmd_token)
+
+    from services.billing.cli import register as register_billing
+    from services.query.cli import register as register_query
+
+    register_billing(sub)
+    register_query(sub)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

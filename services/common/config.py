@@ -1,0 +1,53 @@
+"""Configuration from the environment, in one typed object (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter",
+        validation_alias=AliasChoices("DATABASE_URL", "GOVMETER_DATABASE_URL"),
+    )
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:19092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "GOVMETER_KAFKA")
+    )
+    jwt_secret: str = Field("govmeter-development-secret-change-me-in-production", validation_alias="GOVMETER_JWT_SECRET")
+    topic_prefix: str = Field("govmeter", validation_alias="GOVMETER_TOPIC_PREFIX")
+    event_partitions: int = Field(4, validation_alias="GOVMETER_EVENT_PARTITIONS")
+    host: str = Field("127.0.0.1", validation_alias="GOVMETER_HOST")
+    metering_port: int = Field(8001, validation_alias="GOVMETER_METERING_PORT")
+    billing_port: int = Field(8002, validation_alias="GOVMETER_BILLING_PORT")
+    query_port: int = Field(8003, validation_alias="GOVMETER_QUERY_PORT")
+    # The worker takes up to this many Kafka records (each may carry a batch of events) per transaction.
+    worker_batch_records: int = Field(200, validation_alias="GOVMETER_WORKER_BATCH_RECORDS")
+    worker_batch_seconds: float = Field(0.2, validation_alias="GOVMETER_WORKER_BATCH_SECONDS")
+    # The largest batch the ingest API puts in one Kafka record.
+    ingest_record_events: int = Field(1000, validation_alias="GOVMETER_INGEST_RECORD_EVENTS")
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.topic_prefix}.events"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic_prefix}.events.dlq"
+
+    @property
+    def rate_card_topic(self) -> str:
+        return f"{self.topic_prefix}.rate-cards"
+
+    @property
+    def worker_group(self) -> str:
+        return f"{self.topic_prefix}-metering"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

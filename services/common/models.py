@@ -1,0 +1,178 @@
+"""The shared PostgreSQL schema as typed SQLAlchemy models. Alembic migrations in ``migrations/`` create it.
+
+Write side: ``events`` is the event store, the source of truth. Everything else here is a projection that
+``govmeter replay`` can rebuild from it, except reference data entered by people (departments, rate cards)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {
+        datetime: TIMESTAMP(timezone=True),
+        Decimal: Numeric(),  # unbounded scale: exact sums, rounded only where a person reads a figure
+        dict[str, Any]: JSONB,
+        date: Date,
+        bytes: LargeBinary,
+    }
+
+
+class Department(Base):
+    __tablename__ = "departments"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class RateCard(Base):
+    __tablename__ = "rate_cards"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    version: Mapped[str] = mapped_column(Text, unique=True)
+    effective_from: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(Text)
+    prices: Mapped[dict[str, Any]]
+    created_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Event(Base):
+    """Every accepted CloudEvent, once per (source, id). Usage columns are filled for usage events."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("source", "event_id", name="uq_events_source_event_id"),
+        Index("ix_events_usage_subject_end", "subject", "end_at", postgresql_where="type = 'gov.cloud.usage.v1'"),
+        Index("ix_events_lifecycle_subject", "subject", postgresql_where="type = 'gov.cloud.resource.v1'"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    event_time: Mapped[datetime]
+    meter: Mapped[str | None] = mapped_column(Text)
+    quantity: Mapped[Decimal | None]
+    start_at: Mapped[datetime | None]
+    end_at: Mapped[datetime | None]
+    payload: Mapped[dict[str, Any]]
+    payload_hash: Mapped[bytes]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ResourceInterval(Base):
+    """Projection of lifecycle events: who owned a resource from when to when."""
+
+    __tablename__ = "resource_intervals"
+
+    resource_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    valid_from: Mapped[datetime] = mapped_column(primary_key=True)
+    valid_to: Mapped[datetime | None]
+    department_id: Mapped[str] = mapped_column(Text, index=True)
+    system: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    spec: Mapped[dict[str, Any]]
+
+
+class UsageHourly(Base):
+    """Rated usage per UTC hour, resource, meter, owner and rate card. department_id NULL = unattributed."""
+
+    __tablename__ = "usage_hourly"
+    __table_args__ = (
+        Index(
+            "uq_usage_hourly_key",
+            "hour", "resource_id", "meter", "department_id", "system", "rate_card_id",
+            unique=True, postgresql_nulls_not_distinct=True,
+        ),
+        Index("ix_usage_hourly_resource_hour", "resource_id", "hour"),
+        Index("ix_usage_hourly_department_hour", "department_id", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    hour: Mapped[datetime]
+    resource_id: Mapped[str] = mapped_column(Text)
+    meter: Mapped[str] = mapped_column(Text)
+    department_id: Mapped[str | None] = mapped_column(Text)
+    system: Mapped[str | None] = mapped_column(Text)
+    rate_card_id: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[Decimal]
+    amount: Mapped[Decimal]
+    unpriced_quantity: Mapped[Decimal]
+
+
+class UsageDaily(Base):
+    """Rated usage per local (Asia/Shanghai) day, owner and meter: what finance queries read."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (
+        Index(
+            "uq_usage_daily_key", "day", "department_id", "system", "meter",
+            unique=True, postgresql_nulls_not_distinct=True,
+        ),
+        Index("ix_usage_daily_department_day", "department_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    day: Mapped[date]
+    department_id: Mapped[str | None] = mapped_column(Text)
+    system: Mapped[str | None] = mapped_column(Text)
+    meter: Mapped[str] = mapped_column(Text)
+    quantity: Mapped[Decimal]
+    amount: Mapped[Decimal]
+    unpriced_quantity: Mapped[Decimal]
+
+
+class ProjectionState(Base):
+    """One row of version counters: a worker reuses its cached ownership and rate cards while they match."""
+
+    __tablename__ = "projection_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ownership_version: Mapped[int] = mapped_column(BigInteger)
+    rate_card_version: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeadLetter(Base):
+    """Input that could not be counted, with the reason; ``dedupe_key`` keeps redeliveries from repeating it."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
+    source: Mapped[str | None] = mapped_column(Text)
+    event_id: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    errors: Mapped[dict[str, Any]]
+    payload: Mapped[str] = mapped_column(Text)
+    topic: Mapped[str | None] = mapped_column(Text)
+    partition: Mapped[int | None] = mapped_column(Integer)
+    offset: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,78 @@
+"""Time periods as people in the city mean them: days and months in Asia/Shanghai (UTC+8, no DST).
+
+Stored instants are UTC; only here do local days and months appear."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+HOUR = timedelta(hours=1)
+
+
+def floor_hour(instant: datetime) -> datetime:
+    """Start of the UTC hour holding ``instant``; Shanghai's offset is whole hours, so it is a local hour too."""
+    instant = instant.astimezone(UTC)
+    return instant.replace(minute=0, second=0, microsecond=0)
+
+
+def local_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=LOCAL_TZ)
+
+
+def local_day_of(instant: datetime) -> date:
+    return instant.astimezone(LOCAL_TZ).date()
+
+
+def month_of(instant: datetime) -> str:
+    """The billing period (``YYYY-MM``, local time) that holds ``instant``."""
+    local = instant.astimezone(LOCAL_TZ)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """[start, end) of a ``YYYY-MM`` billing period as aware local datetimes."""
+    year, mon = parse_month(month)
+    start = datetime(year, mon, 1, tzinfo=LOCAL_TZ)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=LOCAL_TZ)
+    return start, end
+
+
+def parse_month(month: str) -> tuple[int, int]:
+    try:
+        year_text, mon_text = month.split("-")
+        year, mon = int(year_text), int(mon_text)
+    except ValueError:
+        raise ValueError(f"{month!r} is not a month in the form YYYY-MM") from None
+    if len(year_text) != 4 or len(mon_text) != 2 or not 1 <= mon <= 12:
+        raise ValueError(f"{month!r} is not a month in the form YYYY-MM")
+    return year, mon
+
+
+def next_month(month: str) -> str:
+    year, mon = parse_month(month)
+    return f"{year + (mon == 12):04d}-{mon % 12 + 1:02d}"
+
+
+def parse_bound(text: str) -> datetime:
+    """A query bound: a date means local midnight; a datetime must carry its offset."""
+    text = text.strip()
+    if len(text) == 10:
+        return local_midnight(date.fromisoformat(text))
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError("a datetime needs an offset, e.g. 2026-11-01T00:00:00+08:00")
+    return value
+
+
+def period_start(instant: datetime, granularity: str) -> datetime:
+    """Start (local time) of the hour, day or month holding ``instant``."""
+    local = instant.astimezone(LOCAL_TZ)
+    if granularity == "hour":
+        return local.replace(minute=0, second=0, microsecond=0)
+    if granularity == "day":
+        return local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if granularity == "month":
+        return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    raise ValueError(f"unknown granularity {granularity!r}")

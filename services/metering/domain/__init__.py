@@ -1,0 +1,1 @@
+"""Pure metering logic: splitting usage into hours, attributing it to departments, rating it. No I/O."""

@@ -1,0 +1,142 @@
+"""One batch of Kafka records → validated events → one PostgreSQL transaction.
+
+The worker calls ``MeteringPipeline.process`` with whatever it took from the topic; the batch's events, their
+dedupe keys, dead letters and rollup changes commit together. Running a batch twice changes nothing."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.events import ResourceEvent, UsageEvent, event_identity, validate_event
+from services.common.db import raw_transaction
+from services.common.periods import floor_hour
+from services.metering.domain.attribution import Ownership
+from services.metering.domain.rating import MeteredUsage, RateCardPrices, rate_usage
+from services.metering.store import (
+    DeadLetterRow,
+    IncomingEvent,
+    apply_rollup_deltas,
+    insert_dead_letters,
+    load_ownership,
+    load_rate_cards,
+    lock_attribution,
+    projection_versions,
+    rebuild_rollups,
+    reproject_ownership,
+    store_events,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass
+class BatchOutcome:
+    events: int = 0
+    new_usage: int = 0
+    new_lifecycle: int = 0
+    new_other: int = 0
+    duplicates: int = 0
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
+
+
+def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], list[DeadLetterRow]]:
+    """Each record holds one CloudEvent (a JSON object) or a batch (a JSON array). Invalid input becomes a dead
+    letter keyed by its Kafka position, so a redelivered record does not file it twice."""
+    incoming: list[IncomingEvent] = []
+    dead: list[DeadLetterRow] = []
+    for record in records:
+        where = f"{record.topic}:{record.partition}:{record.offset}"
+        try:
+            body = orjson.loads(record.value)
+        except orjson.JSONDecodeError as exc:
+            dead.append(DeadLetterRow(f"{where}:-", None, None, "invalid JSON", [f"body: {exc}"],
+                                      record.value.decode("utf-8", "replace"), record.topic, record.partition,
+                                      record.offset))
+            continue
+        for index, raw in enumerate(body if isinstance(body, list) else [body]):
+            event, errors = validate_event(raw)
+            if event is None:
+                source, event_id = event_identity(raw)
+                dead.append(DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors,
+                                          orjson.dumps(raw).decode(), record.topic, record.partition, record.offset))
+            else:
+                incoming.append(IncomingEvent(event, raw, event.payload_hash()))
+    return incoming, dead
+
+
+class MeteringPipeline:
+    """Applies batches to PostgreSQL. Keeps ownership and rate cards cached while their versions hold."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._versions: tuple[int, int] | None = None
+        self._owners: dict[str, list[Ownership]] = {}
+        self._cards: list[RateCardPrices] = []
+
+    async def process(self, records: list[KafkaRecord]) -> BatchOutcome:
+        incoming, dead = decode_records(records)
+        return await self.apply(incoming, dead)
+
+    async def apply(self, incoming: list[IncomingEvent], dead: list[DeadLetterRow]) -> BatchOutcome:
+        outcome = BatchOutcome(events=len(incoming))
+        lifecycle = [i for i in incoming if isinstance(i.event, ResourceEvent)]
+        others = [i for i in incoming if not isinstance(i.event, ResourceEvent)]
+        async with raw_transaction(self.engine) as conn:
+            await lock_attribution(conn, exclusive=bool(lifecycle))
+            conflicts: list[DeadLetterRow] = []
+            if lifecycle:
+                new_lifecycle, found = await store_events(conn, lifecycle)
+                conflicts += found
+                outcome.new_lifecycle = len(new_lifecycle)
+                if new_lifecycle:
+                    await self._apply_lifecycle(conn, new_lifecycle)
+            new_others, found = await store_events(conn, others)
+            conflicts += found
+            new_usage = [i.event for i in new_others if isinstance(i.event, UsageEvent)]
+            outcome.new_usage = len(new_usage)
+            outcome.new_other = len(new_others) - len(new_usage)
+            if new_usage:
+                owners, cards = await self._state(conn)
+                usages = [MeteredUsage(e.subject, e.data.meter, e.data.quantity, e.data.start, e.data.end)
+                          for e in new_usage]
+                await apply_rollup_deltas(conn, rate_usage(usages, owners, cards))
+            outcome.dead_letters = dead + conflicts
+            await insert_dead_letters(conn, outcome.dead_letters)
+        outcome.duplicates = len(incoming) - outcome.new_lifecycle - len(new_others)
+        return outcome
+
+    async def _apply_lifecycle(self, conn, new_lifecycle: list[IncomingEvent]) -> None:
+        # Ownership of a resource changes from the earliest effective instant among its new lifecycle events;
+        # its usage from that hour on is re-attributed, even usage that arrived before the lifecycle event.
+        from_hours: dict[str, datetime] = {}
+        for item in new_lifecycle:
+            event = item.event
+            hour = floor_hour(event.data.effective_at)  # type: ignore[union-attr]
+            current = from_hours.get(event.subject)
+            from_hours[event.subject] = hour if current is None else min(current, hour)
+        await reproject_ownership(conn, from_hours)
+        owners = await load_ownership(conn, from_hours)
+        _, cards = await self._state(conn)
+        await rebuild_rollups(conn, from_hours, owners, cards)
+
+    async def _state(self, conn) -> tuple[dict[str, list[Ownership]], list[RateCardPrices]]:
+        versions = await projection_versions(conn)
+        if self._versions is None or versions[0] != self._versions[0]:
+            self._owners = await load_ownership(conn)
+        if self._versions is None or versions[1] != self._versions[1]:
+            self._cards = await load_rate_cards(conn)
+        self._versions = versions
+        return self._owners, self._cards

@@ -1,0 +1,365 @@
+"""The metering write side in PostgreSQL: event store with dedupe, ownership projection, hourly and daily rollups.
+
+Every function here runs inside a transaction the caller owns, on the asyncpg connection under SQLAlchemy's,
+so an event, its dedupe key and its effect on the rollups commit together or not at all."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Iterable
+
+import orjson
+
+from schemas.events import RESOURCE_TYPE, USAGE_TYPE, CloudEvent, ResourceData, UsageEvent
+from services.common.periods import floor_hour, local_day_of
+from services.metering.domain.attribution import LifecycleChange, Ownership, ownership_intervals
+from services.metering.domain.rating import (
+    MeteredUsage,
+    RateCardPrices,
+    RollupDelta,
+    RollupKey,
+    card_prices,
+    rate_usage,
+)
+
+# Attribution and prices are shared state: usage batches hold this advisory lock shared, lifecycle events and
+# rate cards hold it exclusively, so a batch never rates with an owner or price another transaction is changing.
+ATTRIBUTION_LOCK = 0x676F_766D  # "govm"
+
+
+async def lock_attribution(conn, exclusive: bool) -> None:
+    if exclusive:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", ATTRIBUTION_LOCK)
+    else:
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", ATTRIBUTION_LOCK)
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    event: CloudEvent
+    raw: Any  # the event as received, kept verbatim in the store
+    payload_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    dedupe_key: str
+    source: str | None
+    event_id: str | None
+    reason: str
+    errors: list[str]
+    payload: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+async def insert_dead_letters(conn, rows: list[DeadLetterRow]) -> int:
+    if not rows:
+        return 0
+    result = await conn.fetch(
+        """
+        INSERT INTO dead_letters (dedupe_key, source, event_id, reason, errors, payload, topic, partition, "offset")
+        SELECT k, s, i, r, e::jsonb, p, t, pa, o
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                    $8::int[], $9::bigint[]) AS d(k, s, i, r, e, p, t, pa, o)
+        ON CONFLICT (dedupe_key) DO NOTHING
+        RETURNING id
+        """,
+        [r.dedupe_key for r in rows],
+        [r.source for r in rows],
+        [r.event_id for r in rows],
+        [r.reason for r in rows],
+        [orjson.dumps(r.errors).decode() for r in rows],
+        [r.payload for r in rows],
+        [r.topic for r in rows],
+        [r.partition for r in rows],
+        [r.offset for r in rows],
+    )
+    return len(result)
+
+
+async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[IncomingEvent], list[DeadLetterRow]]:
+    """Insert events once per (source, id). Returns the ones that are new, and dead letters for conflicting
+    duplicates (same key, different payload). Exact duplicates are simply not new."""
+    unique: dict[tuple[str, str], IncomingEvent] = {}
+    conflicts: list[DeadLetterRow] = []
+    for item in incoming:
+        key = item.event.dedupe_key()
+        first = unique.get(key)
+        if first is None:
+            unique[key] = item
+        elif first.payload_hash != item.payload_hash:
+            conflicts.append(_conflict(item))
+    if not unique:
+        return [], conflicts
+    items = list(unique.values())
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for item in items:
+        event = item.event
+        usage = event.data if isinstance(event, UsageEvent) else None
+        values = (
+            event.source,
+            event.id,
+            event.type,
+            event.subject,
+            event.time,
+            usage.meter if usage else None,
+            usage.quantity if usage else None,
+            event.data.start if hasattr(event.data, "start") else None,
+            event.data.end if hasattr(event.data, "end") else None,
+            orjson.dumps(item.raw).decode(),
+            item.payload_hash,
+        )
+        for column, value in zip(columns, values):
+            column.append(value)
+    inserted = await conn.fetch(
+        """
+        INSERT INTO events (source, event_id, type, subject, event_time, meter, quantity, start_at, end_at,
+                            payload, payload_hash)
+        SELECT s, i, ty, su, ti, m, q, st, en, p::jsonb, h
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::numeric[],
+                    $8::timestamptz[], $9::timestamptz[], $10::text[], $11::bytea[])
+             AS e(s, i, ty, su, ti, m, q, st, en, p, h)
+        ON CONFLICT (source, event_id) DO NOTHING
+        RETURNING source, event_id
+        """,
+        *columns,
+    )
+    new_keys = {(r["source"], r["event_id"]) for r in inserted}
+    new = [item for item in items if item.event.dedupe_key() in new_keys]
+    seen_before = [item for item in items if item.event.dedupe_key() not in new_keys]
+    if seen_before:
+        stored = await conn.fetch(
+            """
+            SELECT e.source, e.event_id, e.payload_hash FROM events e
+            JOIN unnest($1::text[], $2::text[]) AS k(s, i) ON e.source = k.s AND e.event_id = k.i
+            """,
+            [i.event.source for i in seen_before],
+            [i.event.id for i in seen_before],
+        )
+        stored_hash = {(r["source"], r["event_id"]): bytes(r["payload_hash"]) for r in stored}
+        conflicts.extend(
+            _conflict(item) for item in seen_before if stored_hash.get(item.event.dedupe_key()) != item.payload_hash
+        )
+    return new, conflicts
+
+
+def _conflict(item: IncomingEvent) -> DeadLetterRow:
+    event = item.event
+    return DeadLetterRow(
+        dedupe_key=f"conflict:{event.source}:{event.id}:{item.payload_hash.hex()}",
+        source=event.source,
+        event_id=event.id,
+        reason="conflicting duplicate",
+        errors=[f"id: ({event.source}, {event.id}) was already counted with a different payload"],
+        payload=orjson.dumps(item.raw).decode(),
+    )
+
+
+# --- ownership ------------------------------------------------------------------------------------------------
+
+
+async def reproject_ownership(conn, resource_ids: Iterable[str]) -> None:
+    """Recompute the ownership intervals of these resources from all their stored lifecycle events."""
+    ids = sorted(set(resource_ids))
+    rows = await conn.fetch(
+        f"""
+        SELECT subject, event_time, seq, payload->'data' AS data FROM events
+        WHERE type = '{RESOURCE_TYPE}' AND subject = ANY($1::text[])
+        """,
+        ids,
+    )
+    changes: dict[str, list[LifecycleChange]] = defaultdict(list)
+    for row in rows:
+        data = ResourceData.model_validate(row["data"])  # jsonb arrives decoded (SQLAlchemy's codec)
+        changes[row["subject"]].append(
+            LifecycleChange(
+                data.action, data.effective_at, data.department_id, data.system, data.kind, data.spec,
+                (row["event_time"], row["seq"]),
+            )
+        )
+    intervals = [i for rid in ids for i in ownership_intervals(rid, changes.get(rid, []))]
+    await conn.execute("DELETE FROM resource_intervals WHERE resource_id = ANY($1::text[])", ids)
+    if intervals:
+        await conn.execute(
+            """
+            INSERT INTO resource_intervals (resource_id, valid_from, valid_to, department_id, system, kind, spec)
+            SELECT r, f, t, d, s, k, sp::jsonb
+            FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
+                        $7::text[]) AS i(r, f, t, d, s, k, sp)
+            """,
+            [i.resource_id for i in intervals],
+            [i.valid_from for i in intervals],
+            [i.valid_to for i in intervals],
+            [i.department_id for i in intervals],
+            [i.system for i in intervals],
+            [i.kind for i in intervals],
+            [orjson.dumps(i.spec).decode() for i in intervals],
+        )
+    await conn.execute("UPDATE projection_state SET ownership_version = ownership_version + 1 WHERE id = 1")
+
+
+async def load_ownership(conn, resource_ids: Iterable[str] | None = None) -> dict[str, list[Ownership]]:
+    """Ownership intervals by resource, sorted by valid_from; all resources when ``resource_ids`` is None."""
+    query = "SELECT resource_id, valid_from, valid_to, department_id, system, kind, spec FROM resource_intervals"
+    if resource_ids is None:
+        rows = await conn.fetch(query + " ORDER BY resource_id, valid_from")
+    else:
+        rows = await conn.fetch(
+            query + " WHERE resource_id = ANY($1::text[]) ORDER BY resource_id, valid_from", list(resource_ids)
+        )
+    owners: dict[str, list[Ownership]] = defaultdict(list)
+    for r in rows:
+        owners[r["resource_id"]].append(
+            Ownership(r["resource_id"], r["valid_from"], r["valid_to"], r["department_id"], r["system"], r["kind"], r["spec"])
+        )
+    return owners
+
+
+async def load_rate_cards(conn) -> list[RateCardPrices]:
+    rows = await conn.fetch("SELECT id, version, effective_from, prices FROM rate_cards ORDER BY effective_from, id")
+    return [card_prices(r["id"], r["version"], r["effective_from"], r["prices"]) for r in rows]
+
+
+async def projection_versions(conn) -> tuple[int, int]:
+    row = await conn.fetchrow("SELECT ownership_version, rate_card_version FROM projection_state WHERE id = 1")
+    return row["ownership_version"], row["rate_card_version"]
+
+
+# --- rollups ----------------------------------------------------------------------------------------------------
+
+DailyKey = tuple[Any, str | None, str | None, str]  # (local day, department_id, system, meter)
+
+
+def _sort_key(key: tuple) -> tuple:
+    # A fixed order of upserts keeps two workers from deadlocking on the same rollup rows.
+    return tuple("" if part is None else part for part in key)
+
+
+async def apply_rollup_deltas(conn, deltas: dict[RollupKey, RollupDelta], daily_extra=None) -> None:
+    """Add hourly deltas to usage_hourly and, summed per local day, to usage_daily."""
+    daily: dict[DailyKey, RollupDelta] = defaultdict(lambda: RollupDelta(Decimal(0), Decimal(0), Decimal(0)))
+    for (hour, _resource, meter, department, system, _card), delta in deltas.items():
+        target = daily[(local_day_of(hour), department, system, meter)]
+        target.quantity += delta.quantity
+        target.amount += delta.amount
+        target.unpriced_quantity += delta.unpriced_quantity
+    for key, delta in (daily_extra or {}).items():
+        target = daily[key]
+        target.quantity += delta.quantity
+        target.amount += delta.amount
+        target.unpriced_quantity += delta.unpriced_quantity
+    if deltas:
+        keys = sorted(deltas, key=_sort_key)
+        await conn.execute(
+            """
+            INSERT INTO usage_hourly (hour, resource_id, meter, department_id, system, rate_card_id,
+                                      quantity, amount, unpriced_quantity)
+            SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                                 $7::numeric[], $8::numeric[], $9::numeric[])
+            ON CONFLICT (hour, resource_id, meter, department_id, system, rate_card_id) DO UPDATE SET
+                quantity = usage_hourly.quantity + EXCLUDED.quantity,
+                amount = usage_hourly.amount + EXCLUDED.amount,
+                unpriced_quantity = usage_hourly.unpriced_quantity + EXCLUDED.unpriced_quantity
+            """,
+            *_columns(keys, deltas, 6),
+        )
+    if daily:
+        keys = sorted(daily, key=_sort_key)
+        await conn.execute(
+            """
+            INSERT INTO usage_daily (day, department_id, system, meter, quantity, amount, unpriced_quantity)
+            SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[],
+                                 $5::numeric[], $6::numeric[], $7::numeric[])
+            ON CONFLICT (day, department_id, system, meter) DO UPDATE SET
+                quantity = usage_daily.quantity + EXCLUDED.quantity,
+                amount = usage_daily.amount + EXCLUDED.amount,
+                unpriced_quantity = usage_daily.unpriced_quantity + EXCLUDED.unpriced_quantity
+            """,
+            *_columns(keys, daily, 4),
+        )
+        if daily_extra:  # a rebuild may have emptied a day's row: remove it rather than show zeros
+            await conn.execute(
+                """
+                DELETE FROM usage_daily d USING unnest($1::date[], $2::text[], $3::text[], $4::text[]) AS k(dy, de, sy, me)
+                WHERE d.day = k.dy AND d.department_id IS NOT DISTINCT FROM k.de
+                  AND d.system IS NOT DISTINCT FROM k.sy AND d.meter = k.me
+                  AND d.quantity = 0 AND d.amount = 0 AND d.unpriced_quantity = 0
+                """,
+                *_columns(keys, daily, 4)[:4],
+            )
+
+
+def _columns(keys: list[tuple], deltas: dict, width: int) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(width + 3)]
+    for key in keys:
+        delta = deltas[key]
+        for i in range(width):
+            columns[i].append(key[i])
+        columns[width].append(delta.quantity)
+        columns[width + 1].append(delta.amount)
+        columns[width + 2].append(delta.unpriced_quantity)
+    return columns
+
+
+async def rebuild_rollups(
+    conn, from_hours: dict[str, datetime], owners: dict[str, list[Ownership]], cards: list[RateCardPrices]
+) -> None:
+    """Re-rate the stored usage of some resources from an hour on (after an ownership or price change)."""
+    if not from_hours:
+        return
+    ids = sorted(from_hours)
+    starts = [from_hours[r] for r in ids]
+    removed = await conn.fetch(
+        """
+        DELETE FROM usage_hourly h USING unnest($1::text[], $2::timestamptz[]) AS r(rid, h0)
+        WHERE h.resource_id = r.rid AND h.hour >= r.h0
+        RETURNING h.hour, h.department_id, h.system, h.meter, h.quantity, h.amount, h.unpriced_quantity
+        """,
+        ids,
+        starts,
+    )
+    undo: dict[DailyKey, RollupDelta] = defaultdict(lambda: RollupDelta(Decimal(0), Decimal(0), Decimal(0)))
+    for r in removed:
+        target = undo[(local_day_of(r["hour"]), r["department_id"], r["system"], r["meter"])]
+        target.quantity -= r["quantity"]
+        target.amount -= r["amount"]
+        target.unpriced_quantity -= r["unpriced_quantity"]
+    rows = await conn.fetch(
+        f"""
+        SELECT e.subject, e.meter, e.quantity, e.start_at, e.end_at
+        FROM events e JOIN unnest($1::text[], $2::timestamptz[]) AS r(rid, h0)
+          ON e.subject = r.rid AND e.end_at > r.h0
+        WHERE e.type = '{USAGE_TYPE}'
+        """,
+        ids,
+        starts,
+    )
+    usage_by_resource: dict[str, list[MeteredUsage]] = defaultdict(list)
+    for r in rows:
+        usage_by_resource[r["subject"]].append(
+            MeteredUsage(r["subject"], r["meter"], r["quantity"], r["start_at"], r["end_at"])
+        )
+    deltas: dict[RollupKey, RollupDelta] = {}
+    for resource_id, usages in usage_by_resource.items():
+        deltas.update(rate_usage(usages, owners, cards, from_hour=from_hours[resource_id]))
+    await apply_rollup_deltas(conn, deltas, daily_extra=undo)
+
+
+async def reprice_from(conn, effective_from: datetime) -> int:
+    """After a rate card is added: re-rate all stored usage from the hour holding its effective instant.
+    Returns how many resources were re-rated. The caller holds the attribution lock exclusively."""
+    hour = floor_hour(effective_from)
+    await conn.execute("UPDATE projection_state SET rate_card_version = rate_card_version + 1 WHERE id = 1")
+    resource_ids = [
+        r["resource_id"] for r in await conn.fetch("SELECT DISTINCT resource_id FROM usage_hourly WHERE hour >= $1", hour)
+    ]
+    if resource_ids:
+        owners = await load_ownership(conn, resource_ids)
+        cards = await load_rate_cards(conn)
+        await rebuild_rollups(conn, {r: hour for r in resource_ids}, owners, cards)
+    return len(resource_ids)

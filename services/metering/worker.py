@@ -1,0 +1,103 @@
+"""The metering worker: a Faust agent that takes batches of records from the events topic and applies each
+batch to PostgreSQL in one transaction.
+
+Kafka and Faust deliver at least once; PostgreSQL dedupes. Offsets must not be committed for a batch whose
+transaction did not commit, so each message is held (an extra reference) until its batch has committed: Faust's
+``take_events`` acks in a ``finally`` even when the batch failed, and that ack alone cannot release a held
+message. Concurrency stays 1 (faust-streaming#606)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+
+import faust
+import orjson
+
+from services.common.config import get_settings
+from services.common.db import get_engine
+from services.metering.pipeline import KafkaRecord, MeteringPipeline
+
+log = logging.getLogger("govmeter.worker")
+settings = get_settings()
+
+app = faust.App(
+    settings.worker_group,
+    broker=f"kafka://{settings.kafka_bootstrap_servers}",
+    store="memory://",
+    datadir=os.path.join(tempfile.gettempdir(), f"faust-{settings.worker_group}"),  # nothing durable lives there
+    web_enabled=False,
+    consumer_auto_offset_reset="earliest",
+    topic_partitions=settings.event_partitions,
+    topic_allow_declare=True,
+    producer_acks=-1,
+    broker_commit_every=1000,
+    broker_commit_interval=1.0,
+    stream_buffer_maxsize=4096,
+)
+events_topic = app.topic(settings.events_topic, value_type=bytes, value_serializer="raw",
+                         partitions=settings.event_partitions)
+dead_letter_topic = app.topic(settings.dead_letter_topic, value_type=bytes, value_serializer="raw", partitions=1)
+rate_card_topic = app.topic(settings.rate_card_topic, value_type=bytes, value_serializer="raw", partitions=1)
+
+_pipeline: MeteringPipeline | None = None
+
+
+def pipeline() -> MeteringPipeline:
+    global _pipeline
+    if _pipeline is None:
+        _pipeline = MeteringPipeline(get_engine())
+    return _pipeline
+
+
+async def apply_until_committed(records: list[KafkaRecord]):
+    """Retry a batch until its transaction commits; never skip it (a skipped batch would lose usage)."""
+    delay = 0.5
+    while True:
+        try:
+            return await pipeline().process(records)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batch of %d records failed; retrying in %.1fs", len(records), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+@app.agent(events_topic, concurrency=1)
+async def meter_events(stream):
+    async for batch in stream.take_events(settings.worker_batch_records, within=settings.worker_batch_seconds):
+        for event in batch:
+            event.message.incref()  # hold: released only after the batch's transaction commits
+        records = [KafkaRecord(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
+        outcome = await apply_until_committed(records)
+        for event in batch:
+            event.ack()  # release the hold
+        for letter in outcome.dead_letters:
+            await dead_letter_topic.send(value=orjson.dumps({
+                "reason": letter.reason, "errors": letter.errors, "source": letter.source, "id": letter.event_id,
+                "payload": letter.payload, "topic": letter.topic, "partition": letter.partition,
+                "offset": letter.offset,
+            }))
+        log.info("batch: %d records, %d events, %d new usage, %d lifecycle, %d duplicates, %d dead letters",
+                 len(records), outcome.events, outcome.new_usage, outcome.new_lifecycle, outcome.duplicates,
+                 len(outcome.dead_letters))
+
+
+@app.agent(rate_card_topic, concurrency=1)
+async def follow_rate_cards(stream):
+    # Prices that decide amounts are read from PostgreSQL (version-checked per batch); this only logs them.
+    async for value in stream:
+        log.info("rate card published: %s", value[:200])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    from services.common.kafka import ensure_topics
+
+    asyncio.run(ensure_topics(settings))  # Faust ignores a topic that is missing when it starts
+    sys.argv = ["govmeter-worker", "worker", "-l", "info", *(argv or [])]
+    app.main()

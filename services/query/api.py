@@ -1,0 +1,63 @@
+"""Query API: what departments consumed and what it costs, scoped by role (Art. 18, 19)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Query, status
+
+from schemas.api import Role, UsageReport
+from schemas.catalogue import meters
+from services.common.auth import Principal, require_roles, scoped_department
+from services.common.db import get_engine
+from services.common.health import add_health_route
+from services.common.periods import parse_bound
+from services.query.views import GRANULARITIES, GROUPS, UsageQuery, usage_rows
+
+app = FastAPI(title="govmeter query API", version="1.0")
+add_health_route(app)
+
+Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Role.DEPARTMENT))]
+
+
+def _bad(field: str, why: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{field}: {why}")
+
+
+def _bound(field: str, text: str):
+    try:
+        value = parse_bound(text)
+    except ValueError as exc:
+        raise _bad(field, f"not a date or datetime with offset ({exc})") from None
+    if (value.minute, value.second, value.microsecond) != (0, 0, 0):
+        raise _bad(field, "usage is metered per hour: give a date or a whole hour")
+    return value
+
+
+@app.get("/v1/usage", response_model=UsageReport, response_model_exclude_unset=True)
+async def get_usage(
+    principal: Reader,
+    from_: Annotated[str, Query(alias="from", description="date (local midnight) or datetime with offset")],
+    to: Annotated[str, Query(description="exclusive end: date or datetime with offset")],
+    group_by: Annotated[list[str], Query(description="department, meter, resource, system; comma-separated")] = [],
+    granularity: str = "total",
+    department: str | None = None,
+    meter: str | None = None,
+):
+    """Usage and its cost over [from, to), grouped and bucketed in Asia/Shanghai time.
+
+    Finance and admin see every department, and unattributed usage as ``department_id: null``; a department
+    token sees only its own department and gets 403 for any other."""
+    start, end = _bound("from", from_), _bound("to", to)
+    if end <= start:
+        raise _bad("to", "must be after from")
+    groups = tuple(dict.fromkeys(g.strip() for item in group_by for g in item.split(",") if g.strip()))
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise _bad("group_by", f"unknown {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    if granularity not in GRANULARITIES:
+        raise _bad("granularity", f"choose from {', '.join(GRANULARITIES)}")
+    if meter is not None and meter not in meters():
+        raise _bad("meter", f"unknown meter {meter!r}")
+    query = UsageQuery(start, end, groups, granularity, scoped_department(principal, department), meter)
+    return UsageReport(rows=await usage_rows(get_engine(), query))

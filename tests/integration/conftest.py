@@ -1,0 +1,115 @@
+"""Fixtures over the real parts: Apache Kafka (started by scripts/kafka-broker.sh), PostgreSQL, the metering
+worker as its own process, and the three APIs served in-process through httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.common.config import get_settings
+from services.common.db import drop_database, get_engine
+from services.common.kafka import broker_reachable, ensure_topics
+from services.common.migrate import migrate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def broker(settings):
+    if not asyncio.run(broker_reachable(settings.kafka_bootstrap_servers)):
+        subprocess.check_call(["bash", str(REPO / "scripts" / "kafka-broker.sh"), "start"])
+    asyncio.run(ensure_topics(settings))
+    return settings.kafka_bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def database(settings):
+    migrate(settings.database_url)
+    yield settings.database_url
+    asyncio.run(drop_database(settings.database_url))
+
+
+class WorkerProcess:
+    """``govmeter worker metering`` as a child process that a test can kill outright."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.common.cli", "worker", "metering"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no offset commit, a batch possibly half done."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def worker(broker, database, tmp_path_factory):
+    process = WorkerProcess(tmp_path_factory.mktemp("worker") / "worker.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+async def apps(broker, database):
+    from services.billing.api import app as billing_app
+    from services.metering.api import app as metering_app
+    from services.query.api import app as query_app
+
+    clients = {}
+    contexts = []
+    for name, app in (("metering", metering_app), ("billing", billing_app), ("query", query_app)):
+        context = app.router.lifespan_context(app)
+        await context.__aenter__()
+        contexts.append(context)
+        clients[name] = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
+    yield clients
+    for client in clients.values():
+        await client.aclose()
+    for context in reversed(contexts):
+        await context.__aexit__(None, None, None)
+    await get_engine().dispose()
+
+
+_windows = itertools.count()
+
+
+@pytest.fixture
+def window():
+    """A time window of its own for each test (rate cards are global and effective-dated)."""
+    return datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=120 * next(_windows))

@@ -1,0 +1,55 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas.events import validate_event
+from services.common.periods import month_bounds, month_of, next_month, parse_bound
+
+
+def usage(**data):
+    body = {"meter": "compute.vcpu", "quantity": "1", "start": "2026-11-01T09:00:00+08:00",
+            "end": "2026-11-01T10:00:00+08:00"}
+    body.update(data)
+    return {"specversion": "1.0", "id": "e1", "source": "s", "type": "gov.cloud.usage.v1", "subject": "vm-1",
+            "time": "2026-11-01T10:00:00+08:00", "data": body}
+
+
+@pytest.mark.parametrize("data, error", [
+    ({"meter": "compute.cpu"}, "data.meter: unknown meter 'compute.cpu'"),
+    ({"quantity": "-1"}, "data.quantity: Input should be greater than or equal to 0"),
+    ({"quantity": "abc"}, "data.quantity: "),
+    ({"quantity": "0.0000000001"}, "data.quantity: at most 9 decimal places"),
+    ({"end": "2026-11-01T08:00:00+08:00"}, "data.end: must be after start"),
+    ({"start": "2026-11-01T09:00:00"}, "data.start: Input should have timezone info"),
+])
+def test_each_bad_field_is_named(data, error):
+    event, errors = validate_event(usage(**data))
+    assert event is None
+    assert any(e.startswith(error) for e in errors), errors
+
+
+def test_unknown_type_and_non_object_are_named():
+    assert validate_event({"type": "x"})[1][0].startswith("type: must be one of")
+    assert validate_event([1])[1] == ["event: must be a JSON object, got list"]
+
+
+def test_quantity_spelling_does_not_change_the_payload_hash():
+    a, _ = validate_event(usage(quantity="4.50"))
+    b, _ = validate_event(usage(quantity=4.5))
+    c, _ = validate_event(usage(quantity="4.6"))
+    assert a.payload_hash() == b.payload_hash() != c.payload_hash()
+
+
+def test_billing_months_are_local_time():
+    assert month_of(datetime(2026, 11, 30, 15, 30, tzinfo=UTC)) == "2026-11"  # 23:30 local
+    assert month_of(datetime(2026, 11, 30, 16, 0, tzinfo=UTC)) == "2026-12"  # local midnight
+    start, end = month_bounds("2026-12")
+    assert start.astimezone(UTC) == datetime(2026, 11, 30, 16, tzinfo=UTC)
+    assert end.astimezone(UTC) == datetime(2026, 12, 31, 16, tzinfo=UTC)
+    assert next_month("2026-12") == "2027-01"
+
+
+def test_a_date_bound_means_local_midnight():
+    assert parse_bound("2026-11-01").astimezone(UTC) == datetime(2026, 10, 31, 16, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        parse_bound("2026-11-01T00:00:00")
