@@ -1,0 +1,12 @@
+# One image for every govmeter process; the command picks the piece (see docker-compose.yml).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md alembic.ini ./
+COPY schemas ./schemas
+COPY services ./services
+COPY migrations ./migrations
+RUN pip install --no-cache-dir .
+RUN useradd --system --uid 10001 govmeter
+USER govmeter
+ENTRYPOINT ["govmeter"]
