@@ -7,16 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from schemas import api, events
 
 OUT = Path(__file__).with_name("jsonschema")
 
-CONTRACTS: dict[str, type[BaseModel]] = {
-    "usage-event": events.UsageEvent,
-    "resource-event": events.ResourceEvent,
-    "utilization-event": events.UtilizationEvent,
+CONTRACTS: dict[str, type[BaseModel] | TypeAdapter] = {
+    "usage-event": events.EVENT_ADAPTERS[events.USAGE_TYPE],
+    "resource-event": events.EVENT_ADAPTERS[events.RESOURCE_TYPE],
+    "utilization-event": events.EVENT_ADAPTERS[events.UTILIZATION_TYPE],
     "ingest-result": api.IngestResult,
     "department": api.DepartmentIn,
     "rate-card": api.RateCardIn,
@@ -26,10 +26,14 @@ CONTRACTS: dict[str, type[BaseModel]] = {
 
 def rendered() -> dict[str, str]:
     return {
-        f"{name}.schema.json": json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False, sort_keys=True)
+        f"{name}.schema.json": json.dumps(_schema(contract), indent=2, ensure_ascii=False, sort_keys=True)
         + "\n"
-        for name, model in CONTRACTS.items()
+        for name, contract in CONTRACTS.items()
     }
+
+
+def _schema(contract) -> dict:
+    return contract.json_schema() if isinstance(contract, TypeAdapter) else contract.model_json_schema()
 
 
 def main() -> None:

@@ -38,7 +38,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_departments'))
     )
     op.create_table('events',
-    sa.Column('seq', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('source', sa.Text(), nullable=False),
     sa.Column('event_id', sa.Text(), nullable=False),
     sa.Column('type', sa.Text(), nullable=False),
@@ -48,11 +47,9 @@ def upgrade() -> None:
     sa.Column('quantity', sa.Numeric(), nullable=True),
     sa.Column('start_at', postgresql.TIMESTAMP(timezone=True), nullable=True),
     sa.Column('end_at', postgresql.TIMESTAMP(timezone=True), nullable=True),
-    sa.Column('payload', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-    sa.Column('payload_hash', sa.LargeBinary(), nullable=False),
+    sa.Column('payload', sa.LargeBinary(), nullable=False),
     sa.Column('received_at', postgresql.TIMESTAMP(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('seq', name=op.f('pk_events')),
-    sa.UniqueConstraint('source', 'event_id', name='uq_events_source_event_id')
+    sa.PrimaryKeyConstraint('source', 'event_id', name=op.f('pk_events'))
     )
     op.create_index('ix_events_lifecycle_subject', 'events', ['subject'], unique=False, postgresql_where="type = 'gov.cloud.resource.v1'")
     op.create_index('ix_events_usage_subject_end', 'events', ['subject', 'end_at'], unique=False, postgresql_where="type = 'gov.cloud.usage.v1'")
@@ -86,7 +83,6 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_resource_intervals_department_id'), 'resource_intervals', ['department_id'], unique=False)
     op.create_table('usage_daily',
-    sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('department_id', sa.Text(), nullable=True),
     sa.Column('system', sa.Text(), nullable=True),
@@ -94,12 +90,10 @@ def upgrade() -> None:
     sa.Column('quantity', sa.Numeric(), nullable=False),
     sa.Column('amount', sa.Numeric(), nullable=False),
     sa.Column('unpriced_quantity', sa.Numeric(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_daily'))
     )
     op.create_index('ix_usage_daily_department_day', 'usage_daily', ['department_id', 'day'], unique=False)
     op.create_index('uq_usage_daily_key', 'usage_daily', ['day', 'department_id', 'system', 'meter'], unique=True, postgresql_nulls_not_distinct=True)
     op.create_table('usage_hourly',
-    sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('hour', postgresql.TIMESTAMP(timezone=True), nullable=False),
     sa.Column('resource_id', sa.Text(), nullable=False),
     sa.Column('meter', sa.Text(), nullable=False),
@@ -109,17 +103,14 @@ def upgrade() -> None:
     sa.Column('quantity', sa.Numeric(), nullable=False),
     sa.Column('amount', sa.Numeric(), nullable=False),
     sa.Column('unpriced_quantity', sa.Numeric(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_usage_hourly'))
     )
     op.create_index('ix_usage_hourly_department_hour', 'usage_hourly', ['department_id', 'hour'], unique=False)
-    op.create_index('ix_usage_hourly_resource_hour', 'usage_hourly', ['resource_id', 'hour'], unique=False)
-    op.create_index('uq_usage_hourly_key', 'usage_hourly', ['hour', 'resource_id', 'meter', 'department_id', 'system', 'rate_card_id'], unique=True, postgresql_nulls_not_distinct=True)
+    op.create_index('uq_usage_hourly_key', 'usage_hourly', ['resource_id', 'hour', 'meter', 'department_id', 'system', 'rate_card_id'], unique=True, postgresql_nulls_not_distinct=True)
 
 
 
 def downgrade() -> None:
     op.drop_index('uq_usage_hourly_key', table_name='usage_hourly', postgresql_nulls_not_distinct=True)
-    op.drop_index('ix_usage_hourly_resource_hour', table_name='usage_hourly')
     op.drop_index('ix_usage_hourly_department_hour', table_name='usage_hourly')
     op.drop_table('usage_hourly')
     op.drop_index('uq_usage_daily_key', table_name='usage_daily', postgresql_nulls_not_distinct=True)

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     billing_port: int = Field(8002, validation_alias="GOVMETER_BILLING_PORT")
     query_port: int = Field(8003, validation_alias="GOVMETER_QUERY_PORT")
     # The worker takes up to this many Kafka records (each may carry a batch of events) per transaction.
-    worker_batch_records: int = Field(200, validation_alias="GOVMETER_WORKER_BATCH_RECORDS")
+    worker_batch_records: int = Field(100, validation_alias="GOVMETER_WORKER_BATCH_RECORDS")
     worker_batch_seconds: float = Field(0.2, validation_alias="GOVMETER_WORKER_BATCH_SECONDS")
     # The largest batch the ingest API puts in one Kafka record.
     ingest_record_events: int = Field(1000, validation_alias="GOVMETER_INGEST_RECORD_EVENTS")

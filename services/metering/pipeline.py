@@ -12,11 +12,12 @@ from datetime import datetime
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.events import ResourceEvent, UsageEvent, event_identity, validate_event
+from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, canonical_payload, event_identity, validate_event
 from services.common.db import raw_transaction
 from services.common.periods import floor_hour
 from services.metering.domain.attribution import Ownership
 from services.metering.domain.rating import MeteredUsage, RateCardPrices, rate_usage
+from services.metering.utilization import store_utilization
 from services.metering.store import (
     DeadLetterRow,
     IncomingEvent,
@@ -73,7 +74,7 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
                 dead.append(DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors,
                                           orjson.dumps(raw).decode(), record.topic, record.partition, record.offset))
             else:
-                incoming.append(IncomingEvent(event, raw, event.payload_hash()))
+                incoming.append(IncomingEvent(event, canonical_payload(raw)))
     return incoming, dead
 
 
@@ -92,8 +93,8 @@ class MeteringPipeline:
 
     async def apply(self, incoming: list[IncomingEvent], dead: list[DeadLetterRow]) -> BatchOutcome:
         outcome = BatchOutcome(events=len(incoming))
-        lifecycle = [i for i in incoming if isinstance(i.event, ResourceEvent)]
-        others = [i for i in incoming if not isinstance(i.event, ResourceEvent)]
+        lifecycle = [i for i in incoming if i.event["type"] == RESOURCE_TYPE]
+        others = [i for i in incoming if i.event["type"] != RESOURCE_TYPE]
         async with raw_transaction(self.engine) as conn:
             await lock_attribution(conn, exclusive=bool(lifecycle))
             conflicts: list[DeadLetterRow] = []
@@ -105,14 +106,17 @@ class MeteringPipeline:
                     await self._apply_lifecycle(conn, new_lifecycle)
             new_others, found = await store_events(conn, others)
             conflicts += found
-            new_usage = [i.event for i in new_others if isinstance(i.event, UsageEvent)]
+            new_usage = [i.event for i in new_others if i.event["type"] == USAGE_TYPE]
             outcome.new_usage = len(new_usage)
             outcome.new_other = len(new_others) - len(new_usage)
             if new_usage:
                 owners, cards = await self._state(conn)
-                usages = [MeteredUsage(e.subject, e.data.meter, e.data.quantity, e.data.start, e.data.end)
-                          for e in new_usage]
+                usages = [MeteredUsage(e["subject"], d["meter"], d["quantity"], d["start"], d["end"])
+                          for e in new_usage for d in (e["data"],)]
                 await apply_rollup_deltas(conn, rate_usage(usages, owners, cards))
+            new_utilization = [i.event for i in new_others if i.event["type"] == UTILIZATION_TYPE]
+            if new_utilization:  # never billed: kept as hourly utilisation for the reports, in this transaction
+                await store_utilization(conn, new_utilization)
             outcome.dead_letters = dead + conflicts
             await insert_dead_letters(conn, outcome.dead_letters)
         outcome.duplicates = len(incoming) - outcome.new_lifecycle - len(new_others)
@@ -123,10 +127,10 @@ class MeteringPipeline:
         # its usage from that hour on is re-attributed, even usage that arrived before the lifecycle event.
         from_hours: dict[str, datetime] = {}
         for item in new_lifecycle:
-            event = item.event
-            hour = floor_hour(event.data.effective_at)  # type: ignore[union-attr]
-            current = from_hours.get(event.subject)
-            from_hours[event.subject] = hour if current is None else min(current, hour)
+            subject = item.event["subject"]
+            hour = floor_hour(item.event["data"]["effective_at"])
+            current = from_hours.get(subject)
+            from_hours[subject] = hour if current is None else min(current, hour)
         await reproject_ownership(conn, from_hours)
         owners = await load_ownership(conn, from_hours)
         _, cards = await self._state(conn)

@@ -5,6 +5,7 @@ so an event, its dedupe key and its effect on the rollups commit together or not
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from schemas.events import RESOURCE_TYPE, USAGE_TYPE, CloudEvent, ResourceData, UsageEvent
+from schemas.events import RESOURCE_TYPE, USAGE_TYPE, resource_data_adapter
 from services.common.periods import floor_hour, local_day_of
 from services.metering.domain.attribution import LifecycleChange, Ownership, ownership_intervals
 from services.metering.domain.rating import (
@@ -39,9 +40,12 @@ async def lock_attribution(conn, exclusive: bool) -> None:
 
 @dataclass(frozen=True, slots=True)
 class IncomingEvent:
-    event: CloudEvent
-    raw: Any  # the event as received, kept verbatim in the store
-    payload_hash: bytes
+    event: dict  # validated (schemas.events), datetimes and decimals typed
+    payload: bytes  # canonical JSON as stored
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.event["source"], self.event["id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,75 +92,65 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
     unique: dict[tuple[str, str], IncomingEvent] = {}
     conflicts: list[DeadLetterRow] = []
     for item in incoming:
-        key = item.event.dedupe_key()
-        first = unique.get(key)
-        if first is None:
-            unique[key] = item
-        elif first.payload_hash != item.payload_hash:
+        first = unique.setdefault(item.key, item)
+        if first is not item and first.payload != item.payload:
             conflicts.append(_conflict(item))
     if not unique:
         return [], conflicts
     items = list(unique.values())
-    columns: list[list[Any]] = [[] for _ in range(11)]
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    (sources, ids, types, subjects, times, meter_col, quantities, starts, ends, payloads) = columns
     for item in items:
         event = item.event
-        usage = event.data if isinstance(event, UsageEvent) else None
-        values = (
-            event.source,
-            event.id,
-            event.type,
-            event.subject,
-            event.time,
-            usage.meter if usage else None,
-            usage.quantity if usage else None,
-            event.data.start if hasattr(event.data, "start") else None,
-            event.data.end if hasattr(event.data, "end") else None,
-            orjson.dumps(item.raw).decode(),
-            item.payload_hash,
-        )
-        for column, value in zip(columns, values):
-            column.append(value)
+        data = event["data"]
+        sources.append(event["source"])
+        ids.append(event["id"])
+        types.append(event["type"])
+        subjects.append(event["subject"])
+        times.append(event["time"])
+        meter_col.append(data.get("meter"))
+        quantities.append(data.get("quantity"))
+        starts.append(data.get("start"))
+        ends.append(data.get("end"))
+        payloads.append(item.payload)
     inserted = await conn.fetch(
         """
-        INSERT INTO events (source, event_id, type, subject, event_time, meter, quantity, start_at, end_at,
-                            payload, payload_hash)
-        SELECT s, i, ty, su, ti, m, q, st, en, p::jsonb, h
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::numeric[],
-                    $8::timestamptz[], $9::timestamptz[], $10::text[], $11::bytea[])
-             AS e(s, i, ty, su, ti, m, q, st, en, p, h)
+        INSERT INTO events (source, event_id, type, subject, event_time, meter, quantity, start_at, end_at, payload)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                             $7::numeric[], $8::timestamptz[], $9::timestamptz[], $10::bytea[])
         ON CONFLICT (source, event_id) DO NOTHING
         RETURNING source, event_id
         """,
         *columns,
     )
+    if len(inserted) == len(items):
+        return items, conflicts
     new_keys = {(r["source"], r["event_id"]) for r in inserted}
-    new = [item for item in items if item.event.dedupe_key() in new_keys]
-    seen_before = [item for item in items if item.event.dedupe_key() not in new_keys]
-    if seen_before:
-        stored = await conn.fetch(
-            """
-            SELECT e.source, e.event_id, e.payload_hash FROM events e
-            JOIN unnest($1::text[], $2::text[]) AS k(s, i) ON e.source = k.s AND e.event_id = k.i
-            """,
-            [i.event.source for i in seen_before],
-            [i.event.id for i in seen_before],
-        )
-        stored_hash = {(r["source"], r["event_id"]): bytes(r["payload_hash"]) for r in stored}
-        conflicts.extend(
-            _conflict(item) for item in seen_before if stored_hash.get(item.event.dedupe_key()) != item.payload_hash
-        )
+    new = [item for item in items if item.key in new_keys]
+    seen_before = [item for item in items if item.key not in new_keys]
+    stored = await conn.fetch(
+        """
+        SELECT e.source, e.event_id, e.payload FROM events e
+        JOIN unnest($1::text[], $2::text[]) AS k(s, i) ON e.source = k.s AND e.event_id = k.i
+        """,
+        [i.key[0] for i in seen_before],
+        [i.key[1] for i in seen_before],
+    )
+    stored_payload = {(r["source"], r["event_id"]): bytes(r["payload"]) for r in stored}
+    conflicts.extend(_conflict(item) for item in seen_before if stored_payload.get(item.key) != item.payload)
     return new, conflicts
 
 
 def _conflict(item: IncomingEvent) -> DeadLetterRow:
-    event = item.event
+    source, event_id = item.key
+    digest = hashlib.sha256(item.payload).hexdigest()
     return DeadLetterRow(
-        dedupe_key=f"conflict:{event.source}:{event.id}:{item.payload_hash.hex()}",
-        source=event.source,
-        event_id=event.id,
+        dedupe_key=f"conflict:{source}:{event_id}:{digest}",
+        source=source,
+        event_id=event_id,
         reason="conflicting duplicate",
-        errors=[f"id: ({event.source}, {event.id}) was already counted with a different payload"],
-        payload=orjson.dumps(item.raw).decode(),
+        errors=[f"id: ({source}, {event_id}) was already counted with a different payload"],
+        payload=item.payload.decode(),
     )
 
 
@@ -168,18 +162,18 @@ async def reproject_ownership(conn, resource_ids: Iterable[str]) -> None:
     ids = sorted(set(resource_ids))
     rows = await conn.fetch(
         f"""
-        SELECT subject, event_time, seq, payload->'data' AS data FROM events
+        SELECT subject, event_time, source, event_id, payload FROM events
         WHERE type = '{RESOURCE_TYPE}' AND subject = ANY($1::text[])
         """,
         ids,
     )
     changes: dict[str, list[LifecycleChange]] = defaultdict(list)
     for row in rows:
-        data = ResourceData.model_validate(row["data"])  # jsonb arrives decoded (SQLAlchemy's codec)
+        data = resource_data_adapter.validate_python(orjson.loads(row["payload"])["data"])
         changes[row["subject"]].append(
             LifecycleChange(
-                data.action, data.effective_at, data.department_id, data.system, data.kind, data.spec,
-                (row["event_time"], row["seq"]),
+                data["action"], data["effective_at"], data.get("department_id"), data.get("system", ""),
+                data["kind"], data.get("spec", {}), (row["event_time"], row["source"], row["event_id"]),
             )
         )
     intervals = [i for rid in ids for i in ownership_intervals(rid, changes.get(rid, []))]
