@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     # The worker takes up to this many Kafka records (each may carry a batch of events) per transaction.
     worker_batch_records: int = Field(100, validation_alias="GOVMETER_WORKER_BATCH_RECORDS")
     worker_batch_seconds: float = Field(0.2, validation_alias="GOVMETER_WORKER_BATCH_SECONDS")
+    # Batches in their transaction at once in one worker (see services/metering/worker.py).
+    worker_transactions: int = Field(2, validation_alias="GOVMETER_WORKER_TRANSACTIONS")
     # The largest batch the ingest API puts in one Kafka record.
     ingest_record_events: int = Field(1000, validation_alias="GOVMETER_INGEST_RECORD_EVENTS")
 

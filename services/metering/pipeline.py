@@ -17,7 +17,6 @@ from services.common.db import raw_transaction
 from services.common.periods import floor_hour
 from services.metering.domain.attribution import Ownership
 from services.metering.domain.rating import MeteredUsage, RateCardPrices, rate_usage
-from services.metering.utilization import store_utilization
 from services.metering.store import (
     DeadLetterRow,
     IncomingEvent,
@@ -31,6 +30,7 @@ from services.metering.store import (
     reproject_ownership,
     store_events,
 )
+from services.metering.utilization import store_utilization
 
 log = logging.getLogger(__name__)
 

@@ -97,7 +97,7 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
             conflicts.append(_conflict(item))
     if not unique:
         return [], conflicts
-    items = list(unique.values())
+    items = sorted(unique.values(), key=lambda i: i.key)  # one lock order for concurrent batches: no deadlocks
     columns: list[list[Any]] = [[] for _ in range(10)]
     (sources, ids, types, subjects, times, meter_col, quantities, starts, ends, payloads) = columns
     for item in items:

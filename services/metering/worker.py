@@ -80,8 +80,16 @@ async def meter_events(stream):
 
 
 @app.task
+async def start_appliers():
+    # Each applier runs one transaction at a time; with two, PostgreSQL works on one batch while this process
+    # rates the next. Order between batches does not matter: every effect is keyed and idempotent, and a batch's
+    # offsets become committable only when its own transaction has committed (Faust never commits past a gap).
+    for _ in range(settings.worker_transactions):
+        asyncio.ensure_future(apply_batches())
+
+
 async def apply_batches():
-    """Apply decoded batches in order, one transaction each; release their messages for commit afterwards."""
+    """Apply decoded batches, one transaction each; release their messages for commit afterwards."""
     while True:
         batch, incoming, dead = await _ready.get()
         outcome = await apply_until_committed(incoming, dead)

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
+from services.common.periods import HOUR, floor_hour
 from services.metering.domain.attribution import Ownership, owner_at
 from services.metering.domain.splitting import split_into_hours
 
@@ -70,17 +71,22 @@ def rate_usage(
     the card in force at that start. Tiered meters carry quantity here and are priced on the bill, where the
     department's month-to-date position is known. ``from_hour`` keeps only slices in hours ≥ it (for rebuilds)."""
     deltas: dict[RollupKey, RollupDelta] = {}
+    card_in_force = _CardLookup(cards)
     no_owners: list[Ownership] = []
     for usage in usages:
         intervals = owners.get(usage.resource_id, no_owners)
-        for piece in split_into_hours(usage.start, usage.end, usage.quantity):
-            if from_hour is not None and piece.hour < from_hour:
+        hour = floor_hour(usage.start)
+        if usage.end <= hour + HOUR:  # the common case: the event lies inside one hour
+            pieces: Iterable = ((hour, usage.start, usage.quantity),)
+        else:
+            pieces = ((p.hour, p.start, p.quantity) for p in split_into_hours(usage.start, usage.end, usage.quantity))
+        for piece_hour, piece_start, quantity in pieces:
+            if from_hour is not None and piece_hour < from_hour:
                 continue
-            owner = owner_at(intervals, piece.start) if intervals else None
-            card = card_at(cards, piece.start) if cards else None
-            price = card.flat.get(usage.meter) if card else None
+            owner = _owner_at(intervals, piece_start)
+            card = card_in_force(piece_start)
             key = (
-                piece.hour,
+                piece_hour,
                 usage.resource_id,
                 usage.meter,
                 owner.department_id if owner else None,
@@ -90,12 +96,42 @@ def rate_usage(
             delta = deltas.get(key)
             if delta is None:
                 delta = deltas[key] = RollupDelta(Decimal(0), Decimal(0), Decimal(0))
-            delta.quantity += piece.quantity
+            delta.quantity += quantity
+            price = card.flat.get(usage.meter) if card else None
             if price is not None:
-                delta.amount += piece.quantity * price
+                delta.amount += quantity * price
             elif card is None or not card.is_priced(usage.meter):
-                delta.unpriced_quantity += piece.quantity
+                delta.unpriced_quantity += quantity
     return deltas
+
+
+def _owner_at(intervals: list[Ownership], instant: datetime) -> Ownership | None:
+    if len(intervals) == 1:  # most resources keep one owner: skip the search
+        return intervals[0] if intervals[0].covers(instant) else None
+    return owner_at(intervals, instant) if intervals else None
+
+
+class _CardLookup:
+    """``card_at`` with a memo of the last answer's validity range: consecutive slices mostly share a card."""
+
+    def __init__(self, cards: list[RateCardPrices]) -> None:
+        self.cards = cards
+        self.low: datetime | None = None
+        self.high: datetime | None = None
+        self.card: RateCardPrices | None = None
+
+    def __call__(self, instant: datetime) -> RateCardPrices | None:
+        if self.low is not None and self.low <= instant and (self.high is None or instant < self.high):
+            return self.card
+        if not self.cards:
+            return None
+        index = bisect_right(self.cards, instant, key=lambda c: c.effective_from) - 1
+        if index < 0:
+            return None
+        self.card = self.cards[index]
+        self.low = self.card.effective_from
+        self.high = self.cards[index + 1].effective_from if index + 1 < len(self.cards) else None
+        return self.card
 
 
 def graduated_charge(tiers: tuple[Tier, ...], position: Decimal, quantity: Decimal) -> Decimal:
