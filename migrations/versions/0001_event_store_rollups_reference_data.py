@@ -93,6 +93,26 @@ def upgrade() -> None:
     )
     op.create_index('ix_usage_daily_department_day', 'usage_daily', ['department_id', 'day'], unique=False)
     op.create_index('uq_usage_daily_key', 'usage_daily', ['day', 'department_id', 'system', 'meter'], unique=True, postgresql_nulls_not_distinct=True)
+    op.create_table('usage_department_daily',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('department_id', sa.Text(), nullable=True),
+    sa.Column('meter', sa.Text(), nullable=False),
+    sa.Column('quantity', sa.Numeric(), nullable=False),
+    sa.Column('amount', sa.Numeric(), nullable=False),
+    sa.Column('unpriced_quantity', sa.Numeric(), nullable=False),
+    )
+    op.create_index('ix_usage_department_daily_day', 'usage_department_daily', ['day'], unique=False)
+    op.create_index('uq_usage_department_daily_key', 'usage_department_daily', ['department_id', 'day', 'meter'], unique=True, postgresql_nulls_not_distinct=True)
+    op.create_table('usage_monthly',
+    sa.Column('month', sa.Date(), nullable=False),
+    sa.Column('department_id', sa.Text(), nullable=True),
+    sa.Column('system', sa.Text(), nullable=True),
+    sa.Column('meter', sa.Text(), nullable=False),
+    sa.Column('quantity', sa.Numeric(), nullable=False),
+    sa.Column('amount', sa.Numeric(), nullable=False),
+    sa.Column('unpriced_quantity', sa.Numeric(), nullable=False),
+    )
+    op.create_index('uq_usage_monthly_key', 'usage_monthly', ['month', 'department_id', 'system', 'meter'], unique=True, postgresql_nulls_not_distinct=True)
     op.create_table('usage_hourly',
     sa.Column('hour', postgresql.TIMESTAMP(timezone=True), nullable=False),
     sa.Column('resource_id', sa.Text(), nullable=False),
@@ -105,12 +125,16 @@ def upgrade() -> None:
     sa.Column('unpriced_quantity', sa.Numeric(), nullable=False),
     )
     op.create_index('ix_usage_hourly_department_hour', 'usage_hourly', ['department_id', 'hour'], unique=False)
+    op.create_index('ix_usage_hourly_hour', 'usage_hourly', ['hour'], unique=False)
     op.create_index('uq_usage_hourly_key', 'usage_hourly', ['resource_id', 'hour', 'meter', 'department_id', 'system', 'rate_card_id'], unique=True, postgresql_nulls_not_distinct=True)
 
 
 
 def downgrade() -> None:
+    op.drop_table('usage_monthly')
+    op.drop_table('usage_department_daily')
     op.drop_index('uq_usage_hourly_key', table_name='usage_hourly', postgresql_nulls_not_distinct=True)
+    op.drop_index('ix_usage_hourly_hour', table_name='usage_hourly')
     op.drop_index('ix_usage_hourly_department_hour', table_name='usage_hourly')
     op.drop_table('usage_hourly')
     op.drop_index('uq_usage_daily_key', table_name='usage_daily', postgresql_nulls_not_distinct=True)

@@ -114,6 +114,7 @@ class UsageHourly(Base):
             unique=True, postgresql_nulls_not_distinct=True,
         ),
         Index("ix_usage_hourly_department_hour", "department_id", "hour"),
+        Index("ix_usage_hourly_hour", "hour"),
     )
     __mapper_args__ = {"primary_key": ["resource_id", "hour", "meter", "department_id", "system", "rate_card_id"]}
 
@@ -128,8 +129,14 @@ class UsageHourly(Base):
     unpriced_quantity: Mapped[Decimal]
 
 
-class UsageDaily(Base):
-    """Rated usage per local (Asia/Shanghai) day, owner and meter: what finance queries read."""
+class _CoarseUsage:
+    quantity: Mapped[Decimal]
+    amount: Mapped[Decimal]
+    unpriced_quantity: Mapped[Decimal]
+
+
+class UsageDaily(_CoarseUsage, Base):
+    """Rated usage per local (Asia/Shanghai) day, owner, information system and meter."""
 
     __tablename__ = "usage_daily"
     __table_args__ = (
@@ -145,9 +152,42 @@ class UsageDaily(Base):
     department_id: Mapped[str | None] = mapped_column(Text)
     system: Mapped[str | None] = mapped_column(Text)
     meter: Mapped[str] = mapped_column(Text)
-    quantity: Mapped[Decimal]
-    amount: Mapped[Decimal]
-    unpriced_quantity: Mapped[Decimal]
+
+
+class UsageDepartmentDaily(_CoarseUsage, Base):
+    """Rated usage per local day, owner and meter: a department's days read as one index range."""
+
+    __tablename__ = "usage_department_daily"
+    __table_args__ = (
+        Index(
+            "uq_usage_department_daily_key", "department_id", "day", "meter",
+            unique=True, postgresql_nulls_not_distinct=True,
+        ),
+        Index("ix_usage_department_daily_day", "day"),
+    )
+    __mapper_args__ = {"primary_key": ["department_id", "day", "meter"]}
+
+    day: Mapped[date]
+    department_id: Mapped[str | None] = mapped_column(Text)
+    meter: Mapped[str] = mapped_column(Text)
+
+
+class UsageMonthly(_CoarseUsage, Base):
+    """Rated usage per local month (its first day), owner, information system and meter."""
+
+    __tablename__ = "usage_monthly"
+    __table_args__ = (
+        Index(
+            "uq_usage_monthly_key", "month", "department_id", "system", "meter",
+            unique=True, postgresql_nulls_not_distinct=True,
+        ),
+    )
+    __mapper_args__ = {"primary_key": ["month", "department_id", "system", "meter"]}
+
+    month: Mapped[date]
+    department_id: Mapped[str | None] = mapped_column(Text)
+    system: Mapped[str | None] = mapped_column(Text)
+    meter: Mapped[str] = mapped_column(Text)
 
 
 class ProjectionState(Base):

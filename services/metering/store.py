@@ -226,27 +226,44 @@ async def projection_versions(conn) -> tuple[int, int]:
 
 # --- rollups ----------------------------------------------------------------------------------------------------
 
-DailyKey = tuple[Any, str | None, str | None, str]  # (local day, department_id, system, meter)
+
+@dataclass(frozen=True)
+class CoarseRollup:
+    """A rollup coarser than usage_hourly, derived from hourly deltas; finance queries read these."""
+
+    table: str
+    columns: tuple[str, ...]  # the key columns, in the order ``key`` returns them
+    types: tuple[str, ...]
+
+    def key(self, hour: datetime, department: str | None, system: str | None, meter: str) -> tuple:
+        day = local_day_of(hour)
+        values = {"day": day, "month": day.replace(day=1), "department_id": department, "system": system,
+                  "meter": meter}
+        return tuple(values[c] for c in self.columns)
+
+
+COARSE_ROLLUPS = (
+    # per local day with information system: reports per department and system
+    CoarseRollup("usage_daily", ("day", "department_id", "system", "meter"), ("date", "text", "text", "text")),
+    # per local day without system: a department's daily spend by meter is a plain index range
+    CoarseRollup("usage_department_daily", ("day", "department_id", "meter"), ("date", "text", "text")),
+    # per local month: a year of spend across departments is a few thousand rows
+    CoarseRollup("usage_monthly", ("month", "department_id", "system", "meter"), ("date", "text", "text", "text")),
+)
 
 
 def _sort_key(key: tuple) -> tuple:
-    # A fixed order of upserts keeps two workers from deadlocking on the same rollup rows.
+    # One order of upserts for every transaction keeps concurrent batches from deadlocking on rollup rows.
     return tuple("" if part is None else part for part in key)
 
 
-async def apply_rollup_deltas(conn, deltas: dict[RollupKey, RollupDelta], daily_extra=None) -> None:
-    """Add hourly deltas to usage_hourly and, summed per local day, to usage_daily."""
-    daily: dict[DailyKey, RollupDelta] = defaultdict(lambda: RollupDelta(Decimal(0), Decimal(0), Decimal(0)))
-    for (hour, _resource, meter, department, system, _card), delta in deltas.items():
-        target = daily[(local_day_of(hour), department, system, meter)]
-        target.quantity += delta.quantity
-        target.amount += delta.amount
-        target.unpriced_quantity += delta.unpriced_quantity
-    for key, delta in (daily_extra or {}).items():
-        target = daily[key]
-        target.quantity += delta.quantity
-        target.amount += delta.amount
-        target.unpriced_quantity += delta.unpriced_quantity
+def _new_delta() -> RollupDelta:
+    return RollupDelta(Decimal(0), Decimal(0), Decimal(0))
+
+
+async def apply_rollup_deltas(conn, deltas: dict[RollupKey, RollupDelta], removed: list | None = None) -> None:
+    """Add hourly deltas to usage_hourly and to every coarser rollup. ``removed``: usage_hourly rows a rebuild
+    has just deleted, taken back out of the coarser rollups (whose rows that become empty are deleted)."""
     if deltas:
         keys = sorted(deltas, key=_sort_key)
         await conn.execute(
@@ -255,37 +272,55 @@ async def apply_rollup_deltas(conn, deltas: dict[RollupKey, RollupDelta], daily_
                                       quantity, amount, unpriced_quantity)
             SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
                                  $7::numeric[], $8::numeric[], $9::numeric[])
-            ON CONFLICT (hour, resource_id, meter, department_id, system, rate_card_id) DO UPDATE SET
+            ON CONFLICT (resource_id, hour, meter, department_id, system, rate_card_id) DO UPDATE SET
                 quantity = usage_hourly.quantity + EXCLUDED.quantity,
                 amount = usage_hourly.amount + EXCLUDED.amount,
                 unpriced_quantity = usage_hourly.unpriced_quantity + EXCLUDED.unpriced_quantity
             """,
             *_columns(keys, deltas, 6),
         )
-    if daily:
-        keys = sorted(daily, key=_sort_key)
+    for rollup in COARSE_ROLLUPS:
+        coarse: dict[tuple, RollupDelta] = defaultdict(_new_delta)
+        for (hour, _resource, meter, department, system, _card), delta in deltas.items():
+            target = coarse[rollup.key(hour, department, system, meter)]
+            target.quantity += delta.quantity
+            target.amount += delta.amount
+            target.unpriced_quantity += delta.unpriced_quantity
+        for row in removed or ():
+            target = coarse[rollup.key(row["hour"], row["department_id"], row["system"], row["meter"])]
+            target.quantity -= row["quantity"]
+            target.amount -= row["amount"]
+            target.unpriced_quantity -= row["unpriced_quantity"]
+        if coarse:
+            await _upsert_coarse(conn, rollup, coarse, delete_empty=bool(removed))
+
+
+async def _upsert_coarse(conn, rollup: CoarseRollup, coarse: dict[tuple, RollupDelta], delete_empty: bool) -> None:
+    width = len(rollup.columns)
+    names = ", ".join(rollup.columns)
+    arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(rollup.types))
+    keys = sorted(coarse, key=_sort_key)
+    columns = _columns(keys, coarse, width)
+    await conn.execute(
+        f"""
+        INSERT INTO {rollup.table} ({names}, quantity, amount, unpriced_quantity)
+        SELECT * FROM unnest({arrays}, ${width + 1}::numeric[], ${width + 2}::numeric[], ${width + 3}::numeric[])
+        ON CONFLICT ({names}) DO UPDATE SET
+            quantity = {rollup.table}.quantity + EXCLUDED.quantity,
+            amount = {rollup.table}.amount + EXCLUDED.amount,
+            unpriced_quantity = {rollup.table}.unpriced_quantity + EXCLUDED.unpriced_quantity
+        """,
+        *columns,
+    )
+    if delete_empty:  # a rebuild may have emptied a row: remove it rather than show zeros
+        match = " AND ".join(f"r.{c} IS NOT DISTINCT FROM k.{c}" for c in rollup.columns)
         await conn.execute(
-            """
-            INSERT INTO usage_daily (day, department_id, system, meter, quantity, amount, unpriced_quantity)
-            SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[],
-                                 $5::numeric[], $6::numeric[], $7::numeric[])
-            ON CONFLICT (day, department_id, system, meter) DO UPDATE SET
-                quantity = usage_daily.quantity + EXCLUDED.quantity,
-                amount = usage_daily.amount + EXCLUDED.amount,
-                unpriced_quantity = usage_daily.unpriced_quantity + EXCLUDED.unpriced_quantity
+            f"""
+            DELETE FROM {rollup.table} r USING unnest({arrays}) AS k({names})
+            WHERE {match} AND r.quantity = 0 AND r.amount = 0 AND r.unpriced_quantity = 0
             """,
-            *_columns(keys, daily, 4),
+            *columns[:width],
         )
-        if daily_extra:  # a rebuild may have emptied a day's row: remove it rather than show zeros
-            await conn.execute(
-                """
-                DELETE FROM usage_daily d USING unnest($1::date[], $2::text[], $3::text[], $4::text[]) AS k(dy, de, sy, me)
-                WHERE d.day = k.dy AND d.department_id IS NOT DISTINCT FROM k.de
-                  AND d.system IS NOT DISTINCT FROM k.sy AND d.meter = k.me
-                  AND d.quantity = 0 AND d.amount = 0 AND d.unpriced_quantity = 0
-                """,
-                *_columns(keys, daily, 4)[:4],
-            )
 
 
 def _columns(keys: list[tuple], deltas: dict, width: int) -> list[list[Any]]:
@@ -317,12 +352,6 @@ async def rebuild_rollups(
         ids,
         starts,
     )
-    undo: dict[DailyKey, RollupDelta] = defaultdict(lambda: RollupDelta(Decimal(0), Decimal(0), Decimal(0)))
-    for r in removed:
-        target = undo[(local_day_of(r["hour"]), r["department_id"], r["system"], r["meter"])]
-        target.quantity -= r["quantity"]
-        target.amount -= r["amount"]
-        target.unpriced_quantity -= r["unpriced_quantity"]
     rows = await conn.fetch(
         f"""
         SELECT e.subject, e.meter, e.quantity, e.start_at, e.end_at
@@ -341,7 +370,7 @@ async def rebuild_rollups(
     deltas: dict[RollupKey, RollupDelta] = {}
     for resource_id, usages in usage_by_resource.items():
         deltas.update(rate_usage(usages, owners, cards, from_hour=from_hours[resource_id]))
-    await apply_rollup_deltas(conn, deltas, daily_extra=undo)
+    await apply_rollup_deltas(conn, deltas, removed=removed)
 
 
 async def reprice_from(conn, effective_from: datetime) -> int:

@@ -33,29 +33,39 @@ def quantity_text(value: Decimal) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def _uses_daily(query: UsageQuery) -> bool:
-    # The daily rollup answers whenever no resource or hour is asked for and the bounds are local midnights.
-    def midnight(t: datetime) -> bool:
-        local = t.astimezone(LOCAL_TZ)
-        return (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0)
+def _is_local_midnight(t: datetime) -> bool:
+    local = t.astimezone(LOCAL_TZ)
+    return (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0)
 
-    return "resource" not in query.group_by and query.granularity != "hour" and midnight(query.start) and midnight(
-        query.end
-    )
+
+def _rollup_for(query: UsageQuery) -> str:
+    """The coarsest rollup that answers the query exactly."""
+    if "resource" in query.group_by or query.granularity == "hour" or not (
+        _is_local_midnight(query.start) and _is_local_midnight(query.end)
+    ):
+        return "usage_hourly"
+    month_bounds = query.start.astimezone(LOCAL_TZ).day == 1 and query.end.astimezone(LOCAL_TZ).day == 1
+    if month_bounds and query.granularity in ("month", "total"):
+        return "usage_monthly"
+    if "system" in query.group_by:
+        return "usage_daily"
+    return "usage_department_daily"
 
 
 async def usage_rows(engine: AsyncEngine, query: UsageQuery) -> list[dict]:
-    daily = _uses_daily(query)
-    table = "usage_daily" if daily else "usage_hourly"
-    if daily:
-        time_filter = "day >= $1::date AND day < $2::date"
-        start_arg, end_arg = query.start.astimezone(LOCAL_TZ).date(), query.end.astimezone(LOCAL_TZ).date()
-        bucket = {"day": "day::timestamp", "month": "date_trunc('month', day)::timestamp"}.get(query.granularity)
-    else:
+    table = _rollup_for(query)
+    if table == "usage_hourly":
         time_filter = "hour >= $1 AND hour < $2"
         start_arg, end_arg = query.start, query.end
         local = "(hour AT TIME ZONE 'Asia/Shanghai')"
         bucket = {"hour": local, "day": f"date_trunc('day', {local})", "month": f"date_trunc('month', {local})"}.get(
+            query.granularity
+        )
+    else:
+        column = "month" if table == "usage_monthly" else "day"
+        time_filter = f"{column} >= $1::date AND {column} < $2::date"
+        start_arg, end_arg = query.start.astimezone(LOCAL_TZ).date(), query.end.astimezone(LOCAL_TZ).date()
+        bucket = {"day": "day::timestamp", "month": f"date_trunc('month', {column})::timestamp"}.get(
             query.granularity
         )
     args: list = [start_arg, end_arg]
