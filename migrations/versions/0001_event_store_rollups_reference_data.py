@@ -106,13 +106,12 @@ def upgrade() -> None:
     op.create_table('usage_monthly',
     sa.Column('month', sa.Date(), nullable=False),
     sa.Column('department_id', sa.Text(), nullable=True),
-    sa.Column('system', sa.Text(), nullable=True),
     sa.Column('meter', sa.Text(), nullable=False),
     sa.Column('quantity', sa.Numeric(), nullable=False),
     sa.Column('amount', sa.Numeric(), nullable=False),
     sa.Column('unpriced_quantity', sa.Numeric(), nullable=False),
     )
-    op.create_index('uq_usage_monthly_key', 'usage_monthly', ['month', 'department_id', 'system', 'meter'], unique=True, postgresql_nulls_not_distinct=True)
+    op.create_index('uq_usage_monthly_key', 'usage_monthly', ['month', 'department_id', 'meter'], unique=True, postgresql_nulls_not_distinct=True)
     op.create_table('usage_hourly',
     sa.Column('hour', postgresql.TIMESTAMP(timezone=True), nullable=False),
     sa.Column('resource_id', sa.Text(), nullable=False),

@@ -173,20 +173,16 @@ class UsageDepartmentDaily(_CoarseUsage, Base):
 
 
 class UsageMonthly(_CoarseUsage, Base):
-    """Rated usage per local month (its first day), owner, information system and meter."""
+    """Rated usage per local month (its first day), owner and meter."""
 
     __tablename__ = "usage_monthly"
     __table_args__ = (
-        Index(
-            "uq_usage_monthly_key", "month", "department_id", "system", "meter",
-            unique=True, postgresql_nulls_not_distinct=True,
-        ),
+        Index("uq_usage_monthly_key", "month", "department_id", "meter", unique=True, postgresql_nulls_not_distinct=True),
     )
-    __mapper_args__ = {"primary_key": ["month", "department_id", "system", "meter"]}
+    __mapper_args__ = {"primary_key": ["month", "department_id", "meter"]}
 
     month: Mapped[date]
     department_id: Mapped[str | None] = mapped_column(Text)
-    system: Mapped[str | None] = mapped_column(Text)
     meter: Mapped[str] = mapped_column(Text)
 
 

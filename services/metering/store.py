@@ -247,8 +247,8 @@ COARSE_ROLLUPS = (
     CoarseRollup("usage_daily", ("day", "department_id", "system", "meter"), ("date", "text", "text", "text")),
     # per local day without system: a department's daily spend by meter is a plain index range
     CoarseRollup("usage_department_daily", ("day", "department_id", "meter"), ("date", "text", "text")),
-    # per local month: a year of spend across departments is a few thousand rows
-    CoarseRollup("usage_monthly", ("month", "department_id", "system", "meter"), ("date", "text", "text", "text")),
+    # per local month: a year of spend across all departments is a few thousand rows
+    CoarseRollup("usage_monthly", ("month", "department_id", "meter"), ("date", "text", "text")),
 )
 
 

@@ -29,6 +29,7 @@ app = faust.App(
     store="memory://",
     datadir=os.path.join(tempfile.gettempdir(), f"faust-{settings.worker_group}"),  # nothing durable lives there
     web_enabled=False,
+    web_bind="127.0.0.1",  # never 0.0.0.0, even if something turns the web server on
     consumer_auto_offset_reset="earliest",
     topic_partitions=settings.event_partitions,
     topic_allow_declare=True,
@@ -119,5 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     from services.common.kafka import ensure_topics
 
     asyncio.run(ensure_topics(settings))  # Faust ignores a topic that is missing when it starts
-    sys.argv = ["govmeter-worker", "worker", "-l", "info", *(argv or [])]
+    # --without-web: the CLI's default (--with-web) would override web_enabled and bind 0.0.0.0:6066.
+    sys.argv = ["govmeter-worker", "worker", "-l", "info", "--without-web", "--web-bind", "127.0.0.1",
+                *(argv or [])]
     app.main()

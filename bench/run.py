@@ -1,0 +1,544 @@
+"""govmeter benchmark: how fast the real system is on this machine, beside the raw ceiling of the same machine.
+
+    python bench/run.py --size smoke     # CI: tiny, keeps the script working
+    python bench/run.py --size full      # by hand: the figures in the README
+
+Everything runs on loopback: the Apache Kafka broker of scripts/kafka-broker.sh, the local PostgreSQL, and govmeter's
+own processes started as subprocesses exactly as `govmeter` starts them. Prints one table and writes it as JSON to
+bench/results/<timestamp>.json and bench/results/latest.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+STAMP = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+BENCH_DB = os.environ.get("GOVMETER_BENCH_DATABASE_URL",
+                          "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter_bench")
+os.environ["DATABASE_URL"] = BENCH_DB
+os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+os.environ["GOVMETER_TOPIC_PREFIX"] = f"bench-{STAMP}"
+PORTS = {"metering": 18001, "billing": 18002, "query": 18003}
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
+from services.common.auth import issue_token  # noqa: E402
+from services.common.config import Settings  # noqa: E402
+from services.common.db import drop_database, get_engine, raw_connection  # noqa: E402
+from services.common.kafka import batch_records, ensure_topics  # noqa: E402
+from services.common.migrate import migrate  # noqa: E402
+from services.demo.load import DEMO_DEPARTMENTS, DEMO_PRICES, demo_resources, lifecycle_event, usage_events  # noqa: E402
+
+SIZES = {
+    #            worker events/run, runs, ingest events/run, freshness s, year events, query requests/client
+    "smoke": dict(worker=20_000, runs=1, ingest=10_000, freshness=5, year=40_000, queries=5),
+    "full": dict(worker=400_000, runs=3, ingest=200_000, freshness=30, year=10_000_000, queries=50),
+}
+YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    low: float | None = None
+    high: float | None = None
+    target: str = ""
+    note: str = ""
+
+
+def summary(name, values, unit, target="", note="") -> Figure:
+    return Figure(name, statistics.median(values), unit, min(values), max(values), target, note)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def env_for(prefix: str, **extra) -> dict:
+    env = dict(os.environ, GOVMETER_TOPIC_PREFIX=prefix, **{k: str(v) for k, v in extra.items()})
+    env.update({f"GOVMETER_{s.upper()}_PORT": str(p) for s, p in PORTS.items()})
+    return env
+
+
+def spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "services.common.cli", *args], cwd=REPO, env=env,
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> float:
+    rss = peak_rss_mb(process.pid) if process.poll() is None else 0.0
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    return rss
+
+
+class Load:
+    """Realistic events: ~30 departments, ~2,000 resources, every meter family, timestamps over a year,
+    1 % duplicates and 0.1 % invalid events."""
+
+    def __init__(self, seed: int = 1) -> None:
+        self.fleet = demo_resources(2000)
+        self.rng = random.Random(seed)
+
+    def events(self, count: int, start: datetime = YEAR_START, span_days: int = 365) -> tuple[list[bytes], int]:
+        """Encoded events and how many distinct valid ones they hold. Each round of the fleet's meters is placed
+        at its own random 5-minute slot in the year."""
+        per_round = sum(len(r.meters) for r in self.fleet)
+        stream = usage_events(self.fleet, start, timedelta(minutes=5), seed=self.rng.randint(0, 10**9))
+        out: list[bytes] = []
+        distinct = 0
+        slot_start = slot_end = ""
+        for i in range(count):
+            if i % per_round == 0:
+                begin = start + timedelta(minutes=5 * self.rng.randrange(span_days * 288))
+                slot_start, slot_end = begin.isoformat(), (begin + timedelta(minutes=5)).isoformat()
+            event = next(stream)
+            event["data"]["start"], event["data"]["end"], event["time"] = slot_start, slot_end, slot_end
+            roll = self.rng.random()
+            if roll < 0.001:
+                event["data"]["meter"] = "compute.nonexistent"  # invalid: goes to the dead letters
+            else:
+                distinct += 1
+            out.append(orjson.dumps(event))
+            if 0.001 <= roll < 0.011:
+                out.append(out[-1])  # duplicate: counted once
+        return out, distinct
+
+
+async def produce(settings: Settings, encoded: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+                                max_request_size=2_000_000, linger_ms=5)
+    await producer.start()
+    try:
+        for record in batch_records(encoded, max_events=500):
+            await producer.send(settings.events_topic, record)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def usage_count() -> int:
+    async with raw_connection(get_engine()) as conn:
+        return await conn.fetchval("SELECT count(*) FROM events WHERE type = 'gov.cloud.usage.v1'")
+
+
+async def wait_for_count(target: int, timeout: float = 1800, poll: float = 0.25) -> tuple[float, float, int]:
+    """Poll until ``target`` usage events are stored; returns (time first seen growing, time done, start count)."""
+    base = await usage_count()
+    first = None
+    deadline = time.monotonic() + timeout
+    while True:
+        n = await usage_count()
+        now = time.monotonic()
+        if first is None and n > base:
+            first = (now, n)
+        if n >= target:
+            assert first is not None
+            return first[0], now, first[1]
+        if now > deadline:
+            raise SystemExit(f"timed out: {n} of {target} events stored")
+        await asyncio.sleep(poll)
+
+
+async def seed_reference_data() -> None:
+    from services.metering.pipeline import KafkaRecord, MeteringPipeline
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['billing']}", timeout=60) as client:
+        admin = {"Authorization": f"Bearer {issue_token('admin')}"}
+        for dep_id, name in DEMO_DEPARTMENTS:
+            await client.post("/v1/departments", json={"id": dep_id, "name": name}, headers=admin)
+        await client.post("/v1/rate-cards", headers=admin, json={
+            "version": "bench", "effective_from": "2024-01-01T00:00:00+08:00", "prices": DEMO_PRICES})
+    fleet = demo_resources(2000)
+    lifecycle = orjson.dumps([lifecycle_event(r, YEAR_START - timedelta(days=1)) for r in fleet])
+    await MeteringPipeline(get_engine()).process([KafkaRecord("bench", 0, 0, lifecycle)])
+
+
+async def bench_workers(size: dict, load: Load, workers: int, logs: Path) -> tuple[Figure, float]:
+    rates, rss = [], 0.0
+    for run in range(size["runs"]):
+        prefix = f"bench-{STAMP}-w{workers}-{run}"
+        settings = Settings(GOVMETER_TOPIC_PREFIX=prefix)
+        await ensure_topics(settings)
+        encoded, distinct = load.events(size["worker"])
+        await produce(settings, encoded)
+        target = await usage_count() + distinct
+        before = await usage_count()
+        worker_logs = [logs / f"worker-{workers}-{run}-{i}.log" for i in range(workers)]
+        procs = [spawn(["worker", "metering"], env_for(prefix), log) for log in worker_logs]
+        ready = await wait_ready(worker_logs)  # from here the worker consumes: its start-up is not counted
+        _, done, _ = await wait_for_count(target)
+        rates.append((target - before) / (done - ready))
+        rss = max([rss] + [stop(p) for p in procs])
+    label = "metering worker, 1 process" if workers == 1 else f"metering workers, {workers} processes"
+    target_text = "≥ 25,000 /s" if workers == 1 else ""
+    return summary(label, rates, "events/s", target_text), rss
+
+
+async def wait_ready(worker_logs: list[Path], timeout: float = 120) -> float:
+    """When every worker has logged that it is ready (Faust's "[^Worker]: Ready")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(log.exists() and "[^Worker]: Ready" in log.read_text(errors="replace") for log in worker_logs):
+            return time.monotonic()
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"workers not ready: see {worker_logs}")
+
+
+async def bench_ceiling(size: dict, load: Load) -> Figure:
+    """Plain aiokafka consume + JSON decode + batched asyncpg INSERT … ON CONFLICT into an equivalent table."""
+    rates = []
+    async with raw_connection(get_engine()) as conn:
+        await conn.execute("CREATE TABLE IF NOT EXISTS ceiling_events (LIKE events INCLUDING ALL)")
+    for run in range(size["runs"]):
+        settings = Settings(GOVMETER_TOPIC_PREFIX=f"bench-{STAMP}-ceiling-{run}")
+        await ensure_topics(settings)
+        encoded, distinct = load.events(size["worker"])
+        await produce(settings, encoded)
+        consumer = AIOKafkaConsumer(settings.events_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    group_id=f"ceiling-{run}", auto_offset_reset="earliest",
+                                    enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+        await consumer.start()
+        total, started = 0, None
+        try:
+            async with raw_connection(get_engine()) as conn:
+                while total < len(encoded):
+                    batch = await consumer.getmany(timeout_ms=1000, max_records=100)
+                    if started is None and batch:
+                        started = time.monotonic()
+                    rows = []
+                    for messages in batch.values():
+                        for message in messages:
+                            for e in orjson.loads(message.value):
+                                d = e["data"]
+                                rows.append((e["source"], e["id"], e["type"], e["subject"],
+                                             datetime.fromisoformat(e["time"]), d["meter"], d["quantity"],
+                                             datetime.fromisoformat(d["start"]), datetime.fromisoformat(d["end"]),
+                                             orjson.dumps(e, option=orjson.OPT_SORT_KEYS)))
+                    if not rows:
+                        continue
+                    columns = list(zip(*rows))
+                    async with conn.transaction():
+                        await conn.execute(
+                            """INSERT INTO ceiling_events (source, event_id, type, subject, event_time, meter, quantity,
+                                                           start_at, end_at, payload)
+                               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                                                    $6::text[], $7::numeric[], $8::timestamptz[], $9::timestamptz[],
+                                                    $10::bytea[])
+                               ON CONFLICT (source, event_id) DO NOTHING""",
+                            *[list(c) for c in columns[:6]], [str(q) for q in columns[6]], *[list(c) for c in columns[7:]])
+                        for tp, messages in batch.items():
+                            await consumer.commit({tp: messages[-1].offset + 1})
+                    total += len(rows)
+        finally:
+            await consumer.stop()
+        rates.append(total / (time.monotonic() - started))
+    return summary("raw ceiling (aiokafka + JSON + asyncpg)", rates, "events/s")
+
+
+async def bench_ingest(size: dict, load: Load, logs: Path) -> tuple[Figure, float]:
+    prefix = f"bench-{STAMP}-ingest"
+    api = spawn(["api", "metering"], env_for(prefix), logs / "metering-api.log")
+    await wait_healthy("metering")
+    provider = {"Authorization": f"Bearer {issue_token('provider')}", "content-type": "application/json"}
+    rates = []
+    try:
+        for _ in range(size["runs"]):
+            encoded, _ = load.events(size["ingest"])
+            bodies = [b"[" + b",".join(encoded[i:i + 500]) + b"]" for i in range(0, len(encoded), 500)]
+            accepted = 0
+            queue = list(bodies)
+
+            async def client_loop(client):
+                nonlocal accepted
+                while queue:
+                    body = queue.pop()
+                    response = await client.post("/v1/events", content=body, headers=provider)
+                    assert response.status_code == 202, response.text
+                    accepted += response.json()["accepted"]
+
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['metering']}", timeout=60,
+                                         limits=httpx.Limits(max_connections=16)) as client:
+                started = time.monotonic()
+                await asyncio.gather(*(client_loop(client) for _ in range(8)))
+                rates.append(accepted / (time.monotonic() - started))
+    finally:
+        rss = stop(api)
+    return summary("HTTP ingest, 1 process, batches of 500", rates, "events/s", "≥ 20,000 /s"), rss
+
+
+async def wait_healthy(service: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(f"http://127.0.0.1:{PORTS[service]}/healthz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.3)
+    raise SystemExit(f"{service} API did not become healthy")
+
+
+async def bench_freshness(size: dict, load: Load, logs: Path) -> list[Figure]:
+    """Offer 5,000 events/s through the API; probes carry their own resources in their own hour; poll /v1/usage."""
+    prefix = f"bench-{STAMP}-fresh"
+    env = env_for(prefix)
+    await ensure_topics(Settings(GOVMETER_TOPIC_PREFIX=prefix))
+    procs = [spawn(["api", "metering"], env, logs / "fresh-metering.log"),
+             spawn(["api", "query"], env, logs / "fresh-query.log"),
+             spawn(["worker", "metering"], env, logs / "fresh-worker.log")]
+    provider = {"Authorization": f"Bearer {issue_token('provider')}", "content-type": "application/json"}
+    finance = {"Authorization": f"Bearer {issue_token('finance')}"}
+    probe_hour = datetime(2024, 6, 1, tzinfo=UTC) + timedelta(hours=random.randint(0, 5000))
+    sent_at: dict[str, float] = {}
+    seen_at: dict[str, float] = {}
+    try:
+        await wait_healthy("metering")
+        await wait_healthy("query")
+        await asyncio.sleep(3)  # let the worker join its group
+        encoded, _ = load.events(size["freshness"] * 5000 + 5000)
+        params = {"from": probe_hour.isoformat(), "to": (probe_hour + timedelta(hours=1)).isoformat(),
+                  "group_by": "resource"}
+        stop_polling = asyncio.Event()
+
+        async def poll(client):
+            while not stop_polling.is_set():
+                response = await client.get(f"http://127.0.0.1:{PORTS['query']}/v1/usage", params=params,
+                                            headers=finance)
+                now = time.monotonic()
+                for row in response.json()["rows"]:
+                    seen_at.setdefault(row["resource_id"], now)
+                await asyncio.sleep(0.05)
+
+        async with httpx.AsyncClient(timeout=30) as client:
+            poller = asyncio.create_task(poll(client))
+            started = time.monotonic()
+            tick, per_tick = 0.1, 500
+            for n, i in enumerate(range(0, size["freshness"] * 5000, per_tick)):
+                probe_id = f"probe-{uuid.uuid4().hex[:12]}"
+                probe = orjson.dumps({
+                    "specversion": "1.0", "id": probe_id, "source": "bench:probe", "type": "gov.cloud.usage.v1",
+                    "subject": probe_id, "time": (probe_hour + timedelta(minutes=5)).isoformat(),
+                    "data": {"meter": "compute.vcpu", "quantity": "1", "start": probe_hour.isoformat(),
+                             "end": (probe_hour + timedelta(minutes=5)).isoformat()}})
+                body = b"[" + b",".join(encoded[i:i + per_tick - 1] + [probe]) + b"]"
+                delay = started + n * tick - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent_at[probe_id] = time.monotonic()
+                response = await client.post(f"http://127.0.0.1:{PORTS['metering']}/v1/events", content=body,
+                                             headers=provider)
+                assert response.status_code == 202, response.text
+            offered = size["freshness"] * 5000 / (time.monotonic() - started)
+            deadline = time.monotonic() + 30
+            while len(seen_at) < len(sent_at) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            stop_polling.set()
+            await poller
+    finally:
+        for p in procs:
+            stop(p)
+    latencies = sorted(seen_at[k] - sent_at[k] for k in sent_at if k in seen_at)
+    missing = len(sent_at) - len(latencies)
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    note = f"offered {offered:,.0f} events/s; {len(latencies)} probes" + (f", {missing} not seen" if missing else "")
+    return [Figure("publish → queryable p50", p50, "s", note=note),
+            Figure("publish → queryable p99", p99, "s", target="≤ 2 s", note=note)]
+
+
+async def load_year(size: dict, load: Load, logs: Path) -> tuple[int, float]:
+    """Store a year of usage through the real worker (the data the finance queries read)."""
+    prefix = f"bench-{STAMP}-year"
+    settings = Settings(GOVMETER_TOPIC_PREFIX=prefix)
+    await ensure_topics(settings)
+    chunk = 500_000
+    remaining = size["year"]
+    worker = spawn(["worker", "metering"], env_for(prefix), logs / "year-worker.log")
+    target = await usage_count()
+    try:
+        while remaining > 0:
+            encoded, distinct = load.events(min(chunk, remaining))
+            await produce(settings, encoded)
+            target += distinct
+            remaining -= chunk
+        await wait_for_count(target, timeout=7200, poll=5)
+    finally:
+        rss = stop(worker)
+    return await usage_count(), rss
+
+
+async def bench_queries(size: dict, logs: Path) -> tuple[list[Figure], dict[str, float]]:
+    env = env_for(f"bench-{STAMP}-query")
+    procs = {"query": spawn(["api", "query"], env, logs / "query-api.log"),
+             "billing": spawn(["api", "billing"], env, logs / "billing-api.log")}
+    finance = {"Authorization": f"Bearer {issue_token('finance')}"}
+    department = DEMO_DEPARTMENTS[3][0]
+    year = {"from": "2025-01-01", "to": "2026-01-01"}
+    queries = {
+        "spend by department × month": ("query", "/v1/usage", {**year, "group_by": "department",
+                                                               "granularity": "month"}),
+        "one department by meter × day": ("query", "/v1/usage", {**year, "group_by": "meter", "granularity": "day",
+                                                                 "department": department}),
+        "top-10 departments (year)": ("query", "/v1/usage", {**year, "group_by": "department"}),
+        "a department's bill list": ("billing", "/v1/bills", {"department": department}),
+    }
+    figures = []
+    try:
+        await wait_healthy("query")
+        await wait_healthy("billing")
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=40)) as client:
+            for name, (service, path, params) in queries.items():
+                url = f"http://127.0.0.1:{PORTS[service]}{path}"
+                first = await client.get(url, params=params, headers=finance)
+                if first.status_code == 404:
+                    figures.append(Figure(f"query: {name}", float("nan"), "ms", note="endpoint not available"))
+                    continue
+                assert first.status_code == 200, first.text
+                latencies: list[float] = []
+
+                async def one_client():
+                    for _ in range(size["queries"]):
+                        t0 = time.perf_counter()
+                        response = await client.get(url, params=params, headers=finance)
+                        latencies.append((time.perf_counter() - t0) * 1000)
+                        assert response.status_code == 200
+
+                await asyncio.gather(*(one_client() for _ in range(20)))
+                latencies.sort()
+                p50 = latencies[len(latencies) // 2]
+                p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+                figures.append(Figure(f"query p99: {name}", p99, "ms", target="≤ 100 ms",
+                                      note=f"p50 {p50:.1f} ms, 20 clients, {len(latencies)} requests"))
+    finally:
+        rss = {name: stop(p) for name, p in procs.items()}
+    return figures, rss
+
+
+async def bench_replay(logs: Path) -> Figure | None:
+    """`govmeter replay` rebuilds every projection from the event store; reports its own rate when available."""
+    result = subprocess.run([sys.executable, "-m", "services.common.cli", "replay", "--json"], cwd=REPO,
+                            env=env_for(f"bench-{STAMP}-replay"), capture_output=True, text=True)
+    (logs / "replay.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        return Figure("replay", float("nan"), "events/s", target="≥ 50,000 /s",
+                      note="govmeter replay failed or is not available: see replay.log")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return Figure("replay (rebuild all projections)", report["events_per_second"], "events/s",
+                  target="≥ 50,000 /s", note=f"{report.get('events', '?')} events; identical: {report.get('identical')}")
+
+
+def print_table(figures: list[Figure]) -> None:
+    def fmt(v):
+        if v is None:
+            return ""
+        if v != v:  # nan
+            return "n/a"
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+
+    rows = [("figure", "median", "min–max", "unit", "target", "note")]
+    for f in figures:
+        spread = f"{fmt(f.low)}–{fmt(f.high)}" if f.low is not None and f.low != f.high else ""
+        rows.append((f.name, fmt(f.value), spread, f.unit, f.target, f.note))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=list(SIZES), default="smoke")
+    parser.add_argument("--skip", default="", help="comma-separated stages to skip: ingest,worker,ceiling,fresh,"
+                                                     "year,queries,replay")
+    args = parser.parse_args()
+    size = SIZES[args.size]
+    skip = set(filter(None, args.skip.split(",")))
+    logs = REPO / "bench" / "results" / f"logs-{STAMP}"
+    logs.mkdir(parents=True, exist_ok=True)
+    subprocess.check_call(["bash", str(REPO / "scripts" / "postgres.sh")], stdout=subprocess.DEVNULL)
+    subprocess.check_call(["bash", str(REPO / "scripts" / "kafka-broker.sh"), "start"], stdout=subprocess.DEVNULL)
+    await drop_database(BENCH_DB)
+    await asyncio.to_thread(migrate, BENCH_DB)
+
+    figures: list[Figure] = []
+    rss: dict[str, float] = {}
+    load = Load()
+    billing = spawn(["api", "billing"], env_for(f"bench-{STAMP}-seed"), logs / "seed-billing.log")
+    try:
+        await wait_healthy("billing")
+        await seed_reference_data()
+    finally:
+        rss["billing API (seed)"] = stop(billing)
+    if "ingest" not in skip:
+        figure, rss["metering API"] = await bench_ingest(size, load, logs)
+        figures.append(figure)
+    worker_figure = ceiling_figure = None
+    if "worker" not in skip:
+        worker_figure, rss["metering worker"] = await bench_workers(size, load, 1, logs)
+        figures.append(worker_figure)
+        two, rss["metering worker (of 2)"] = await bench_workers(size, load, 2, logs)
+        figures.append(two)
+    if "ceiling" not in skip:
+        ceiling_figure = await bench_ceiling(size, load)
+        figures.append(ceiling_figure)
+    if worker_figure and ceiling_figure:
+        figures.append(Figure("worker / ceiling", worker_figure.value / ceiling_figure.value, "ratio",
+                              target="≥ 0.5"))
+    if "fresh" not in skip:
+        figures.extend(await bench_freshness(size, load, logs))
+    if "year" not in skip:
+        stored, rss["metering worker (year load)"] = await load_year(size, load, logs)
+        figures.append(Figure("usage events stored for the queries", stored, "events"))
+    if "queries" not in skip:
+        query_figures, query_rss = await bench_queries(size, logs)
+        figures.extend(query_figures)
+        rss.update({f"{k} API": v for k, v in query_rss.items()})
+    if "replay" not in skip:
+        figure = await bench_replay(logs)
+        if figure:
+            figures.append(figure)
+    for process, mb in rss.items():
+        figures.append(Figure(f"peak RSS: {process}", mb, "MB", target="≤ 500 MB"))
+
+    print(f"\ngovmeter benchmark ({args.size}) on {platform.node()}: {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python "
+          f"{platform.python_version()}, {STAMP}\n")
+    print_table(figures)
+    result = {"size": args.size, "stamp": STAMP, "machine": {"cores": os.cpu_count(), "node": platform.node()},
+              "figures": [f.__dict__ for f in figures]}
+    out = REPO / "bench" / "results"
+    text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
+    (out / f"{STAMP}-{args.size}.json").write_text(text)
+    (out / f"latest-{args.size}.json").write_text(text)
+    await get_engine().dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
