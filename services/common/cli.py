@@ -87,13 +87,17 @@ def cmd_dev(args) -> int:
     try:
         for service in APIS:
             children.append(subprocess.Popen([*me, "api", service], cwd=REPO))
-        children.append(subprocess.Popen([*me, "worker", "metering"], cwd=REPO,
-                                         stdout=subprocess.DEVNULL if args.quiet_worker else None))
+        logs = REPO / ".cache" / "dev"
+        logs.mkdir(parents=True, exist_ok=True)
+        worker_log = logs / "metering-worker.log"
+        children.append(subprocess.Popen([*me, "worker", "metering"], cwd=REPO, stdout=open(worker_log, "ab"),
+                                         stderr=subprocess.STDOUT))
         urls = {s: f"http://{settings.host}:{getattr(settings, f'{s}_port')}" for s in APIS}
         _wait_healthy(urls.values(), children)
         print("\ngovmeter is running (Ctrl-C stops everything):")
         for service, url in urls.items():
             print(f"  {service:9s} API  {url}   docs: {url}/docs")
+        print(f"  metering worker log: {worker_log}")
         print("\nTokens (valid 24 h):")
         for role in ("admin", "provider", "finance"):
             print(f"  {role:10s} {issue_token(role)}")
@@ -151,7 +155,6 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--demo", action="store_true", help="also stream a realistic demo load")
     dev.add_argument("--rate", type=float, default=200.0, help="demo events per second")
     dev.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until Ctrl-C)")
-    dev.add_argument("--quiet-worker", action="store_true", help="hide the worker's log")
     dev.set_defaults(func=cmd_dev)
 
     broker = sub.add_parser("broker", help="the local Apache Kafka broker (KRaft, loopback)")

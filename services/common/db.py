@@ -13,7 +13,7 @@ from services.common.config import get_settings
 
 @lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> AsyncEngine:
-    return create_async_engine(url or get_settings().database_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(url or get_settings().database_url, pool_size=10, max_overflow=10, pool_pre_ping=False)
 
 
 def get_sessionmaker(url: str | None = None) -> async_sessionmaker:

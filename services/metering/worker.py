@@ -102,9 +102,22 @@ async def apply_batches():
                 "payload": letter.payload, "topic": letter.topic, "partition": letter.partition,
                 "offset": letter.offset,
             }))
-        log.info("batch: %d records, %d events, %d new usage, %d lifecycle, %d duplicates, %d dead letters",
-                 len(batch), outcome.events, outcome.new_usage, outcome.new_lifecycle, outcome.duplicates,
-                 len(outcome.dead_letters))
+        log.debug("batch: %d records, %d events, %d new usage, %d lifecycle, %d duplicates, %d dead letters",
+                  len(batch), outcome.events, outcome.new_usage, outcome.new_lifecycle, outcome.duplicates,
+                  len(outcome.dead_letters))
+        for name, value in (("events", outcome.events), ("new usage", outcome.new_usage),
+                            ("lifecycle", outcome.new_lifecycle), ("duplicates", outcome.duplicates),
+                            ("dead letters", len(outcome.dead_letters))):
+            _totals[name] = _totals.get(name, 0) + value
+
+
+_totals: dict[str, int] = {}
+
+
+@app.timer(interval=10.0)
+async def report_progress():
+    if _totals:
+        log.info("since start: %s", ", ".join(f"{v} {k}" for k, v in _totals.items()))
 
 
 @app.agent(rate_card_topic, concurrency=1)
