@@ -1,21 +1,63 @@
-"""Billing API: departments and rate cards (admin), readable by every role within its scope."""
+"""Billing API: departments and rate cards (admin); monthly bills, periods and their close, manual adjustments,
+budgets and alerts, and the ledger's verification. Every role reads within its scope: a department token sees
+only its own department's bills, adjustments, budgets and alerts."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
+from fastapi.responses import Response
 
 from schemas.api import DepartmentIn, DepartmentOut, RateCardIn, RateCardOut, Role
+from schemas.billing import (
+    AdjustmentIn,
+    AdjustmentOut,
+    AlertOut,
+    BillOut,
+    BillSummary,
+    BudgetIn,
+    BudgetOut,
+    CloseResult,
+    LedgerVerification,
+    PeriodOut,
+)
 from schemas.catalogue import meters
+from services.billing.background import run_billing_loop
+from services.billing.bills import snapshot
+from services.billing.budgets import (
+    evaluate_budget,
+    list_alerts,
+    list_budgets,
+    publish_alerts,
+    put_budget,
+    year_spend,
+)
+from services.billing.closing import (
+    PeriodClosed,
+    PeriodNotEnded,
+    UnknownDepartment,
+    close_period,
+    list_adjustments,
+    post_adjustment,
+)
+from services.billing.domain.bills import parse_bill_number
+from services.billing.domain.render import bill_csv, draft_bytes
+from services.billing.ledger import verify_ledger
+from services.billing.queries import FinalBill, bill_summaries, list_periods, read_bill
 from services.billing.store import AlreadyExists, add_department, add_rate_card, list_departments, list_rate_cards
-from services.common.auth import Principal, require_roles
+from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.health import add_health_route
 from services.common.kafka import ensure_topics, start_producer
+from services.common.periods import LOCAL_TZ, parse_month
 
 
 @asynccontextmanager
@@ -23,9 +65,16 @@ async def lifespan(app: FastAPI):
     settings = get_settings()
     await ensure_topics(settings)
     app.state.producer = await start_producer(settings)
+    # Closes due periods, evaluates budgets and publishes alerts every billing_check_seconds.
+    loop = (asyncio.create_task(run_billing_loop(get_engine(), settings, app.state.producer))
+            if settings.billing_check_seconds > 0 else None)
     try:
         yield
     finally:
+        if loop is not None:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
         await app.state.producer.stop()
 
 
@@ -33,7 +82,31 @@ app = FastAPI(title="govmeter billing API", version="1.0", lifespan=lifespan)
 add_health_route(app)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
+Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Role.DEPARTMENT))]
 AnyRole = Annotated[Principal, Depends(require_roles(*Role.ALL))]
+
+
+def billing_clock() -> datetime:
+    """The current instant; a dependency so that tests can stand at any date."""
+    return datetime.now(UTC)
+
+
+Now = Annotated[datetime, Depends(billing_clock)]
+
+
+def _unprocessable(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
+
+
+def _month(field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_month(value)
+    except ValueError as exc:
+        raise _unprocessable(f"{field}: {exc}") from None
+    return value
 
 
 @app.post("/v1/departments", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)
@@ -73,3 +146,167 @@ async def create_rate_card(card: RateCardIn, principal: Admin):
 @app.get("/v1/rate-cards", response_model=list[RateCardOut])
 async def get_rate_cards(principal: AnyRole):
     return [_with_unpriced(card) for card in await list_rate_cards(get_engine())]
+
+
+# --- periods ----------------------------------------------------------------------------------------------------
+
+
+@app.get("/v1/periods", response_model=list[PeriodOut], tags=["billing"])
+async def get_periods(principal: Reader):
+    """Billing periods (local calendar months): closed ones with their close, open ones with usage and when
+    they close by themselves (``GOVMETER_CLOSE_GRACE_DAYS`` local days after the month ends)."""
+    return await list_periods(get_engine(), get_settings().close_grace_days)
+
+
+@app.post("/v1/periods/{month}/close", response_model=CloseResult, tags=["billing"],
+          responses={409: {"description": "the month has not ended yet"}})
+async def close_billing_period(month: Annotated[str, Path(examples=["2026-11"])], principal: Admin, now: Now):
+    """Close a period now, before its grace ends: every department's bill becomes final (its JSON, CSV and
+    content hash are stored and never change) and its amounts go to the ledger. Departments with active
+    resources get a bill even at zero usage. Closing a closed period is harmless: 200 with the same result."""
+    _month("month", month)
+    try:
+        outcome = await close_period(get_engine(), month, now, closed_by=principal.subject)
+    except PeriodNotEnded as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return CloseResult(period=outcome.period, closed_at=outcome.closed_at, closed_by=outcome.closed_by,
+                       total=outcome.total, bills=[asdict(b) for b in outcome.bills])
+
+
+# --- bills ------------------------------------------------------------------------------------------------------
+
+
+@app.get("/v1/bills", response_model=list[BillSummary], tags=["billing"])
+async def get_bills(principal: Reader, now: Now,
+                    month: Annotated[str | None, Query(description="YYYY-MM; default: this month")] = None,
+                    department: str | None = None):
+    """The bills of a period (finance and admin: every department; a department: its own), or, with only
+    ``department``, every bill of that department. Open periods show drafts as of now."""
+    _month("month", month)
+    department = scoped_department(principal, department)
+    if month is None and department is None:
+        month = now.astimezone(LOCAL_TZ).strftime("%Y-%m")
+    return await bill_summaries(get_engine(), month, department, now)
+
+
+def _bill_owner(principal: Principal, bill_id: str) -> None:
+    parsed = parse_bill_number(bill_id)
+    if parsed is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="bill_id: not a bill number (GM-YYYY-MM-<department>)")
+    scoped_department(principal, parsed[1])
+
+
+async def _bill(principal: Principal, bill_id: str, now: datetime):
+    _bill_owner(principal, bill_id)
+    found = await read_bill(get_engine(), bill_id, now)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"bill_id: no bill {bill_id}")
+    return found
+
+
+@app.get("/v1/bills/{bill_id}.csv", tags=["billing"], response_class=Response,
+         responses={200: {"content": {"text/csv": {}}, "description": "UTF-8 with BOM, Chinese headers"}})
+async def get_bill_csv(bill_id: str, principal: Reader, now: Now):
+    """The bill as CSV. A final bill's CSV is the bytes stored at close."""
+    found = await _bill(principal, bill_id, now)
+    body = found.csv if isinstance(found, FinalBill) else bill_csv(found)
+    headers = {"Content-Disposition": f'attachment; filename="{bill_id}.csv"'}
+    if isinstance(found, FinalBill):
+        headers["ETag"] = f'"{found.content_hash}"'
+    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@app.get("/v1/bills/{bill_id}", tags=["billing"], response_class=Response,
+         responses={200: {"model": BillOut}, 404: {"description": "no such bill"}})
+async def get_bill(bill_id: str, principal: Reader, now: Now):
+    """A bill: lines per meter (and per information system), the prices applied, adjustments, totals. A draft
+    is computed from the rollups as of now; a final bill is returned exactly as issued, with its content hash
+    (also in the ``ETag``)."""
+    found = await _bill(principal, bill_id, now)
+    if isinstance(found, FinalBill):
+        return Response(found.document, media_type="application/json",
+                        headers={"ETag": f'"{found.content_hash}"'})
+    return Response(draft_bytes(found), media_type="application/json")
+
+
+# --- adjustments ------------------------------------------------------------------------------------------------
+
+
+@app.post("/v1/adjustments", status_code=status.HTTP_201_CREATED, response_model=AdjustmentOut, tags=["billing"],
+          responses={409: {"description": "the period is closed"}})
+async def create_adjustment(adjustment: AdjustmentIn, principal: Admin, now: Now):
+    """Append a manual adjustment (negative ``amount``: a credit) to a department's bill of an open period
+    (``month``, default this month). Adjustments are never changed or removed: correct one with another. Who
+    posted it, when and why are kept, and it is an entry in the ledger."""
+    period = adjustment.month or now.astimezone(LOCAL_TZ).strftime("%Y-%m")
+    try:
+        posted = await post_adjustment(get_engine(), adjustment.department_id, period, adjustment.amount,
+                                       adjustment.reason, adjustment.reference, principal.subject)
+    except UnknownDepartment as exc:
+        raise _unprocessable(str(exc)) from None
+    except PeriodClosed as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return AdjustmentOut(**asdict(posted))
+
+
+@app.get("/v1/adjustments", response_model=list[AdjustmentOut], tags=["billing"])
+async def get_adjustments(principal: Reader, month: str | None = None, department: str | None = None):
+    """Manual adjustments, with who posted them, when and why."""
+    _month("month", month)
+    return await list_adjustments(get_engine(), scoped_department(principal, department), month)
+
+
+# --- budgets and alerts -----------------------------------------------------------------------------------------
+
+
+@app.put("/v1/budgets/{department_id}/{year}", response_model=BudgetOut, tags=["budgets"])
+async def set_budget(department_id: str, year: Annotated[int, Path(ge=2000, le=2999)], budget: BudgetIn,
+                     principal: Finance):
+    """Set a department's budget for a year and evaluate it at once: alerts when the year's spend reaches
+    50 %, 80 % and 100 % of it, and when the run rate of the latest open month projects an overrun (each alert
+    once; also published to the ``<prefix>.alerts`` topic)."""
+    settings = get_settings()
+    engine = get_engine()
+    try:
+        row = await put_budget(engine, department_id, year, budget.amount, principal.subject)
+    except UnknownDepartment as exc:
+        raise _unprocessable(str(exc)) from None
+    raised = await evaluate_budget(engine, department_id, year, settings.budget_projection_min_hours)
+    if raised:
+        await publish_alerts(engine, app.state.producer, settings.alerts_topic)
+    async with snapshot(engine) as conn:
+        spend, _ = await year_spend(conn, department_id, year)
+    return BudgetOut(**row, spend=spend, alerts=[AlertOut(**a) for a in raised])
+
+
+@app.get("/v1/budgets", response_model=list[BudgetOut], tags=["budgets"])
+async def get_budgets(principal: Reader, year: int | None = None, department: str | None = None):
+    """Budgets with the year's spend so far."""
+    engine = get_engine()
+    rows = await list_budgets(engine, scoped_department(principal, department), year)
+    out = []
+    async with snapshot(engine) as conn:
+        for row in rows:
+            spend, _ = await year_spend(conn, row["department_id"], row["year"])
+            out.append(BudgetOut(**row, spend=spend))
+    return out
+
+
+@app.get("/v1/alerts", response_model=list[AlertOut], tags=["budgets"])
+async def get_alerts(principal: Reader, year: int | None = None, department: str | None = None):
+    """Budget alerts (finance and admin: all; a department: its own)."""
+    return await list_alerts(get_engine(), scoped_department(principal, department), year)
+
+
+# --- ledger -----------------------------------------------------------------------------------------------------
+
+
+@app.get("/v1/ledger/verify", response_model=LedgerVerification, tags=["ledger"])
+async def verify(principal: Admin):
+    """Check the ledger's hash chain and what it vouches for; any edited, deleted or reordered entry, and any
+    final bill whose stored bytes changed, is named."""
+    async with snapshot(get_engine()) as conn:
+        report = await verify_ledger(conn)
+    return LedgerVerification(ok=report.ok, entries=report.entries, head_seq=report.head_seq,
+                              head_hash=report.head_hash,
+                              problems=[{"seq": p.seq, "problem": p.problem} for p in report.problems])

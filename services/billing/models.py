@@ -1,3 +1,154 @@
-"""Billing's tables (typed SQLAlchemy models on the shared ``Base``); created by migration 0002."""
+"""Billing's tables (typed SQLAlchemy models on the shared ``Base``); created by migration 0002.
 
-from services.common.models import Base  # noqa: F401
+Draft bills are not stored: they are computed from the rollups when read. What is stored is what must never
+change once written (closed periods, final bills, manual adjustments, the ledger: the migration forbids UPDATE
+and DELETE on them) and the budgets and their alerts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, Identity, Index, Integer, Text, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.common.models import Base
+
+# Tables that never change after insert (the migration installs a trigger refusing UPDATE, DELETE, TRUNCATE).
+APPEND_ONLY = ("billing_periods", "bills", "adjustments", "usage_baselines", "ledger_entries")
+
+
+class BillingPeriod(Base):
+    """A closed billing period (local calendar month). Open periods have no row."""
+
+    __tablename__ = "billing_periods"
+
+    period: Mapped[str] = mapped_column(Text, primary_key=True)  # YYYY-MM
+    # Closes in the order they happened: a bill computed "as of" close k sees only closes before it.
+    close_seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    # Taken while holding the attribution lock: every event and rate card committed before the close has
+    # received_at / created_at ≤ closed_at, every later one is after it (what replay cuts history at).
+    closed_at: Mapped[datetime]
+    # Transactions still open at closed_at that had not written anything yet (they wait for the attribution
+    # lock): what they write later is stamped with their start instant, listed here, and counts after the close.
+    open_at_close: Mapped[list[datetime]] = mapped_column(ARRAY(TIMESTAMP(timezone=True)))
+    closed_by: Mapped[str] = mapped_column(Text)
+    bills: Mapped[int] = mapped_column(Integer)
+    total: Mapped[Decimal]
+    ledger_seq: Mapped[int | None] = mapped_column(BigInteger)  # the ledger's head after this close
+
+
+class Bill(Base):
+    """A final bill, exactly as issued: the JSON and CSV bytes that GET returns forever, and their hash."""
+
+    __tablename__ = "bills"
+    __table_args__ = (UniqueConstraint("period", "department_id", name="uq_bills_period_department_id"),)
+
+    bill_id: Mapped[str] = mapped_column(Text, primary_key=True)  # GM-YYYY-MM-<department>
+    period: Mapped[str] = mapped_column(Text)
+    department_id: Mapped[str] = mapped_column(Text, index=True)
+    total: Mapped[Decimal]
+    content_hash: Mapped[str] = mapped_column(Text)  # sha256 hex, see services.billing.domain.render
+    document: Mapped[bytes]  # canonical JSON
+    csv: Mapped[bytes]  # UTF-8 with BOM
+    closed_at: Mapped[datetime]
+    ledger_seq: Mapped[int] = mapped_column(BigInteger)  # the ledger entry that carries content_hash
+
+
+class Adjustment(Base):
+    """A manual adjustment or credit (negative amount) on a department's bill of ``period``; audited."""
+
+    __tablename__ = "adjustments"
+    __table_args__ = (Index("ix_adjustments_period_department", "period", "department_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    department_id: Mapped[str] = mapped_column(Text)
+    period: Mapped[str] = mapped_column(Text)
+    amount: Mapped[Decimal]
+    reason: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    ledger_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageBaseline(Base):
+    """A fingerprint of a department's daily usage in a closed period, recorded when the period's figures were
+    last settled (its close, or a later close that froze a late adjustment for it). While the fingerprint and
+    the rate cards are unchanged nothing needs re-pricing, so open bills need not recompute closed months."""
+
+    __tablename__ = "usage_baselines"
+    __table_args__ = (Index("ix_usage_baselines_department_period", "department_id", "period"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    department_id: Mapped[str] = mapped_column(Text)
+    period: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(Text)
+    close_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerEntry(Base):
+    """The hash-chained ledger: every amount on a final bill and every manual adjustment, append-only.
+    ``hash`` = sha256 over the entry's canonical form, which includes ``seq`` and ``prev_hash``."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        Index("ix_ledger_entries_department_original", "department_id", "original_period"),
+        Index("ix_ledger_entries_bill", "bill_id"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(Text)  # bill_line | late_adjustment | bill | adjustment
+    department_id: Mapped[str] = mapped_column(Text)
+    period: Mapped[str] = mapped_column(Text)  # the bill's period
+    bill_id: Mapped[str | None] = mapped_column(Text)
+    original_period: Mapped[str | None] = mapped_column(Text)  # late adjustments: the closed period corrected
+    meter: Mapped[str | None] = mapped_column(Text)
+    quantity: Mapped[Decimal | None]
+    amount: Mapped[Decimal]
+    reason: Mapped[str | None] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    prev_hash: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(Text)
+
+
+class Budget(Base):
+    """A department's IT budget for a calendar year (Art. 19)."""
+
+    __tablename__ = "budgets"
+
+    department_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    amount: Mapped[Decimal]
+    updated_by: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class BudgetAlert(Base):
+    """A budget alert, stored once per (department, year, kind, period); ``published_at`` is set once it is on
+    the alerts topic (an outbox: publishing is retried until it succeeds)."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (
+        Index(
+            "uq_budget_alerts_key", "department_id", "year", "kind", "period",
+            unique=True, postgresql_nulls_not_distinct=True,
+        ),
+        Index("ix_budget_alerts_unpublished", "id", postgresql_where="published_at IS NULL"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    department_id: Mapped[str] = mapped_column(Text)
+    year: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(Text)  # spend_50 | spend_80 | spend_100 | projected_overrun
+    period: Mapped[str | None] = mapped_column(Text)  # projected_overrun: the month whose run rate projected it
+    budget: Mapped[Decimal]
+    spend: Mapped[Decimal]
+    projected: Mapped[Decimal | None]
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    published_at: Mapped[datetime | None]

@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     worker_transactions: int = Field(2, validation_alias="GOVMETER_WORKER_TRANSACTIONS")
     # The largest batch the ingest API puts in one Kafka record.
     ingest_record_events: int = Field(1000, validation_alias="GOVMETER_INGEST_RECORD_EVENTS")
+    # Spend anomaly warnings: the query API evaluates the last completed local days this often (0: never).
+    warnings_interval_seconds: float = Field(3600.0, validation_alias="GOVMETER_WARNINGS_INTERVAL_SECONDS")
+    warnings_lookback_days: int = Field(2, validation_alias="GOVMETER_WARNINGS_LOOKBACK_DAYS")
+
+    # Billing: a period closes automatically this many local days after its month ends; the billing API checks
+    # for due periods, budget alerts and unpublished alerts this often (0: no background task).
+    close_grace_days: int = Field(3, ge=0, validation_alias="GOVMETER_CLOSE_GRACE_DAYS")
+    billing_check_seconds: float = Field(60.0, ge=0, validation_alias="GOVMETER_BILLING_CHECK_SECONDS")
+    # A month's run rate projects a budget overrun only once it covers at least this many hours of usage.
+    budget_projection_min_hours: int = Field(24, ge=1, validation_alias="GOVMETER_BUDGET_PROJECTION_MIN_HOURS")
 
     @property
     def events_topic(self) -> str:
@@ -44,6 +54,14 @@ class Settings(BaseSettings):
     @property
     def rate_card_topic(self) -> str:
         return f"{self.topic_prefix}.rate-cards"
+
+    @property
+    def warnings_topic(self) -> str:
+        return f"{self.topic_prefix}.warnings"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.topic_prefix}.alerts"
 
     @property
     def worker_group(self) -> str:

@@ -20,6 +20,8 @@ async def ensure_topics(settings: Settings) -> None:
     wanted = [
         NewTopic(settings.events_topic, num_partitions=settings.event_partitions, replication_factor=1),
         NewTopic(settings.dead_letter_topic, num_partitions=1, replication_factor=1),
+        NewTopic(settings.alerts_topic, num_partitions=1, replication_factor=1),
+        NewTopic(settings.warnings_topic, num_partitions=1, replication_factor=1),
         NewTopic(settings.rate_card_topic, num_partitions=1, replication_factor=1,
                  topic_configs={"cleanup.policy": "compact"}),
     ]

@@ -89,7 +89,8 @@ def merge_histograms(histograms: Iterable[Sequence[int]]) -> list[int]:
     return total
 
 
-def percentile(histogram: Sequence[int], q: Decimal = Decimal("0.95"), maximum: Decimal | None = None) -> Decimal | None:
+def percentile(histogram: Sequence[int], q: Decimal = Decimal("0.95"),
+               maximum: Decimal | None = None) -> Decimal | None:
     """The q-quantile of a bucket histogram, interpolating linearly inside the bucket that holds it (values are
     assumed spread evenly across a bucket) and never above the observed ``maximum``. None when empty."""
     total = sum(histogram)

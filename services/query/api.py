@@ -1,21 +1,52 @@
-"""Query API: what departments consumed and what it costs, scoped by role (Art. 18, 19)."""
+"""Query API: what departments consumed and what it costs, scoped by role (Art. 18, 19), and the finance and
+provider reports (Art. 10, 12, 19): utilisation, platform analysis, anomaly warnings, waste, budget basis and
+the FOCUS export. Its lifespan runs the anomaly warning evaluation in the background."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, status
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Query, Response, status
 
 from schemas.api import Role, UsageReport
 from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
+from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.health import add_health_route
+from services.common.kafka import ensure_topics, start_producer
 from services.common.periods import parse_bound
-from services.query.views import GRANULARITIES, GROUPS, UsageQuery, usage_rows
+from services.query.reports import budget, focus, platform, utilization, warnings, waste
+from services.query.views import GRANULARITIES, GROUPS, UsageQuery, usage_report_json
 
-app = FastAPI(title="govmeter query API", version="1.0")
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings = get_settings()
+    await ensure_topics(settings)
+    app.state.producer = await start_producer(settings)
+    task = None
+    if settings.warnings_interval_seconds > 0:
+        task = asyncio.create_task(warnings.warning_loop(get_engine(), app.state.producer, settings),
+                                   name="govmeter-warnings")
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await app.state.producer.stop()
+
+
+app = FastAPI(title="govmeter query API", version="1.0", lifespan=lifespan)
 add_health_route(app)
+for module in (utilization, platform, waste, budget, warnings, focus):
+    app.include_router(module.router)
 
 Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Role.DEPARTMENT))]
 
@@ -34,7 +65,7 @@ def _bound(field: str, text: str):
     return value
 
 
-@app.get("/v1/usage", response_model=UsageReport, response_model_exclude_unset=True)
+@app.get("/v1/usage", response_model=UsageReport)
 async def get_usage(
     principal: Reader,
     from_: Annotated[str, Query(alias="from", description="date (local midnight) or datetime with offset")],
@@ -60,4 +91,4 @@ async def get_usage(
     if meter is not None and meter not in meters():
         raise _bad("meter", f"unknown meter {meter!r}")
     query = UsageQuery(start, end, groups, granularity, scoped_department(principal, department), meter)
-    return UsageReport(rows=await usage_rows(get_engine(), query))
+    return Response(await usage_report_json(get_engine(), query), media_type="application/json")

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.catalogue import unit_of
+from schemas.catalogue import meters
 from services.common.db import raw_connection
-from services.common.money import yuan_text
 from services.common.periods import LOCAL_TZ
 
 GROUPS = ("department", "meter", "resource", "system")
 GRANULARITIES = ("hour", "day", "month", "total")
 _COLUMN = {"department": "department_id", "meter": "meter", "resource": "resource_id", "system": "system"}
+_FIELD = {"department": "department_id", "meter": "meter", "resource": "resource_id", "system": "system"}
 
 
 @dataclass(frozen=True)
@@ -26,11 +25,6 @@ class UsageQuery:
     granularity: str
     department: str | None  # filter; for a department token always its own
     meter: str | None
-
-
-def quantity_text(value: Decimal) -> str:
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _is_local_midnight(t: datetime) -> bool:
@@ -44,15 +38,21 @@ def _rollup_for(query: UsageQuery) -> str:
         _is_local_midnight(query.start) and _is_local_midnight(query.end)
     ):
         return "usage_hourly"
+    if "system" in query.group_by:
+        return "usage_daily"
     month_bounds = query.start.astimezone(LOCAL_TZ).day == 1 and query.end.astimezone(LOCAL_TZ).day == 1
     if month_bounds and query.granularity in ("month", "total"):
         return "usage_monthly"
-    if "system" in query.group_by:
-        return "usage_daily"
     return "usage_department_daily"
 
 
-async def usage_rows(engine: AsyncEngine, query: UsageQuery) -> list[dict]:
+async def usage_report_json(engine: AsyncEngine, query: UsageQuery) -> bytes:
+    """The whole ``/v1/usage`` answer as JSON bytes (shape: schemas.api.UsageReport).
+
+    PostgreSQL sums, rounds and serialises the rows itself: a year of daily rows leaves the database as one JSON
+    text instead of thousands of Python objects, which keeps finance queries inside their latency target.
+    Rounding: numeric ``round(x, 2)`` rounds half away from zero, the same as ROUND_HALF_UP on the row's exact
+    sum; quantities lose trailing zeros (``trim_scale``)."""
     table = _rollup_for(query)
     if table == "usage_hourly":
         time_filter = "hour >= $1 AND hour < $2"
@@ -68,7 +68,9 @@ async def usage_rows(engine: AsyncEngine, query: UsageQuery) -> list[dict]:
         bucket = {"day": "day::timestamp", "month": f"date_trunc('month', {column})::timestamp"}.get(
             query.granularity
         )
-    args: list = [start_arg, end_arg]
+    catalogue = meters()
+    args: list = [start_arg, end_arg, list(catalogue), [m.unit for m in catalogue.values()],
+                  query.start.astimezone(LOCAL_TZ).isoformat()]
     filters = [time_filter]
     if query.department is not None:
         args.append(query.department)
@@ -77,29 +79,28 @@ async def usage_rows(engine: AsyncEngine, query: UsageQuery) -> list[dict]:
         args.append(query.meter)
         filters.append(f"meter = ${len(args)}")
     keys = [_COLUMN[g] for g in query.group_by]
-    select = ([f"{bucket} AS period"] if bucket else []) + keys
-    group = ", ".join(str(i + 1) for i in range(len(select)))
-    sql = (
-        f"SELECT {', '.join(select + ['sum(quantity) AS quantity', 'sum(amount) AS amount', 'sum(unpriced_quantity) AS unpriced'])} "
-        f"FROM {table} WHERE {' AND '.join(filters)}"
-        + (f" GROUP BY {group} ORDER BY {group}" if group else "")
-    )
+    selected = ([f"{bucket} AS period"] if bucket else []) + keys
+    group = ", ".join(str(i + 1) for i in range(len(selected)))
+    # a total's period_start is the query's own start ($5); buckets are local times written with +08:00
+    period = "coalesce(to_char(period, 'YYYY-MM-DD\"T\"HH24:MI:SS\"+08:00\"'), $5::text)" if bucket else "$5::text"
+    fields = [f"'period_start', {period}"] + [f"'{_FIELD[g]}', {_COLUMN[g]}" for g in query.group_by]
+    if "meter" in query.group_by:
+        fields.append("'unit', (SELECT unit FROM units WHERE units.meter = agg.meter)")
+    fields += ["'quantity', trim_scale(q)::text", "'amount', round(a, 2)::text"]
+    order = ", ".join(["period"] * bool(bucket) + keys) or "1"
+    sql = f"""
+        WITH units AS (SELECT * FROM unnest($3::text[], $4::text[]) AS u(meter, unit)),
+        agg AS (
+            SELECT {", ".join(selected + ["sum(quantity) AS q", "sum(amount) AS a", "sum(unpriced_quantity) AS u"])}
+            FROM {table} WHERE {" AND ".join(filters)}
+            {f"GROUP BY {group}" if group else ""}
+        )
+        SELECT coalesce(json_agg(
+            jsonb_build_object({", ".join(fields)})
+            || CASE WHEN u <> 0 THEN jsonb_build_object('unpriced_quantity', trim_scale(u)::text) ELSE '{{}}' END
+            ORDER BY {order}), '[]')::text
+        FROM agg WHERE q IS NOT NULL
+    """
     async with raw_connection(engine) as conn:
-        records = await conn.fetch(sql, *args)
-    rows = []
-    for r in records:
-        if r["quantity"] is None:  # an aggregate over no rows
-            continue
-        period = r["period"].replace(tzinfo=LOCAL_TZ).isoformat() if bucket else query.start.astimezone(
-            LOCAL_TZ).isoformat()
-        row: dict = {"period_start": period}
-        for group_name in query.group_by:
-            row[f"{group_name}_id" if group_name in ("department", "resource") else group_name] = r[_COLUMN[group_name]]
-        if "meter" in query.group_by:
-            row["unit"] = unit_of(r["meter"])
-        row["quantity"] = quantity_text(r["quantity"])
-        row["amount"] = yuan_text(r["amount"])
-        if r["unpriced"]:
-            row["unpriced_quantity"] = quantity_text(r["unpriced"])
-        rows.append(row)
-    return rows
+        rows_json = await conn.fetchval(sql, *args)
+    return b'{"currency":"CNY","rows":' + rows_json.encode() + b"}"

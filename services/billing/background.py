@@ -1,0 +1,45 @@
+"""The billing API's background task: close due periods, evaluate budgets, publish alerts, every N seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Callable, Collection
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.billing.budgets import evaluate_all_budgets, publish_alerts
+from services.billing.closing import close_due_periods
+from services.common.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def billing_tick(engine: AsyncEngine, settings: Settings, producer, now: datetime,
+                       only: Collection[str] | None = None) -> None:
+    """One round. Each step is safe with several billing API instances: closing takes an advisory lock (and is
+    idempotent), alerts are stored once, and publishing locks the rows it sends."""
+    closed = await close_due_periods(engine, now, settings.close_grace_days, only=only)
+    for outcome in closed or []:
+        log.info("period %s closed automatically: %d bills", outcome.period, len(outcome.bills))
+    await evaluate_all_budgets(engine, settings.budget_projection_min_hours)
+    if producer is not None:
+        await publish_alerts(engine, producer, settings.alerts_topic)
+
+
+async def run_billing_loop(engine: AsyncEngine, settings: Settings, producer, clock: Callable[[], datetime] = utc_now,
+                           interval: float | None = None, only: Collection[str] | None = None) -> None:
+    interval = settings.billing_check_seconds if interval is None else interval
+    while True:
+        try:
+            await billing_tick(engine, settings, producer, clock(), only)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a failed round is logged and retried next round; the loop must not die
+            log.exception("billing background round failed")
+        await asyncio.sleep(interval)

@@ -1,0 +1,335 @@
+"""Bills from the rollups (PostgreSQL → pure domain): drafts when read, final bills at close.
+
+Everything here reads; ``closing`` writes. Every function takes an asyncpg connection whose transaction the
+caller owns (a REPEATABLE READ one for reads, so usage and billing history are seen at one instant).
+
+A bill "as of" close k (``before_close`` = k) sees only the closes before it: replay recomputes each final bill
+that way, from the usage that existed when it closed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.billing.domain.bills import (
+    Bill,
+    LateAdjustment,
+    ManualAdjustment,
+    UsageSlice,
+    bill_number,
+    late_adjustments,
+    price_usage,
+    settled_figures,
+)
+from services.billing.domain.periods import closed_run_before, next_open_period
+from services.common.db import raw_connection
+from services.common.periods import month_bounds
+from services.metering.domain.rating import RateCardPrices, card_prices
+
+# Closes, manual adjustments and ledger appends run one at a time under this transaction-level advisory lock.
+# Order: this one first, then the attribution lock (services.metering.store), never the other way round.
+BILLING_LOCK = 0x676D_626C  # "gmbl"
+NO_USAGE = "none"  # the digest of a department-period without usage rows
+
+
+@asynccontextmanager
+async def snapshot(engine):
+    """A read-only REPEATABLE READ transaction: usage and billing history as of one instant."""
+    async with raw_connection(engine) as conn:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            yield conn
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedPeriod:
+    period: str
+    close_seq: int
+    closed_at: datetime
+    closed_by: str
+    # Transactions open at the close that had not written yet (their start instants = the received_at /
+    # created_at of what they wrote): what they wrote counts after the close although it is stamped before.
+    open_at_close: tuple[datetime, ...] = ()
+
+    def saw(self, stamped_at: datetime) -> bool:
+        """Whether an event or rate card stamped ``stamped_at`` existed when this period closed."""
+        return stamped_at <= self.closed_at and stamped_at not in self.open_at_close
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCard:
+    prices: RateCardPrices
+    created_at: datetime
+
+
+async def closed_periods(conn, before_close: int | None = None) -> dict[str, ClosedPeriod]:
+    rows = await conn.fetch(
+        "SELECT period, close_seq, closed_at, closed_by, open_at_close FROM billing_periods"
+        " WHERE $1::bigint IS NULL OR close_seq < $1 ORDER BY close_seq",
+        before_close,
+    )
+    return {r["period"]: ClosedPeriod(r["period"], r["close_seq"], r["closed_at"], r["closed_by"],
+                                      tuple(r["open_at_close"] or ())) for r in rows}
+
+
+async def stored_cards(conn) -> dict[int, StoredCard]:
+    rows = await conn.fetch("SELECT id, version, effective_from, prices, created_at FROM rate_cards")
+    return {r["id"]: StoredCard(card_prices(r["id"], r["version"], r["effective_from"], r["prices"]), r["created_at"])
+            for r in rows}
+
+
+async def department_names(conn) -> dict[str, str]:
+    return {r["id"]: r["name"] for r in await conn.fetch("SELECT id, name FROM departments")}
+
+
+def _bounds_days(period: str):
+    start, end = month_bounds(period)
+    return start, end, start.date(), end.date()
+
+
+async def usage_slices(conn, period: str, departments: list[str] | None,
+                       cards: dict[int, RateCardPrices]) -> dict[str, list[UsageSlice]]:
+    """The department's rated usage in ``period`` from usage_hourly, per hour only for meters that some rate
+    card prices in tiers (the others are summed in SQL: their order cannot change their charge)."""
+    start, end, _, _ = _bounds_days(period)
+    tiered = sorted({meter for card in cards.values() for meter in card.tiered})
+    rows = await conn.fetch(
+        """
+        SELECT department_id, meter, rate_card_id, system,
+               CASE WHEN meter = ANY($3::text[]) THEN hour END AS hour,
+               sum(quantity) AS quantity, sum(amount) AS amount, sum(unpriced_quantity) AS unpriced
+        FROM usage_hourly
+        WHERE hour >= $1 AND hour < $2 AND department_id IS NOT NULL
+          AND ($4::text[] IS NULL OR department_id = ANY($4::text[]))
+        GROUP BY 1, 2, 3, 4, 5
+        """,
+        start, end, tiered, departments,
+    )
+    slices: dict[str, list[UsageSlice]] = defaultdict(list)
+    for r in rows:
+        slices[r["department_id"]].append(UsageSlice(r["hour"], r["meter"], r["rate_card_id"], r["system"] or "",
+                                                     r["quantity"], r["amount"], r["unpriced"]))
+    return slices
+
+
+async def departments_to_bill(conn, period: str) -> set[str]:
+    """Departments with usage in the period, with resources active in it (a bill even at zero usage), or
+    with manual adjustments on it."""
+    start, end, first_day, end_day = _bounds_days(period)
+    rows = await conn.fetch(
+        """
+        SELECT department_id FROM usage_daily WHERE day >= $3 AND day < $4 AND department_id IS NOT NULL
+        UNION SELECT department_id FROM resource_intervals WHERE valid_from < $2 AND (valid_to IS NULL OR valid_to > $1)
+        UNION SELECT department_id FROM adjustments WHERE period = $5
+        """,
+        start, end, first_day, end_day, period,
+    )
+    return {r["department_id"] for r in rows}
+
+
+async def manual_adjustments(conn, period: str, departments: list[str] | None) -> dict[str, list[ManualAdjustment]]:
+    rows = await conn.fetch(
+        """
+        SELECT id, department_id, amount, reason, reference, created_by, created_at FROM adjustments
+        WHERE period = $1 AND ($2::text[] IS NULL OR department_id = ANY($2::text[])) ORDER BY id
+        """,
+        period, departments,
+    )
+    found: dict[str, list[ManualAdjustment]] = defaultdict(list)
+    for r in rows:
+        found[r["department_id"]].append(ManualAdjustment(r["id"], r["amount"], r["reason"], r["reference"],
+                                                          r["created_by"], r["created_at"]))
+    return found
+
+
+async def usage_digests(conn, periods: list[str], departments: list[str] | None) -> dict[tuple[str, str], str]:
+    """A fingerprint of each department's daily usage rows in each period: any change to its usage, owners or
+    flat prices changes it (graduated prices are not in the rollups: rate cards are checked separately)."""
+    if not periods:
+        return {}
+    first = month_bounds(min(periods))[0].date()
+    end = month_bounds(max(periods))[1].date()
+    rows = await conn.fetch(
+        """
+        SELECT department_id, to_char(day, 'YYYY-MM') AS period,
+               encode(sha256(convert_to(string_agg(
+                   concat_ws('|', day, system, meter, trim_scale(quantity), trim_scale(amount),
+                             trim_scale(unpriced_quantity)), ';' ORDER BY day, system, meter), 'UTF8')), 'hex') AS digest
+        FROM usage_daily
+        WHERE day >= $1 AND day < $2 AND department_id IS NOT NULL
+          AND ($3::text[] IS NULL OR department_id = ANY($3::text[]))
+          AND NOT (quantity = 0 AND amount = 0 AND unpriced_quantity = 0)
+        GROUP BY 1, 2
+        """,
+        first, end, departments,
+    )
+    return {(r["department_id"], r["period"]): r["digest"] for r in rows if r["period"] in periods}
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    department_id: str
+    period: str
+    digest: str
+
+
+async def _latest_baselines(conn, periods: list[str], departments: list[str] | None,
+                            before_close: int | None) -> dict[tuple[str, str], tuple[str, int]]:
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT ON (department_id, period) department_id, period, digest, close_seq FROM usage_baselines
+        WHERE period = ANY($1::text[]) AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))
+          AND ($3::bigint IS NULL OR close_seq < $3)
+        ORDER BY department_id, period, id DESC
+        """,
+        periods, departments, before_close,
+    )
+    return {(r["department_id"], r["period"]): (r["digest"], r["close_seq"]) for r in rows}
+
+
+async def _settled(conn, keys: set[tuple[str, str]], before_close: int | None):
+    """Per (department, closed period): (meter, quantity, amount) of its final bill and of the late adjustments
+    for it frozen into later final bills."""
+    if not keys:
+        return {}, {}
+    rows = await conn.fetch(
+        """
+        SELECT l.kind, l.department_id, coalesce(l.original_period, l.period) AS settled_period,
+               l.meter, l.quantity, l.amount
+        FROM ledger_entries l JOIN billing_periods p ON p.period = l.period
+        WHERE l.kind IN ('bill_line', 'late_adjustment')
+          AND l.department_id = ANY($1::text[]) AND coalesce(l.original_period, l.period) = ANY($2::text[])
+          AND ($3::bigint IS NULL OR p.close_seq < $3)
+        """,
+        sorted({d for d, _ in keys}), sorted({p for _, p in keys}), before_close,
+    )
+    final: dict[tuple[str, str], list] = defaultdict(list)
+    frozen: dict[tuple[str, str], list] = defaultdict(list)
+    for r in rows:
+        key = (r["department_id"], r["settled_period"])
+        (final if r["kind"] == "bill_line" else frozen)[key].append((r["meter"], r["quantity"], r["amount"]))
+    return final, frozen
+
+
+async def pending_late_adjustments(
+    conn, period: str, closed: dict[str, ClosedPeriod], cards: dict[int, StoredCard], departments: list[str] | None,
+    before_close: int | None = None, force: bool = False,
+) -> tuple[dict[str, list[LateAdjustment]], list[Baseline]]:
+    """The late adjustments the bills of open ``period`` carry, for the closed periods just before it, and the
+    usage baselines to record if they are frozen now.
+
+    For each such closed period M and department D: what M comes to today (re-priced from the rollups) minus
+    its final bill minus the adjustments for M already frozen into later final bills. A (D, M) whose daily
+    usage fingerprint equals the one recorded when M's figures were last settled, and for which no rate card
+    has been added since, cannot have changed and is not re-priced (``force`` re-prices all: replay does)."""
+    run = closed_run_before(period, closed)
+    if not run:
+        return {}, []
+    now = await usage_digests(conn, run, departments)
+    baselines = await _latest_baselines(conn, run, departments, before_close)
+    by_seq = {c.close_seq: c for c in closed.values()}
+    candidates: dict[str, list[str]] = defaultdict(list)  # period → departments to re-price
+    repriced_by: dict[tuple[str, str], list[str]] = {}
+    for key in sorted(set(now) | set(baselines)):
+        department, month = key
+        digest, seq = baselines.get(key, (NO_USAGE, closed[month].close_seq))
+        settled_at = by_seq.get(seq, closed[month])
+        month_end = month_bounds(month)[1]
+        newer = sorted((c.prices for c in cards.values()
+                        if not settled_at.saw(c.created_at) and c.prices.effective_from < month_end),
+                       key=lambda p: p.effective_from)
+        repriced_by[key] = [p.version for p in newer]
+        if force or newer or now.get(key, NO_USAGE) != digest:
+            candidates[month].append(department)
+    prices = {card_id: card.prices for card_id, card in cards.items()}
+    keys = {(d, m) for m, ds in candidates.items() for d in ds}
+    final, frozen = await _settled(conn, keys, before_close)
+    result: dict[str, list[LateAdjustment]] = defaultdict(list)
+    settle: list[Baseline] = []
+    for month in run:
+        if not candidates.get(month):
+            continue
+        slices = await usage_slices(conn, month, sorted(candidates[month]), prices)
+        for department in sorted(candidates[month]):
+            key = (department, month)
+            lines = price_usage(slices.get(department, []), prices)
+            settled = settled_figures(final.get(key, []), frozen.get(key, []))
+            result[department].extend(late_adjustments(month, lines, settled, repriced_by.get(key, ())))
+            # Re-priced now: if these adjustments are frozen, this is the usage they settle.
+            settle.append(Baseline(department, month, now.get(key, NO_USAGE)))
+    return result, settle
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodBills:
+    bills: list[Bill]
+    baselines: list[Baseline]  # to record when these bills are final
+
+
+async def period_bills(
+    conn, period: str, *, status: str, as_of: datetime, departments: list[str] | None = None,
+    before_close: int | None = None, closed_at: datetime | None = None, force: bool = False,
+) -> PeriodBills:
+    """The bills of an open period: for ``departments``, or for every department it bills (usage, active
+    resources, manual adjustments, or late adjustments from closed periods before it)."""
+    closed = await closed_periods(conn, before_close)
+    cards = await stored_cards(conn)
+    prices = {card_id: card.prices for card_id, card in cards.items()}
+    slices = await usage_slices(conn, period, departments, prices)
+    manual = await manual_adjustments(conn, period, departments)
+    late, baselines = await pending_late_adjustments(conn, period, closed, cards, departments, before_close, force)
+    if departments is None:
+        chosen = (await departments_to_bill(conn, period)) | set(slices) | set(manual) | {
+            d for d, found in late.items() if found}
+    else:
+        chosen = set(departments)
+    names = await department_names(conn)
+    now_digests = await usage_digests(conn, [period], sorted(chosen)) if status == "final" else {}
+    bills = [
+        Bill(
+            bill_id=bill_number(period, d), period=period, department_id=d, department_name=names.get(d, d),
+            status=status, lines=tuple(price_usage(slices.get(d, []), prices)),
+            late_adjustments=tuple(late.get(d, [])), manual_adjustments=tuple(manual.get(d, [])),
+            as_of=as_of, closed_at=closed_at,
+        )
+        for d in sorted(chosen)
+    ]
+    own = [Baseline(d, period, now_digests.get((d, period), NO_USAGE)) for d in sorted(chosen)]
+    return PeriodBills(bills, own + baselines)
+
+
+async def has_presence(conn, department_id: str, period: str) -> bool:
+    """Whether a department is known at all for a period (registered, or owning resources in it)."""
+    start, end = month_bounds(period)
+    return bool(await conn.fetchval(
+        """
+        SELECT EXISTS (SELECT 1 FROM departments WHERE id = $1)
+            OR EXISTS (SELECT 1 FROM resource_intervals WHERE department_id = $1 AND valid_from < $3
+                       AND (valid_to IS NULL OR valid_to > $2))
+        """,
+        department_id, start, end,
+    ))
+
+
+async def open_periods(conn) -> list[str]:
+    """Open periods that bill something: with usage or manual adjustments, or the first open period after a
+    closed one (it carries the closed one's late adjustments, and is the next to close)."""
+    closed = await closed_periods(conn)
+    following = {next_open_period(p, closed) for p in closed}
+    return sorted(set(await open_periods_with_usage(conn)) | following)
+
+
+async def open_periods_with_usage(conn, department_id: str | None = None) -> list[str]:
+    """Open periods in which (a department) has usage or manual adjustments."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT to_char(day, 'YYYY-MM') AS period FROM usage_daily
+        WHERE department_id IS NOT NULL AND ($1::text IS NULL OR department_id = $1)
+        UNION SELECT DISTINCT period FROM adjustments WHERE $1::text IS NULL OR department_id = $1
+        """,
+        department_id,
+    )
+    closed = {r["period"] for r in await conn.fetch("SELECT period FROM billing_periods")}
+    return sorted(r["period"] for r in rows if r["period"] not in closed)
+

@@ -1,0 +1,217 @@
+"""Closing billing periods (by hand or automatically) and posting manual adjustments: the billing write side.
+
+A close runs in one transaction holding BILLING_LOCK and, exclusively, the attribution lock: no usage batch,
+lifecycle event or rate card commits while the period's bills are computed, so the final bills, their ledger
+entries and the instant ``closed_at`` describe one consistent state of the rollups."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Collection
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.billing.bills import BILLING_LOCK, closed_periods, open_periods, period_bills
+from services.billing.domain.ledger import LedgerEntry
+from services.billing.domain.periods import due_periods, has_ended
+from services.billing.domain.render import issue
+from services.billing.ledger import append_entries
+from services.common.db import raw_connection, raw_transaction
+from services.common.periods import month_bounds
+from services.metering.store import lock_attribution
+
+log = logging.getLogger(__name__)
+AUTO_CLOSE_LOCK = 0x676D_6163  # "gmac": one auto-closer at a time across billing API instances
+
+
+class PeriodNotEnded(Exception):
+    pass
+
+
+class PeriodClosed(Exception):
+    pass
+
+
+class UnknownDepartment(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class BillIssued:
+    bill_id: str
+    department_id: str
+    total: Decimal
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseOutcome:
+    period: str
+    closed_at: datetime
+    closed_by: str
+    total: Decimal
+    bills: list[BillIssued]
+    closed_now: bool  # False: it was already closed (closing is idempotent)
+
+
+async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_by: str) -> CloseOutcome:
+    """Finalise every bill of ``period``. Closing a closed period changes nothing and returns the same outcome;
+    a period whose month has not ended cannot close (PeriodNotEnded)."""
+    if not has_ended(period, now):
+        raise PeriodNotEnded(f"period: {period} has not ended yet (it ends {month_bounds(period)[1].isoformat()})")
+    async with raw_transaction(engine) as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", BILLING_LOCK)
+        done = await _outcome(conn, period)
+        if done is not None:
+            return done
+        await lock_attribution(conn, exclusive=True)
+        # Every transaction that committed before we got the lock is stamped (received_at, created_at: their
+        # start) before this instant. Those still open now began before it but wrote nothing yet (they would
+        # hold the lock): what they write counts after the close, so their start instants are kept with it.
+        closed_at = await conn.fetchval("SELECT clock_timestamp()")
+        open_now = [r["xact_start"] for r in await conn.fetch(
+            """
+            SELECT xact_start FROM pg_stat_activity
+            WHERE pid <> pg_backend_pid() AND datname = current_database() AND xact_start <= $1
+            """,
+            closed_at,
+        )]
+        computed = await period_bills(conn, period, status="final", as_of=closed_at, closed_at=closed_at)
+        issued = [(bill, issue(bill)) for bill in computed.bills]
+        entries: list[LedgerEntry] = []
+        bill_entry_index: dict[str, int] = {}
+        for bill, paper in issued:
+            common = dict(department_id=bill.department_id, period=period, bill_id=bill.bill_id,
+                          created_by=closed_by, created_at=closed_at)
+            entries += [LedgerEntry(0, "bill_line", meter=line.meter, quantity=line.quantity, amount=line.amount,
+                                    **common) for line in bill.lines]
+            entries += [LedgerEntry(0, "late_adjustment", meter=a.meter, quantity=a.quantity, amount=a.amount,
+                                    original_period=a.original_period, reason=a.reason, **common)
+                        for a in bill.late_adjustments]
+            bill_entry_index[bill.bill_id] = len(entries)
+            entries.append(LedgerEntry(0, "bill", amount=bill.total, content_hash=paper.content_hash, **common))
+        linked = await append_entries(conn, entries)
+        total = sum((bill.total for bill in computed.bills), Decimal(0))
+        close_seq = await conn.fetchval(
+            """
+            INSERT INTO billing_periods (period, closed_at, open_at_close, closed_by, bills, total, ledger_seq)
+            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING close_seq
+            """,
+            period, closed_at, open_now, closed_by, len(issued), total, linked[-1].seq if linked else None,
+        )
+        if issued:
+            await conn.execute(
+                """
+                INSERT INTO bills (bill_id, period, department_id, total, content_hash, document, csv, closed_at,
+                                   ledger_seq)
+                SELECT b, $2, d, t, h, doc, c, $3, s
+                FROM unnest($1::text[], $4::text[], $5::numeric[], $6::text[], $7::bytea[], $8::bytea[], $9::bigint[])
+                     AS x(b, d, t, h, doc, c, s)
+                """,
+                [bill.bill_id for bill, _ in issued], period, closed_at,
+                [bill.department_id for bill, _ in issued], [bill.total for bill, _ in issued],
+                [paper.content_hash for _, paper in issued], [paper.document for _, paper in issued],
+                [paper.csv for _, paper in issued], [linked[bill_entry_index[bill.bill_id]].seq for bill, _ in issued],
+            )
+        if computed.baselines:
+            await conn.execute(
+                """
+                INSERT INTO usage_baselines (department_id, period, digest, close_seq)
+                SELECT d, p, g, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(d, p, g)
+                """,
+                [b.department_id for b in computed.baselines], [b.period for b in computed.baselines],
+                [b.digest for b in computed.baselines], close_seq,
+            )
+        log.info("closed %s: %d bills, total %s", period, len(issued), total)
+        return CloseOutcome(period, closed_at, closed_by, total,
+                            [BillIssued(b.bill_id, b.department_id, b.total, p.content_hash) for b, p in issued], True)
+
+
+async def _outcome(conn, period: str) -> CloseOutcome | None:
+    row = await conn.fetchrow("SELECT closed_at, closed_by, total FROM billing_periods WHERE period = $1", period)
+    if row is None:
+        return None
+    bills = await conn.fetch(
+        "SELECT bill_id, department_id, total, content_hash FROM bills WHERE period = $1 ORDER BY department_id", period
+    )
+    return CloseOutcome(period, row["closed_at"], row["closed_by"], row["total"],
+                        [BillIssued(b["bill_id"], b["department_id"], b["total"], b["content_hash"]) for b in bills],
+                        False)
+
+
+async def close_due_periods(engine: AsyncEngine, now: datetime, grace_days: int, closed_by: str = "auto-close",
+                            only: Collection[str] | None = None) -> list[CloseOutcome] | None:
+    """Close every open period (see ``open_periods``) whose grace has passed (``only``: among these). Returns
+    None when another instance is doing it (a session advisory lock keeps closers from working in parallel)."""
+    async with raw_connection(engine) as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", AUTO_CLOSE_LOCK):
+            return None
+        try:
+            candidates = await open_periods(conn)
+            closed = set(await closed_periods(conn))
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", AUTO_CLOSE_LOCK)
+    if only is not None:
+        candidates = [p for p in candidates if p in set(only)]
+    outcomes = []
+    for period in due_periods(candidates, closed, now, grace_days):
+        outcomes.append(await close_period(engine, period, now, closed_by))
+    return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class PostedAdjustment:
+    id: int
+    department_id: str
+    period: str
+    amount: Decimal
+    reason: str
+    reference: str | None
+    created_by: str
+    created_at: datetime
+    ledger_seq: int
+    ledger_hash: str
+
+
+async def post_adjustment(engine: AsyncEngine, department_id: str, period: str, amount: Decimal, reason: str,
+                          reference: str | None, created_by: str) -> PostedAdjustment:
+    """Append a manual adjustment (negative: a credit) to a department's bill of an open period, with its
+    ledger entry, in one transaction."""
+    created_at = datetime.now(UTC)
+    async with raw_transaction(engine) as conn:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", BILLING_LOCK)
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM departments WHERE id = $1)", department_id):
+            raise UnknownDepartment(f"department_id: unknown department {department_id!r}")
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM billing_periods WHERE period = $1)", period):
+            raise PeriodClosed(f"month: period {period} is closed; its bills are final (post the adjustment to an "
+                               "open period)")
+        (entry,) = await append_entries(conn, [LedgerEntry(
+            0, "adjustment", department_id=department_id, period=period, amount=amount, reason=reason,
+            reference=reference, created_by=created_by, created_at=created_at)])
+        adjustment_id = await conn.fetchval(
+            """
+            INSERT INTO adjustments (department_id, period, amount, reason, reference, created_by, created_at, ledger_seq)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
+            """,
+            department_id, period, amount, reason, reference, created_by, created_at, entry.seq,
+        )
+    return PostedAdjustment(adjustment_id, department_id, period, amount, reason, reference, created_by, created_at,
+                            entry.seq, entry.hash)
+
+
+async def list_adjustments(engine: AsyncEngine, department_id: str | None, period: str | None) -> list[dict]:
+    async with raw_connection(engine) as conn:
+        rows = await conn.fetch(
+            """
+            SELECT a.id, a.department_id, a.period, a.amount, a.reason, a.reference, a.created_by, a.created_at,
+                   a.ledger_seq, l.hash AS ledger_hash
+            FROM adjustments a LEFT JOIN ledger_entries l ON l.seq = a.ledger_seq
+            WHERE ($1::text IS NULL OR a.department_id = $1) AND ($2::text IS NULL OR a.period = $2)
+            ORDER BY a.id
+            """,
+            department_id, period,
+        )
+    return [dict(r) for r in rows]

@@ -1,0 +1,102 @@
+"""What the billing API reads: one bill (final as stored, or a draft computed now), bill lists, periods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.billing.bills import (
+    closed_periods,
+    departments_to_bill,
+    has_presence,
+    open_periods,
+    open_periods_with_usage,
+    period_bills,
+    snapshot,
+)
+from services.billing.domain.bills import Bill, parse_bill_number
+from services.billing.domain.periods import closes_at, next_open_period
+
+
+@dataclass(frozen=True, slots=True)
+class FinalBill:
+    document: bytes
+    csv: bytes
+    content_hash: str
+
+
+async def read_bill(engine: AsyncEngine, bill_id: str, now: datetime) -> FinalBill | Bill | None:
+    """A final bill exactly as issued, else the draft as of now; None if there is no such bill."""
+    parsed = parse_bill_number(bill_id)
+    if parsed is None:
+        return None
+    period, department = parsed
+    async with snapshot(engine) as conn:
+        row = await conn.fetchrow("SELECT document, csv, content_hash FROM bills WHERE bill_id = $1", bill_id)
+        if row is not None:
+            return FinalBill(bytes(row["document"]), bytes(row["csv"]), row["content_hash"])
+        if period in await closed_periods(conn):
+            return None  # closed without a bill for this department
+        (bill,) = (await period_bills(conn, period, status="draft", as_of=now, departments=[department])).bills
+        if bill.is_empty and not await has_presence(conn, department, period):
+            return None
+        return bill
+
+
+def _final_summary(row) -> dict:
+    document = orjson.loads(bytes(row["document"]))
+    return {"bill_id": row["bill_id"], "department_id": row["department_id"],
+            "department_name": document["department_name"], "period": row["period"], "status": "final",
+            "total": row["total"], "content_hash": row["content_hash"], "closed_at": row["closed_at"]}
+
+
+def _draft_summary(bill: Bill) -> dict:
+    return {"bill_id": bill.bill_id, "department_id": bill.department_id, "department_name": bill.department_name,
+            "period": bill.period, "status": "draft", "total": bill.total, "content_hash": None, "closed_at": None}
+
+
+async def bill_summaries(engine: AsyncEngine, period: str | None, department: str | None,
+                         now: datetime) -> list[dict]:
+    """Bills of a period (every department, or one), or every bill of one department."""
+    async with snapshot(engine) as conn:
+        closed = await closed_periods(conn)
+        finals = await conn.fetch(
+            """
+            SELECT bill_id, department_id, period, total, content_hash, closed_at, document FROM bills
+            WHERE ($1::text IS NULL OR period = $1) AND ($2::text IS NULL OR department_id = $2)
+            ORDER BY period, department_id
+            """,
+            period, department,
+        )
+        summaries = [_final_summary(r) for r in finals]
+        if period is not None:
+            drafts = [] if period in closed else [period]
+        else:
+            assert department is not None
+            carrying = {next_open_period(p, closed) for p in closed}
+            drafts = sorted(set(await open_periods_with_usage(conn, department)) | carrying)
+        for open_period in drafts:
+            bills = (await period_bills(conn, open_period, status="draft", as_of=now,
+                                        departments=None if department is None else [department])).bills
+            if department is not None and bills[0].is_empty:
+                # a department's zero bill is listed only if the period bills it (active resources)
+                if department not in await departments_to_bill(conn, open_period):
+                    continue
+            summaries += [_draft_summary(b) for b in bills]
+    return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))
+
+
+async def list_periods(engine: AsyncEngine, grace_days: int) -> list[dict]:
+    """Closed periods with their close, and open periods that have usage, with when they will close."""
+    async with snapshot(engine) as conn:
+        closed = await conn.fetch("SELECT period, closed_at, closed_by, bills, total FROM billing_periods")
+        periods = [{"period": r["period"], "status": "closed", "closes_at": None, "closed_at": r["closed_at"],
+                    "closed_by": r["closed_by"], "bills": r["bills"], "total": r["total"]} for r in closed]
+        for period in await open_periods(conn):
+            periods.append({"period": period, "status": "open", "closes_at": closes_at(period, grace_days),
+                            "closed_at": None, "closed_by": None, "bills": None, "total": None})
+    return sorted(periods, key=lambda p: p["period"])
+

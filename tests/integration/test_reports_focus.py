@@ -1,0 +1,146 @@
+"""The FOCUS 1.2 export end to end: usage through the pipeline, the CSV checked by focus-validator 2.2
+(scripts/focus-validator.sh, its own Python ≥ 3.12 venv cached in .cache/focus-venv), and BilledCost summed
+per InvoiceId reconciled with the bill. Era: 2073-05 (local)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import subprocess
+import uuid
+from collections import defaultdict
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+import pytest
+
+from services.common.periods import LOCAL_TZ
+from services.metering.domain.rating import Tier, graduated_charge
+from tests.integration.conftest import REPO
+from tests.integration.support import (
+    ADMIN,
+    FINANCE,
+    PROVIDER,
+    auth,
+    lifecycle_event,
+    post_events,
+    usage_event,
+    wait_stored,
+)
+
+pytestmark = pytest.mark.usefixtures("worker")
+D = Decimal
+RUN = uuid.uuid4().hex[:6]
+X, Y = f"focus-x-{RUN}", f"focus-y-{RUN}"
+MONTH = "2073-05"
+TIERS = (Tier(D(1000), D("0.002")), Tier(None, D("0.001")))
+
+
+def local(day: int, hour: int = 0, month: int = 5) -> datetime:
+    return datetime(2073, month, day, hour, tzinfo=LOCAL_TZ)
+
+
+def fen(value: Decimal) -> Decimal:
+    return value.quantize(D("0.01"), rounding=ROUND_HALF_UP)
+
+
+def validate(path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "scripts" / "focus-validator.sh"), str(path)], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def validator_ready():
+    """Create (or reuse) the validator's venv; skip only if this machine has no Python ≥ 3.12 at all."""
+    done = subprocess.run(["bash", str(REPO / "scripts" / "focus-validator.sh"), "--install"], capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode == 3:
+        pytest.skip("focus-validator needs Python >= 3.12 and none was found: " + done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+
+
+async def test_focus_export_validates_and_reconciles_with_the_bills(apps, worker, tmp_path, validator_ready):
+    for department, name in ((X, "市教育局"), (Y, "市民政局")):
+        assert (await apps["billing"].post("/v1/departments", json={"id": department, "name": name},
+                                           headers=ADMIN)).status_code == 201
+    card = {"version": f"focus-{RUN}", "effective_from": local(1, month=4).isoformat(), "currency": "CNY",
+            "prices": {"compute.vcpu": "0.123457", "storage.object": {"tiers": [
+                {"up_to": "1000", "unit_price": "0.002"}, {"up_to": None, "unit_price": "0.001"}]}}}
+    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    vm_x, bucket_x, vm_y = f"vm-x-{RUN}", f"bucket-x-{RUN}", f"vm-y-{RUN}"
+    since = local(1, month=4)
+    events = [
+        lifecycle_event(vm_x, "activated", X, since, system="教育云平台", spec={"vcpu": 2}),
+        lifecycle_event(bucket_x, "activated", X, since, system="教育云平台", kind="bucket"),
+        lifecycle_event(vm_y, "activated", Y, since, system="救助管理系统", spec={"vcpu": 4}),
+        usage_event(vm_x, "compute.vcpu", "3.3", local(2, 8)),
+        usage_event(vm_x, "compute.vcpu", "7.25", local(31, 22), local(31, 23, month=5)),
+        usage_event(bucket_x, "storage.object", "800", local(3), local(4)),  # 800 at 0.002 …
+        usage_event(bucket_x, "storage.object", "700", local(4), local(5)),  # … 200 more at 0.002, 500 at 0.001
+        usage_event(vm_y, "compute.vcpu", "11", local(9, 13)),
+        usage_event(vm_y, "compute.vcpu", "1", local(1, 0, month=6)),  # next month: not on this export
+    ]
+    assert (await post_events(apps["metering"], events)).status_code == 202
+    await wait_stored(events, worker)
+    credit = await apps["billing"].post("/v1/adjustments", headers=ADMIN, json={
+        "department_id": Y, "amount": "-0.50", "reason": "服务中断补偿", "month": MONTH})
+    credited = credit.status_code == 201  # once the billing side takes adjustments
+    assert credited or credit.status_code in (404, 405), credit.text
+
+    response = await apps["query"].get("/v1/exports/focus", params={"month": MONTH}, headers=FINANCE)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = [r for r in csv.DictReader(io.StringIO(response.text)) if r["SubAccountId"] in (X, Y)]
+    path = tmp_path / "focus.csv"
+    path.write_text(response.text, encoding="utf-8")
+    verdict = await asyncio.to_thread(validate, path)
+    assert verdict.returncode == 0, verdict.stdout[-4000:] + verdict.stderr
+    assert "real failures: 0" in verdict.stdout
+
+    billed: dict[str, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        billed[row["InvoiceId"]] += D(row["BilledCost"])
+    vcpu_x = fen((D("3.3") + D("7.25")) * D("0.123457"))  # one bill line per meter, rounded half-up
+    object_x = fen(graduated_charge(TIERS, D(0), D(1500)))
+    credit_y = D("-0.50") if credited else D(0)
+    expected = {f"GM-{MONTH}-{X}": vcpu_x + object_x, f"GM-{MONTH}-{Y}": fen(11 * D("0.123457")) + credit_y}
+    assert dict(billed) == expected == {f"GM-{MONTH}-{X}": D("3.80"), f"GM-{MONTH}-{Y}": D("1.36") + credit_y}
+    if credited:
+        (credit_row,) = [r for r in rows if r["ChargeCategory"] == "Credit"]
+        assert (credit_row["InvoiceId"], credit_row["BilledCost"], credit_row["x_ChargeDescriptionLocal"]) == (
+            f"GM-{MONTH}-{Y}", "-0.5", "服务中断补偿")
+
+    usage = [r for r in rows if r["ChargeCategory"] == "Usage"]
+    tiers = sorted((r["x_PriceTier"], r["PricingQuantity"], r["ListUnitPrice"], r["BilledCost"])
+                   for r in usage if r["SkuId"] == "storage.object")
+    assert tiers == [("1", "200", "0.002", "0.4"), ("1", "800", "0.002", "1.6"), ("2", "500", "0.001", "0.5")]
+    vm = [r for r in usage if r["ResourceId"] == vm_y]
+    assert [(r["SubAccountName"], r["x_System"], r["ResourceType"], r["ChargePeriodStart"], r["ChargePeriodEnd"],
+             r["BillingPeriodStart"], r["PricingUnit"], r["BillingCurrency"]) for r in vm] == [
+        ("市民政局", "救助管理系统", "Virtual Machine", "2073-05-08T16:00:00Z", "2073-05-09T16:00:00Z",
+         "2073-04-30T16:00:00Z", "vCPU-Hours", "CNY")]
+    rounding = [r for r in rows if r["ChargeCategory"] == "Adjustment"]
+    assert {(r["InvoiceId"], r["SkuId"] or None) for r in rounding} == {
+        (f"GM-{MONTH}-{X}", None), (f"GM-{MONTH}-{Y}", None)}
+
+    # the bills themselves, once the billing side serves them
+    reconciled = 0
+    for invoice, total in expected.items():
+        bill = await apps["billing"].get(f"/v1/bills/{invoice}", headers=FINANCE)
+        if bill.status_code == 404 and bill.json().get("detail") == "Not Found":
+            continue  # no bills endpoint yet
+        assert bill.status_code == 200, bill.text
+        assert D(str(bill.json()["total"])) == total
+        reconciled += 1
+    from services.billing.api import app as billing_app
+
+    serves_bills = any(getattr(r, "path", "") == "/v1/bills/{bill_id}" for r in billing_app.routes)
+    assert reconciled == (2 if serves_bills else 0) and credited == serves_bills
+
+    mine = await apps["query"].get("/v1/exports/focus", params={"month": MONTH}, headers=auth("department", Y))
+    assert {r["SubAccountId"] for r in csv.DictReader(io.StringIO(mine.text))} == {Y}
+    assert (await apps["query"].get("/v1/exports/focus", params={"month": MONTH},
+                                    headers=PROVIDER)).status_code == 403
+    assert (await apps["query"].get("/v1/exports/focus", params={"month": MONTH, "department": X},
+                                    headers=auth("department", Y))).status_code == 403
