@@ -48,6 +48,7 @@ from services.demo.load import DEMO_DEPARTMENTS, DEMO_PRICES, demo_resources, li
 SIZES = {
     #            worker events/run, runs, ingest events/run, freshness s, year events, query requests/client
     "smoke": dict(worker=20_000, runs=1, ingest=10_000, freshness=5, year=40_000, queries=5),
+    "medium": dict(worker=400_000, runs=3, ingest=200_000, freshness=30, year=2_000_000, queries=50),
     "full": dict(worker=400_000, runs=3, ingest=200_000, freshness=30, year=10_000_000, queries=50),
 }
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -412,6 +413,7 @@ async def bench_queries(size: dict, logs: Path) -> tuple[list[Figure], dict[str,
     try:
         await wait_healthy("query")
         await wait_healthy("billing")
+        await asyncio.sleep(10)  # let the start-up passes of the warning and period-close tasks finish
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=40)) as client:
             for name, (service, path, params) in queries.items():
                 url = f"http://127.0.0.1:{PORTS[service]}{path}"
@@ -448,7 +450,7 @@ async def bench_replay(logs: Path) -> Figure | None:
     if result.returncode != 0:
         return Figure("replay", float("nan"), "events/s", target="≥ 50,000 /s",
                       note="govmeter replay failed or is not available: see replay.log")
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
     return Figure("replay (rebuild all projections)", report["events_per_second"], "events/s",
                   target="≥ 50,000 /s", note=f"{report.get('events', '?')} events; identical: {report.get('identical')}")
 

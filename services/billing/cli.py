@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ def register(sub) -> None:
     replay = sub.add_parser("replay", help="rebuild every projection from the event store into a fresh schema and "
                                            "compare it (and every bill) with the live one")
     replay.add_argument("--keep", action="store_true", help="keep the replay schema for inspection")
+    replay.add_argument("--json", action="store_true", help="also print a last line of JSON (for bench/run.py)")
     replay.set_defaults(func=cmd_replay)
 
     period = sub.add_parser("period", help="billing periods")
@@ -70,6 +72,9 @@ def cmd_replay(args) -> int:
         print(f"  {table}: {rows} rows compared")
     print(f"  final bills recomputed as of their close: {report.final_bills_checked}; "
           f"draft bills compared: {report.drafts_checked}")
+    if args.json:
+        print(json.dumps({"events": report.events, "seconds": report.seconds,
+                          "events_per_second": report.events_per_second, "identical": report.ok}))
     if report.ok:
         print("identical: every projection and every bill")
         return 0

@@ -96,8 +96,8 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery) -> bytes:
             {f"GROUP BY {group}" if group else ""}
         )
         SELECT coalesce(json_agg(
-            jsonb_build_object({", ".join(fields)})
-            || CASE WHEN u <> 0 THEN jsonb_build_object('unpriced_quantity', trim_scale(u)::text) ELSE '{{}}' END
+            CASE WHEN u <> 0 THEN json_build_object({", ".join(fields)}, 'unpriced_quantity', trim_scale(u)::text)
+                 ELSE json_build_object({", ".join(fields)}) END
             ORDER BY {order}), '[]')::text
         FROM agg WHERE q IS NOT NULL
     """
