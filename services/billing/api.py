@@ -4,9 +4,6 @@ only its own department's bills, adjustments, budgets and alerts."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
@@ -56,29 +53,18 @@ from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.health import add_health_route
-from services.common.kafka import ensure_topics, start_producer
+from services.common.lifespan import producer_lifespan
 from services.common.periods import LOCAL_TZ, parse_month
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI):
-    settings = get_settings()
-    await ensure_topics(settings)
-    app.state.producer = await start_producer(settings)
+def _billing_loop(producer, settings):
     # Closes due periods, evaluates budgets and publishes alerts every billing_check_seconds.
-    loop = (asyncio.create_task(run_billing_loop(get_engine(), settings, app.state.producer))
-            if settings.billing_check_seconds > 0 else None)
-    try:
-        yield
-    finally:
-        if loop is not None:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
-        await app.state.producer.stop()
+    if settings.billing_check_seconds > 0:
+        return run_billing_loop(get_engine(), settings, producer)
+    return None
 
 
-app = FastAPI(title="govmeter billing API", version="1.0", lifespan=lifespan)
+app = FastAPI(title="govmeter billing API", version="1.0", lifespan=producer_lifespan(_billing_loop))
 add_health_route(app)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]

@@ -19,7 +19,6 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     Text,
-    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 import orjson
@@ -15,21 +14,11 @@ from schemas.events import event_identity, validate_event
 from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
 from services.common.health import add_health_route
-from services.common.kafka import batch_records, ensure_topics, start_producer
+from services.common.lifespan import producer_lifespan
+from services.common.kafka import batch_records
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI):
-    settings = get_settings()
-    await ensure_topics(settings)
-    app.state.producer = await start_producer(settings)
-    try:
-        yield
-    finally:
-        await app.state.producer.stop()
-
-
-app = FastAPI(title="govmeter metering API", version="1.0", lifespan=lifespan)
+app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
 add_health_route(app)
 
 BATCH_TYPES = ("application/cloudevents-batch+json",)

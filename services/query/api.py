@@ -4,46 +4,28 @@ the FOCUS export. Its lifespan runs the anomaly warning evaluation in the backgr
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from contextlib import asynccontextmanager
 from typing import Annotated
 
-import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Response, status
 
 from schemas.api import Role, UsageReport
 from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
-from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.health import add_health_route
-from services.common.kafka import ensure_topics, start_producer
+from services.common.lifespan import producer_lifespan
 from services.common.periods import parse_bound
 from services.query.reports import budget, focus, platform, utilization, warnings, waste
 from services.query.views import GRANULARITIES, GROUPS, UsageQuery, usage_report_json
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI):
-    settings = get_settings()
-    await ensure_topics(settings)
-    app.state.producer = await start_producer(settings)
-    task = None
+def _warning_loop(producer, settings):
     if settings.warnings_interval_seconds > 0:
-        task = asyncio.create_task(warnings.warning_loop(get_engine(), app.state.producer, settings),
-                                   name="govmeter-warnings")
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await app.state.producer.stop()
+        return warnings.warning_loop(get_engine(), producer, settings)
+    return None
 
 
-app = FastAPI(title="govmeter query API", version="1.0", lifespan=lifespan)
+app = FastAPI(title="govmeter query API", version="1.0", lifespan=producer_lifespan(_warning_loop))
 add_health_route(app)
 for module in (utilization, platform, waste, budget, warnings, focus):
     app.include_router(module.router)

@@ -22,7 +22,7 @@ def auth(role: str, department: str | None = None) -> dict[str, str]:
 
 ADMIN, PROVIDER, FINANCE = auth("admin"), auth("provider"), auth("finance")
 
-async def wait_until(check, timeout: float = 60.0, interval: float = 0.1, worker: WorkerProcess | None = None):
+async def wait_until(check, timeout: float = 60.0, interval: float = 0.1, worker=None):
     """Poll an async ``check`` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while True:
