@@ -29,20 +29,29 @@ def register(sub) -> None:
     close.set_defaults(func=cmd_close)
 
 
-def cmd_ledger_verify(args) -> int:
-    from services.billing.bills import snapshot
-    from services.billing.ledger import verify_ledger
+def with_engine(work):
+    """Run ``work(engine)`` in a fresh event loop and release the engine's connections afterwards."""
     from services.common.db import get_engine
 
     async def run():
         engine = get_engine()
         try:
-            async with snapshot(engine) as conn:
-                return await verify_ledger(conn)
+            return await work(engine)
         finally:
             await engine.dispose()
 
-    report = asyncio.run(run())
+    return asyncio.run(run())
+
+
+def cmd_ledger_verify(args) -> int:
+    from services.billing.bills import snapshot
+    from services.billing.ledger import verify_ledger
+
+    async def verify(engine):
+        async with snapshot(engine) as conn:
+            return await verify_ledger(conn)
+
+    report = with_engine(verify)
     if report.ok:
         print(f"ledger intact: {report.entries} entries, head {report.head_seq} {report.head_hash}")
         return 0
@@ -55,16 +64,8 @@ def cmd_ledger_verify(args) -> int:
 def cmd_replay(args) -> int:
     from services.billing.replay import replay
     from services.common.config import get_settings
-    from services.common.db import get_engine
 
-    async def run():
-        engine = get_engine()
-        try:
-            return await replay(engine, get_settings().database_url, keep=args.keep)
-        finally:
-            await engine.dispose()
-
-    report = asyncio.run(run())
+    report = with_engine(lambda engine: replay(engine, get_settings().database_url, keep=args.keep))
     print(f"replayed {report.events} events and {report.rate_cards} rate cards in {report.seconds:.1f} s "
           f"({report.events_per_second:,.0f} events/s) into schema {report.schema}"
           + (" (kept)" if args.keep else " (dropped)"))
@@ -86,7 +87,6 @@ def cmd_replay(args) -> int:
 
 def cmd_close(args) -> int:
     from services.billing.closing import PeriodNotEnded, close_period
-    from services.common.db import get_engine
     from services.common.periods import parse_month
 
     try:
@@ -95,15 +95,8 @@ def cmd_close(args) -> int:
         print(f"month: {exc}", file=sys.stderr)
         return 2
 
-    async def run():
-        engine = get_engine()
-        try:
-            return await close_period(engine, args.month, datetime.now(UTC), closed_by=args.by)
-        finally:
-            await engine.dispose()
-
     try:
-        outcome = asyncio.run(run())
+        outcome = with_engine(lambda engine: close_period(engine, args.month, datetime.now(UTC), closed_by=args.by))
     except PeriodNotEnded as exc:
         print(exc, file=sys.stderr)
         return 1
