@@ -36,7 +36,7 @@ app = faust.App(
     producer_acks=-1,
     broker_commit_every=1000,
     broker_commit_interval=1.0,
-    stream_buffer_maxsize=4096,
+    stream_buffer_maxsize=200,  # records (each up to ~1,000 events) read ahead: bounds the memory
 )
 events_topic = app.topic(settings.events_topic, value_type=bytes, value_serializer="raw",
                          partitions=settings.event_partitions)
@@ -45,8 +45,8 @@ rate_card_topic = app.topic(settings.rate_card_topic, value_type=bytes, value_se
 
 _pipeline: MeteringPipeline | None = None
 # Decoded batches wait here for their transaction. Decoding (CPU in this process) of the next batch overlaps the
-# current batch's transaction (CPU in PostgreSQL); two batches at most are decoded ahead.
-_ready: asyncio.Queue = asyncio.Queue(maxsize=2)
+# current batch's transaction (CPU in PostgreSQL); one batch at most waits decoded.
+_ready: asyncio.Queue = asyncio.Queue(maxsize=1)
 
 
 def pipeline() -> MeteringPipeline:
