@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     billing_port: int = Field(8002, validation_alias="GOVMETER_BILLING_PORT")
     query_port: int = Field(8003, validation_alias="GOVMETER_QUERY_PORT")
     # The worker takes up to this many Kafka records (each may carry a batch of events) per transaction.
-    worker_batch_records: int = Field(30, validation_alias="GOVMETER_WORKER_BATCH_RECORDS")
+    worker_batch_records: int = Field(20, validation_alias="GOVMETER_WORKER_BATCH_RECORDS")
     worker_batch_seconds: float = Field(0.2, validation_alias="GOVMETER_WORKER_BATCH_SECONDS")
     # Batches in their transaction at once in one worker (see services/metering/worker.py).
     worker_transactions: int = Field(2, validation_alias="GOVMETER_WORKER_TRANSACTIONS")

@@ -114,7 +114,7 @@ async def test_focus_export_validates_and_reconciles_with_the_bills(apps, worker
     usage = [r for r in rows if r["ChargeCategory"] == "Usage"]
     tiers = sorted((r["x_PriceTier"], r["PricingQuantity"], r["ListUnitPrice"], r["BilledCost"])
                    for r in usage if r["SkuId"] == "storage.object")
-    assert tiers == [("1", "200", "0.002", "0.4"), ("1", "800", "0.002", "1.6"), ("2", "500", "0.001", "0.5")]
+    assert tiers == [("1", "200.0", "0.002", "0.4"), ("1", "800.0", "0.002", "1.6"), ("2", "500.0", "0.001", "0.5")]
     vm = [r for r in usage if r["ResourceId"] == vm_y]
     assert [(r["SubAccountName"], r["x_System"], r["ResourceType"], r["ChargePeriodStart"], r["ChargePeriodEnd"],
              r["BillingPeriodStart"], r["PricingUnit"], r["BillingCurrency"]) for r in vm] == [
@@ -144,3 +144,48 @@ async def test_focus_export_validates_and_reconciles_with_the_bills(apps, worker
                                     headers=PROVIDER)).status_code == 403
     assert (await apps["query"].get("/v1/exports/focus", params={"month": MONTH, "department": X},
                                     headers=auth("department", Y))).status_code == 403
+
+
+async def test_usage_late_for_a_billed_month_is_exported_as_a_correction_of_that_month(
+        apps, worker, tmp_path, validator_ready):
+    from services.billing.api import app as billing_app
+    from services.billing.api import billing_clock
+
+    department = f"focus-late-{RUN}"
+    assert (await apps["billing"].post("/v1/departments", json={"id": department, "name": "市审计局"},
+                                       headers=ADMIN)).status_code == 201
+    january = datetime(2074, 1, 1, tzinfo=LOCAL_TZ)
+    card = {"version": f"focus-late-{RUN}", "effective_from": january.isoformat(), "prices": {"compute.vcpu": "0.50"}}
+    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    vm = f"vm-late-{RUN}"
+    first = [lifecycle_event(vm, "activated", department, january),
+             usage_event(vm, "compute.vcpu", "10", datetime(2074, 1, 10, 9, tzinfo=LOCAL_TZ))]
+    assert (await post_events(apps["metering"], first)).status_code == 202
+    await wait_stored(first, worker)
+    billing_app.dependency_overrides[billing_clock] = lambda: datetime(2074, 2, 5, tzinfo=LOCAL_TZ)
+    try:
+        closed = await apps["billing"].post("/v1/periods/2074-01/close", headers=ADMIN)
+    finally:
+        billing_app.dependency_overrides.pop(billing_clock, None)
+    assert closed.status_code == 200, closed.text
+    # January's usage arrives after January was billed; February's usage arrives too
+    late = [usage_event(vm, "compute.vcpu", "4", datetime(2074, 1, 20, 9, tzinfo=LOCAL_TZ)),
+            usage_event(vm, "compute.vcpu", "6", datetime(2074, 2, 3, 9, tzinfo=LOCAL_TZ))]
+    assert (await post_events(apps["metering"], late)).status_code == 202
+    await wait_stored(late, worker)
+
+    response = await apps["query"].get("/v1/exports/focus", params={"month": "2074-02", "department": department},
+                                       headers=FINANCE)
+    assert response.status_code == 200, response.text
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    corrections = [r for r in rows if r["ChargeClass"] == "Correction"]
+    assert corrections and {r["InvoiceId"] for r in corrections} == {f"GM-2074-02-{department}"}
+    assert sum(D(r["BilledCost"]) for r in corrections) == D("2.00")  # 4 vCPU-hours at 0.50, for January
+    assert {r["x_CorrectedPeriod"] for r in corrections} == {"2074-01"}  # they correct January's charges
+    assert all(r["ChargePeriodStart"] == "2073-12-31T16:00:00Z" for r in corrections)
+    bill = (await apps["billing"].get(f"/v1/bills/GM-2074-02-{department}", headers=FINANCE)).json()
+    assert sum(D(r["BilledCost"]) for r in rows) == D(bill["total"]) == D("5.00")
+    path = tmp_path / "focus-late.csv"
+    path.write_text(response.text, encoding="utf-8")
+    verdict = await asyncio.to_thread(validate, path)
+    assert verdict.returncode == 0, verdict.stdout[-4000:] + verdict.stderr

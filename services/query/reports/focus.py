@@ -95,7 +95,12 @@ def utc_text(instant: datetime) -> str:
 
 
 def _decimal(value: Decimal | None) -> str:
-    return "" if value is None else quantity_text(value) if value != 0 else "0"
+    # Always with a decimal point: the validator infers a column's type from its text, and a column of whole
+    # numbers ("5", "2") would be read as integers and fail FOCUS's DECIMAL type rules.
+    if value is None:
+        return ""
+    text = quantity_text(value) if value != 0 else "0"
+    return text if "." in text else text + ".0"
 
 
 def focus_rows(month: str, charges: list[ChargeRow], names: dict[str, str], kinds: dict[str, str],
