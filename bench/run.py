@@ -43,7 +43,13 @@ from services.common.config import Settings  # noqa: E402
 from services.common.db import drop_database, get_engine, raw_connection  # noqa: E402
 from services.common.kafka import batch_records, ensure_topics  # noqa: E402
 from services.common.migrate import migrate  # noqa: E402
-from services.demo.load import DEMO_DEPARTMENTS, DEMO_PRICES, demo_resources, lifecycle_event, usage_events  # noqa: E402
+from services.demo.load import (  # noqa: E402
+    DEMO_DEPARTMENTS,
+    demo_resources,
+    lifecycle_event,
+    register_departments_and_prices,
+    usage_events,
+)
 
 SIZES = {
     #            worker events/run, runs, ingest events/run, freshness s, year events, query requests/client
@@ -163,12 +169,9 @@ async def wait_for_count(target: int, timeout: float = 1800, poll: float = 0.25)
 async def seed_reference_data() -> None:
     from services.metering.pipeline import KafkaRecord, MeteringPipeline
 
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['billing']}", timeout=60) as client:
-        admin = {"Authorization": f"Bearer {issue_token('admin')}"}
-        for dep_id, name in DEMO_DEPARTMENTS:
-            await client.post("/v1/departments", json={"id": dep_id, "name": name}, headers=admin)
-        await client.post("/v1/rate-cards", headers=admin, json={
-            "version": "bench", "effective_from": "2024-01-01T00:00:00+08:00", "prices": DEMO_PRICES})
+    async with httpx.AsyncClient(timeout=60) as client:
+        await register_departments_and_prices(client, f"http://127.0.0.1:{PORTS['billing']}", "bench",
+                                              "2024-01-01T00:00:00+08:00")
     fleet = demo_resources(2000)
     lifecycle = orjson.dumps([lifecycle_event(r, YEAR_START - timedelta(days=1)) for r in fleet])
     await MeteringPipeline(get_engine()).process([KafkaRecord("bench", 0, 0, lifecycle)])

@@ -8,7 +8,6 @@ start, an owner for an activation) follow in plain Python in ``validate_event``.
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -130,12 +129,3 @@ def canonical_payload(raw: dict) -> bytes:
     """The event as stored: its JSON with sorted keys. Two deliveries of one event store the same bytes; a
     duplicate id whose bytes differ is a conflicting duplicate."""
     return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
-
-
-def interval_of(event: dict) -> tuple[datetime, datetime] | None:
-    data = event["data"]
-    return (data["start"], data["end"]) if "end" in data else None
-
-
-def json_schema(event_type: str) -> dict:
-    return EVENT_ADAPTERS[event_type].json_schema()

@@ -102,12 +102,10 @@ def cmd_dev(args) -> int:
         for role in ("admin", "provider", "finance"):
             print(f"  {role:10s} {issue_token(role)}")
         if args.demo:
-            from services.demo.load import DEMO_DEPARTMENTS
+            from services.demo.load import DEMO_DEPARTMENTS, run_demo
 
             first = DEMO_DEPARTMENTS[0][0]
             print(f"  department ({first}) {issue_token('department', first)}")
-            from services.demo.load import run_demo
-
             asyncio.run(run_demo(urls, rate=args.rate, duration=args.duration))
             if args.duration:
                 return 0

@@ -106,19 +106,24 @@ def usage_events(resources: list[DemoResource], start: datetime, interval: timed
         t = end
 
 
+async def register_departments_and_prices(client: httpx.AsyncClient, billing_url: str, version: str,
+                                          effective_from: str) -> None:
+    """The demo departments and a rate card with the demo prices (already registered ones answer 409: fine)."""
+    admin = {"Authorization": f"Bearer {issue_token('admin')}"}
+    for dep_id, name in DEMO_DEPARTMENTS:
+        await client.post(f"{billing_url}/v1/departments", json={"id": dep_id, "name": name}, headers=admin)
+    await client.post(f"{billing_url}/v1/rate-cards", headers=admin, json={
+        "version": version, "effective_from": effective_from, "currency": "CNY", "prices": DEMO_PRICES})
+
+
 async def run_demo(urls: dict[str, str], rate: float = 200.0, duration: float = 0.0, resources: int = 2000) -> None:
     """Set up departments, a rate card and resources, then stream usage at ``rate`` events/s."""
-    admin = {"Authorization": f"Bearer {issue_token('admin')}"}
     provider = {"Authorization": f"Bearer {issue_token('provider')}"}
     fleet = demo_resources(resources)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     since = now - timedelta(days=2)
     async with httpx.AsyncClient(timeout=30) as client:
-        for dep_id, name in DEMO_DEPARTMENTS:
-            await client.post(f"{urls['billing']}/v1/departments", json={"id": dep_id, "name": name}, headers=admin)
-        await client.post(f"{urls['billing']}/v1/rate-cards", headers=admin, json={
-            "version": "demo-2026", "effective_from": "2026-01-01T00:00:00+08:00", "currency": "CNY",
-            "prices": DEMO_PRICES})
+        await register_departments_and_prices(client, urls["billing"], "demo-2026", "2026-01-01T00:00:00+08:00")
         lifecycle = [lifecycle_event(r, since) for r in fleet]
         for i in range(0, len(lifecycle), 500):
             await client.post(f"{urls['metering']}/v1/events", json=lifecycle[i:i + 500], headers=provider)

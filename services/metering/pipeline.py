@@ -132,8 +132,7 @@ class MeteringPipeline:
             current = from_hours.get(subject)
             from_hours[subject] = hour if current is None else min(current, hour)
         await reproject_ownership(conn, from_hours)
-        owners = await load_ownership(conn, from_hours)
-        _, cards = await self._state(conn)
+        owners, cards = await self._state(conn)  # the version moved: this reloads the new ownership
         await rebuild_rollups(conn, from_hours, owners, cards)
 
     async def _state(self, conn) -> tuple[dict[str, list[Ownership]], list[RateCardPrices]]:

@@ -14,7 +14,6 @@ from services.common.periods import LOCAL_TZ
 GROUPS = ("department", "meter", "resource", "system")
 GRANULARITIES = ("hour", "day", "month", "total")
 _COLUMN = {"department": "department_id", "meter": "meter", "resource": "resource_id", "system": "system"}
-_FIELD = {"department": "department_id", "meter": "meter", "resource": "resource_id", "system": "system"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery) -> bytes:
     group = ", ".join(str(i + 1) for i in range(len(selected)))
     # a total's period_start is the query's own start ($5); buckets are local times written with +08:00
     period = "coalesce(to_char(period, 'YYYY-MM-DD\"T\"HH24:MI:SS\"+08:00\"'), $5::text)" if bucket else "$5::text"
-    fields = [f"'period_start', {period}"] + [f"'{_FIELD[g]}', {_COLUMN[g]}" for g in query.group_by]
+    fields = [f"'period_start', {period}"] + [f"'{_COLUMN[g]}', {_COLUMN[g]}" for g in query.group_by]
     if "meter" in query.group_by:
         fields.append("'unit', (SELECT unit FROM units WHERE units.meter = agg.meter)")
     fields += ["'quantity', trim_scale(q)::text", "'amount', round(a, 2)::text"]

@@ -12,24 +12,16 @@ import hashlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from schemas.catalogue import meters
 from services.billing.domain.bills import Bill, BillLine, LateAdjustment, ManualAdjustment, PriceApplied
-from services.common.money import CURRENCY, yuan_text
+from services.common.money import CURRENCY, quantity_text, yuan_text
 from services.common.periods import LOCAL_TZ, month_bounds
 
 STATUS_ZH = {"draft": "草稿", "final": "正式"}
-
-
-def quantity_text(value: Decimal) -> str:
-    """A quantity as a plain decimal string without trailing zeros: ``"12.5"``, ``"1000"``, ``"0"``."""
-    if value == 0:
-        return "0"
-    return format(value.normalize(), "f")
 
 
 def local_text(instant: datetime | None) -> str | None:

@@ -60,6 +60,8 @@ def _interval(resource_id: str, change: LifecycleChange, until: datetime | None)
 
 def owner_at(intervals: list[Ownership], instant: datetime) -> Ownership | None:
     """The ownership in force at ``instant`` (intervals sorted by valid_from), or None if unowned."""
+    if len(intervals) <= 1:  # most resources keep one owner (or have none): no search
+        return intervals[0] if intervals and intervals[0].covers(instant) else None
     index = bisect_right(intervals, instant, key=lambda o: o.valid_from) - 1
     if index >= 0 and intervals[index].covers(instant):
         return intervals[index]

@@ -33,8 +33,12 @@ class RateCardPrices:
 
 def card_at(cards: list[RateCardPrices], instant: datetime) -> RateCardPrices | None:
     """The newest card whose effective_from ≤ instant; ``cards`` sorted by effective_from."""
-    index = bisect_right(cards, instant, key=lambda c: c.effective_from) - 1
+    index = _card_index(cards, instant)
     return cards[index] if index >= 0 else None
+
+
+def _card_index(cards: list[RateCardPrices], instant: datetime) -> int:
+    return bisect_right(cards, instant, key=lambda c: c.effective_from) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +87,7 @@ def rate_usage(
         for piece_hour, piece_start, quantity in pieces:
             if from_hour is not None and piece_hour < from_hour:
                 continue
-            owner = _owner_at(intervals, piece_start)
+            owner = owner_at(intervals, piece_start)
             card = card_in_force(piece_start)
             key = (
                 piece_hour,
@@ -105,12 +109,6 @@ def rate_usage(
     return deltas
 
 
-def _owner_at(intervals: list[Ownership], instant: datetime) -> Ownership | None:
-    if len(intervals) == 1:  # most resources keep one owner: skip the search
-        return intervals[0] if intervals[0].covers(instant) else None
-    return owner_at(intervals, instant) if intervals else None
-
-
 class _CardLookup:
     """``card_at`` with a memo of the last answer's validity range: consecutive slices mostly share a card."""
 
@@ -123,9 +121,7 @@ class _CardLookup:
     def __call__(self, instant: datetime) -> RateCardPrices | None:
         if self.low is not None and self.low <= instant and (self.high is None or instant < self.high):
             return self.card
-        if not self.cards:
-            return None
-        index = bisect_right(self.cards, instant, key=lambda c: c.effective_from) - 1
+        index = _card_index(self.cards, instant)
         if index < 0:
             return None
         self.card = self.cards[index]

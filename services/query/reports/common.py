@@ -41,11 +41,6 @@ def parse_day(field_name: str, text: str) -> date:
         raise bad(field_name, "not a date in the form YYYY-MM-DD") from None
 
 
-def quantity_text(value: Decimal) -> str:
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 def percent_text(value: Decimal | None, step: Decimal = HUNDREDTH) -> str | None:
     return None if value is None else f"{value.quantize(step, rounding=ROUND_HALF_UP)}"
 

@@ -29,11 +29,11 @@ from schemas.api import Role
 from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
-from services.common.money import CURRENCY
+from services.common.money import CURRENCY, quantity_text
 from services.common.periods import month_bounds, parse_month
 from services.metering.store import load_rate_cards
 from services.query.reports.charges import ChargeRow, invoice_id, invoice_lines, local_day_start, month_charges
-from services.query.reports.common import bad, csv_response, department_names, quantity_text
+from services.query.reports.common import bad, csv_response, department_names
 from services.query.reports.labels import check_lang, meter_name
 
 router = APIRouter(tags=["exports"])
@@ -99,7 +99,7 @@ def _decimal(value: Decimal | None) -> str:
     # numbers ("5", "2") would be read as integers and fail FOCUS's DECIMAL type rules.
     if value is None:
         return ""
-    text = quantity_text(value) if value != 0 else "0"
+    text = quantity_text(value)
     return text if "." in text else text + ".0"
 
 

@@ -19,14 +19,13 @@ from schemas.catalogue import meters, unit_of
 from schemas.reports import PlatformReport
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
-from services.common.money import yuan_text
+from services.common.money import quantity_text, yuan_text
 from services.common.periods import month_bounds, parse_month
 from services.query.reports.common import (
     UsageFigure,
     bad,
     change_percent,
     department_names,
-    quantity_text,
     share_percent,
 )
 from services.query.reports.labels import check_lang, family_name, meter_name

@@ -24,7 +24,7 @@ from schemas.catalogue import unit_of
 from schemas.reports import UtilizationReport
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
-from services.common.money import yuan_text
+from services.common.money import quantity_text, yuan_text
 from services.query.reports.common import (
     TENTH,
     UsageFigure,
@@ -39,7 +39,6 @@ from services.query.reports.common import (
     department_names,
     parse_day,
     percent_text,
-    quantity_text,
     utilization_figures,
 )
 from services.query.reports.labels import check_lang, column, meter_name

@@ -19,7 +19,7 @@ from schemas.api import Role
 from schemas.reports import WasteReport
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
-from services.common.money import yuan_text
+from services.common.money import quantity_text, yuan_text
 from services.common.periods import LOCAL_TZ, local_midnight
 from services.metering.store import load_rate_cards
 from services.query.reports.common import (
@@ -31,7 +31,6 @@ from services.query.reports.common import (
     department_names,
     parse_day,
     percent_text,
-    quantity_text,
     utilization_figures,
 )
 from services.query.reports.labels import check_lang, column, finding_name
