@@ -5,15 +5,36 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from functools import lru_cache
 
+from decimal import Decimal
+
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from services.common.config import get_settings
 
 
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
 @lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> AsyncEngine:
-    return create_async_engine(url or get_settings().database_url, pool_size=10, max_overflow=10, pool_pre_ping=False)
+    url = url or get_settings().database_url
+    parsed = make_url(url)
+    connect_args = {}
+    if parsed.host in LOOPBACK_HOSTS and not {"ssl", "sslmode"} & set(parsed.query):
+        connect_args["ssl"] = False  # TLS to a database on the same host only burns CPU on both ends
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=False, connect_args=connect_args)
+    event.listen(engine.sync_engine, "connect", _numeric_as_text)
+    return engine
+
+
+def _numeric_as_text(dbapi_connection, _record) -> None:
+    # asyncpg's binary numeric codec goes through Decimal.as_tuple() per value, the largest single cost of a
+    # worker batch; the text form is str(Decimal) one way and Decimal(str) the other, exact both ways.
+    dbapi_connection.run_async(
+        lambda conn: conn.set_type_codec("numeric", encoder=str, decoder=Decimal, schema="pg_catalog", format="text")
+    )
 
 
 def get_sessionmaker(url: str | None = None) -> async_sessionmaker:

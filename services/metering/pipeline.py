@@ -20,6 +20,7 @@ from services.metering.domain.rating import MeteredUsage, RateCardPrices, rate_u
 from services.metering.store import (
     DeadLetterRow,
     IncomingEvent,
+    incoming_event,
     apply_rollup_deltas,
     insert_dead_letters,
     load_ownership,
@@ -74,7 +75,7 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
                 dead.append(DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors,
                                           orjson.dumps(raw).decode(), record.topic, record.partition, record.offset))
             else:
-                incoming.append(IncomingEvent(event, canonical_payload(raw)))
+                incoming.append(incoming_event(event, canonical_payload(raw)))
     return incoming, dead
 
 

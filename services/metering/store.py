@@ -10,12 +10,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import orjson
 
 from schemas.events import RESOURCE_TYPE, USAGE_TYPE, resource_data_adapter
-from services.common.periods import floor_hour, local_day_of
+from services.common.periods import floor_hour
 from services.metering.domain.attribution import LifecycleChange, Ownership, ownership_intervals
 from services.metering.domain.rating import (
     MeteredUsage,
@@ -38,14 +38,14 @@ async def lock_attribution(conn, exclusive: bool) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", ATTRIBUTION_LOCK)
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingEvent:
+class IncomingEvent(NamedTuple):
     event: dict  # validated (schemas.events), datetimes and decimals typed
     payload: bytes  # canonical JSON as stored
+    key: tuple[str, str]  # (source, id): counted once
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.event["source"], self.event["id"]
+
+def incoming_event(event: dict, payload: bytes) -> IncomingEvent:
+    return IncomingEvent(event, payload, (event["source"], event["id"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,107 +232,99 @@ class CoarseRollup:
     """A rollup coarser than usage_hourly, derived from hourly deltas; finance queries read these."""
 
     table: str
-    columns: tuple[str, ...]  # the key columns, in the order ``key`` returns them
-    types: tuple[str, ...]
-
-    def key(self, hour: datetime, department: str | None, system: str | None, meter: str) -> tuple:
-        day = local_day_of(hour)
-        values = {"day": day, "month": day.replace(day=1), "department_id": department, "system": system,
-                  "meter": meter}
-        return tuple(values[c] for c in self.columns)
+    columns: tuple[str, ...]  # its key
 
 
 COARSE_ROLLUPS = (
     # per local day with information system: reports per department and system
-    CoarseRollup("usage_daily", ("day", "department_id", "system", "meter"), ("date", "text", "text", "text")),
+    CoarseRollup("usage_daily", ("day", "department_id", "system", "meter")),
     # per local day without system: a department's daily spend by meter is a plain index range
-    CoarseRollup("usage_department_daily", ("day", "department_id", "meter"), ("date", "text", "text")),
+    CoarseRollup("usage_department_daily", ("day", "department_id", "meter")),
     # per local month: a year of spend across all departments is a few thousand rows
-    CoarseRollup("usage_monthly", ("month", "department_id", "meter"), ("date", "text", "text")),
+    CoarseRollup("usage_monthly", ("month", "department_id", "meter")),
 )
 
+# How a coarse key column derives from an hourly row (days and months are Asia/Shanghai's).
+_LOCAL_HOUR = "(hour AT TIME ZONE 'Asia/Shanghai')"
+_DERIVED = {"day": f"{_LOCAL_HOUR}::date", "month": f"date_trunc('month', {_LOCAL_HOUR})::date",
+            "department_id": "department_id", "system": "system", "meter": "meter"}
+_HOURLY_KEY = "resource_id, hour, meter, department_id, system, rate_card_id"
+_SUMS = ("quantity", "amount", "unpriced_quantity")
+_HOURLY_DELTAS = """d AS (SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::int[], $7::numeric[], $8::numeric[], $9::numeric[])
+                   AS d(hour, resource_id, meter, department_id, system, rate_card_id, quantity, amount,
+                        unpriced_quantity))"""
+_REMOVED = """r AS (SELECT * FROM unnest($10::timestamptz[], $11::text[], $12::text[], $13::text[], $14::numeric[],
+                                      $15::numeric[], $16::numeric[])
+                   AS r(hour, meter, department_id, system, quantity, amount, unpriced_quantity))"""
 
-def _sort_key(key: tuple) -> tuple:
-    # One order of upserts for every transaction keeps concurrent batches from deadlocking on rollup rows.
-    return tuple("" if part is None else part for part in key)
+
+def _added(table: str) -> str:
+    return ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in _SUMS)
 
 
-def _new_delta() -> RollupDelta:
-    return RollupDelta(Decimal(0), Decimal(0), Decimal(0))
+def _rollup_statement(with_removed: bool) -> str:
+    """One statement: the hourly deltas into usage_hourly, and summed by PostgreSQL into every coarse rollup.
+    Each upsert runs in its key order, the same in every transaction, so concurrent batches cannot deadlock."""
+    ctes = [_HOURLY_DELTAS, f"""h AS (
+        INSERT INTO usage_hourly (hour, resource_id, meter, department_id, system, rate_card_id, {", ".join(_SUMS)})
+        SELECT * FROM d ORDER BY {_HOURLY_KEY}
+        ON CONFLICT ({_HOURLY_KEY}) DO UPDATE SET {_added("usage_hourly")})"""]
+    source = "d"
+    if with_removed:  # rows a rebuild took out of usage_hourly leave the coarse rollups too
+        ctes += [_REMOVED, """c AS (
+            SELECT hour, meter, department_id, system, quantity, amount, unpriced_quantity FROM d
+            UNION ALL SELECT hour, meter, department_id, system, -quantity, -amount, -unpriced_quantity FROM r)"""]
+        source = "c"
+    for i, rollup in enumerate(COARSE_ROLLUPS):
+        names = ", ".join(rollup.columns)
+        positions = ", ".join(str(k + 1) for k in range(len(rollup.columns)))
+        ctes.append(f"""c{i} AS (
+            INSERT INTO {rollup.table} ({names}, {", ".join(_SUMS)})
+            SELECT {", ".join(_DERIVED[c] for c in rollup.columns)}, {", ".join(f"sum({c})" for c in _SUMS)}
+            FROM {source} GROUP BY {positions} ORDER BY {positions}
+            ON CONFLICT ({names}) DO UPDATE SET {_added(rollup.table)})""")
+    return "WITH " + ",\n".join(ctes) + "\nSELECT 1"
+
+
+_ROLLUP_SQL = {False: _rollup_statement(False), True: _rollup_statement(True)}
+
+
+def _delete_empty_statement(rollup: CoarseRollup) -> str:
+    names = ", ".join(rollup.columns)
+    match = " AND ".join(f"t.{c} IS NOT DISTINCT FROM k.{c}" for c in rollup.columns)
+    return f"""
+        DELETE FROM {rollup.table} t
+        USING (SELECT DISTINCT {", ".join(f"{_DERIVED[c]} AS {c}" for c in rollup.columns)}
+               FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[])
+                    AS r(hour, meter, department_id, system)) AS k({names})
+        WHERE {match} AND t.quantity = 0 AND t.amount = 0 AND t.unpriced_quantity = 0"""
 
 
 async def apply_rollup_deltas(conn, deltas: dict[RollupKey, RollupDelta], removed: list | None = None) -> None:
     """Add hourly deltas to usage_hourly and to every coarser rollup. ``removed``: usage_hourly rows a rebuild
     has just deleted, taken back out of the coarser rollups (whose rows that become empty are deleted)."""
-    if deltas:
-        keys = sorted(deltas, key=_sort_key)
-        await conn.execute(
-            """
-            INSERT INTO usage_hourly (hour, resource_id, meter, department_id, system, rate_card_id,
-                                      quantity, amount, unpriced_quantity)
-            SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
-                                 $7::numeric[], $8::numeric[], $9::numeric[])
-            ON CONFLICT (resource_id, hour, meter, department_id, system, rate_card_id) DO UPDATE SET
-                quantity = usage_hourly.quantity + EXCLUDED.quantity,
-                amount = usage_hourly.amount + EXCLUDED.amount,
-                unpriced_quantity = usage_hourly.unpriced_quantity + EXCLUDED.unpriced_quantity
-            """,
-            *_columns(keys, deltas, 6),
-        )
-    for rollup in COARSE_ROLLUPS:
-        coarse: dict[tuple, RollupDelta] = defaultdict(_new_delta)
-        for (hour, _resource, meter, department, system, _card), delta in deltas.items():
-            target = coarse[rollup.key(hour, department, system, meter)]
-            target.quantity += delta.quantity
-            target.amount += delta.amount
-            target.unpriced_quantity += delta.unpriced_quantity
-        for row in removed or ():
-            target = coarse[rollup.key(row["hour"], row["department_id"], row["system"], row["meter"])]
-            target.quantity -= row["quantity"]
-            target.amount -= row["amount"]
-            target.unpriced_quantity -= row["unpriced_quantity"]
-        if coarse:
-            await _upsert_coarse(conn, rollup, coarse, delete_empty=bool(removed))
-
-
-async def _upsert_coarse(conn, rollup: CoarseRollup, coarse: dict[tuple, RollupDelta], delete_empty: bool) -> None:
-    width = len(rollup.columns)
-    names = ", ".join(rollup.columns)
-    arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(rollup.types))
-    keys = sorted(coarse, key=_sort_key)
-    columns = _columns(keys, coarse, width)
-    await conn.execute(
-        f"""
-        INSERT INTO {rollup.table} ({names}, quantity, amount, unpriced_quantity)
-        SELECT * FROM unnest({arrays}, ${width + 1}::numeric[], ${width + 2}::numeric[], ${width + 3}::numeric[])
-        ON CONFLICT ({names}) DO UPDATE SET
-            quantity = {rollup.table}.quantity + EXCLUDED.quantity,
-            amount = {rollup.table}.amount + EXCLUDED.amount,
-            unpriced_quantity = {rollup.table}.unpriced_quantity + EXCLUDED.unpriced_quantity
-        """,
-        *columns,
-    )
-    if delete_empty:  # a rebuild may have emptied a row: remove it rather than show zeros
-        match = " AND ".join(f"r.{c} IS NOT DISTINCT FROM k.{c}" for c in rollup.columns)
-        await conn.execute(
-            f"""
-            DELETE FROM {rollup.table} r USING unnest({arrays}) AS k({names})
-            WHERE {match} AND r.quantity = 0 AND r.amount = 0 AND r.unpriced_quantity = 0
-            """,
-            *columns[:width],
-        )
-
-
-def _columns(keys: list[tuple], deltas: dict, width: int) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(width + 3)]
-    for key in keys:
-        delta = deltas[key]
-        for i in range(width):
-            columns[i].append(key[i])
-        columns[width].append(delta.quantity)
-        columns[width + 1].append(delta.amount)
-        columns[width + 2].append(delta.unpriced_quantity)
-    return columns
+    if not deltas and not removed:
+        return
+    columns: list[list[Any]] = [[] for _ in range(9)]
+    hours, resources, meter_col, departments, systems, card_ids, quantities, amounts, unpriced = columns
+    for (hour, resource_id, meter, department, system, card_id), delta in deltas.items():
+        hours.append(hour)
+        resources.append(resource_id)
+        meter_col.append(meter)
+        departments.append(department)
+        systems.append(system)
+        card_ids.append(card_id)
+        quantities.append(delta.quantity)
+        amounts.append(delta.amount)
+        unpriced.append(delta.unpriced_quantity)
+    if not removed:
+        await conn.execute(_ROLLUP_SQL[False], *columns)
+        return
+    taken = [[r[c] for r in removed] for c in ("hour", "meter", "department_id", "system", *_SUMS)]
+    await conn.execute(_ROLLUP_SQL[True], *columns, *taken)
+    for rollup in COARSE_ROLLUPS:  # a rebuild may have emptied a row: remove it rather than show zeros
+        await conn.execute(_delete_empty_statement(rollup), *taken[:4])
 
 
 async def rebuild_rollups(

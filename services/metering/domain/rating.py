@@ -6,7 +6,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from services.common.periods import HOUR, floor_hour
 from services.metering.domain.attribution import Ownership, owner_at
@@ -41,9 +41,8 @@ def _card_index(cards: list[RateCardPrices], instant: datetime) -> int:
     return bisect_right(cards, instant, key=lambda c: c.effective_from) - 1
 
 
-@dataclass(frozen=True, slots=True)
-class MeteredUsage:
-    """A stored usage event, reduced to what rating needs."""
+class MeteredUsage(NamedTuple):
+    """A stored usage event, reduced to what rating needs (a tuple: the worker makes one per event)."""
 
     resource_id: str
     meter: str
