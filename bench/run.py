@@ -32,7 +32,8 @@ BENCH_DB = os.environ.get("GOVMETER_BENCH_DATABASE_URL",
 os.environ["DATABASE_URL"] = BENCH_DB
 os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 os.environ["GOVMETER_TOPIC_PREFIX"] = f"bench-{STAMP}"
-PORTS = {"metering": 18001, "billing": 18002, "query": 18003}
+_PORT_BASE = int(os.environ.get("GOVMETER_BENCH_PORT_BASE", "18000"))  # another bench at once: another base
+PORTS = {"metering": _PORT_BASE + 1, "billing": _PORT_BASE + 2, "query": _PORT_BASE + 3}
 
 import httpx  # noqa: E402
 import orjson  # noqa: E402
@@ -43,6 +44,7 @@ from services.common.config import Settings  # noqa: E402
 from services.common.db import drop_database, get_engine, raw_connection  # noqa: E402
 from services.common.kafka import batch_records, ensure_topics  # noqa: E402
 from services.common.migrate import migrate  # noqa: E402
+from schemas.events import validate_event  # noqa: E402
 from services.demo.load import (  # noqa: E402
     DEMO_DEPARTMENTS,
     demo_resources,
@@ -73,6 +75,26 @@ class Figure:
 
 def summary(name, values, unit, target="", note="") -> Figure:
     return Figure(name, statistics.median(values), unit, min(values), max(values), target, note)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def database_cpu_seconds() -> float:
+    """CPU used so far by the PostgreSQL backends serving the bench database (other than this query's)."""
+    async with raw_connection(get_engine()) as conn:
+        pids = [r["pid"] for r in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -136,16 +158,23 @@ class Load:
         return out, distinct
 
 
-async def produce(settings: Settings, encoded: list[bytes]) -> None:
+async def produce(settings: Settings, encoded: list[bytes]) -> list[tuple[str, str]]:
+    """Publish in records of 500 events; returns the keys of the valid events of each partition's last record.
+    A record's events commit together, and a partition's records are taken in order, so once those keys are
+    stored at most the batch in the other transaction is still open (``wait_for_count`` then counts)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
                                 max_request_size=2_000_000, linger_ms=5)
     await producer.start()
+    sent = []
     try:
         for record in batch_records(encoded, max_events=500):
-            await producer.send(settings.events_topic, record)
+            sent.append((await producer.send(settings.events_topic, record), record))
         await producer.flush()
     finally:
         await producer.stop()
+    last = {future.result().partition: record for future, record in sent}
+    return [(event["source"], event["id"]) for record in last.values() for raw in orjson.loads(record)
+            for event in [validate_event(raw)[0]] if event is not None]
 
 
 async def usage_count() -> int:
@@ -153,16 +182,27 @@ async def usage_count() -> int:
         return await conn.fetchval("SELECT count(*) FROM events WHERE type = 'gov.cloud.usage.v1'")
 
 
-async def wait_for_count(target: int, timeout: float = 1800, poll: float = 0.25) -> float:
-    """Poll until ``target`` usage events are stored; returns when."""
+async def stored(keys: list[tuple[str, str]]) -> int:
+    async with raw_connection(get_engine()) as conn:
+        return await conn.fetchval(
+            "SELECT count(*) FROM events e JOIN unnest($1::text[], $2::text[]) AS k(s, i)"
+            " ON e.source = k.s AND e.event_id = k.i", [k[0] for k in keys], [k[1] for k in keys])
+
+
+async def wait_for_count(target: int, last_keys: list[tuple[str, str]], timeout: float = 1800,
+                         poll: float = 0.1) -> float:
+    """Poll until ``target`` usage events are stored; returns when. Polls with primary-key lookups of the last
+    records' events, and counts the table only when those are in: a count(*) every poll would itself take a
+    good part of a core from the worker it measures."""
     deadline = time.monotonic() + timeout
     while True:
-        n = await usage_count()
         now = time.monotonic()
-        if n >= target:
-            return now
+        if await stored(last_keys) >= len(last_keys):
+            n = await usage_count()
+            if n >= target:
+                return now
         if now > deadline:
-            raise SystemExit(f"timed out: {n} of {target} events stored")
+            raise SystemExit(f"timed out: {await usage_count()} of {target} events stored")
         await asyncio.sleep(poll)
 
 
@@ -177,25 +217,33 @@ async def seed_reference_data() -> None:
     await MeteringPipeline(get_engine()).process([KafkaRecord("bench", 0, 0, lifecycle)])
 
 
-async def bench_workers(size: dict, load: Load, workers: int, logs: Path) -> tuple[Figure, float]:
-    rates, rss = [], 0.0
+async def bench_workers(size: dict, load: Load, workers: int, logs: Path) -> tuple[list[Figure], float]:
+    """Events/s from the topic to committed rows, and where the CPU went: the worker process(es) and the
+    PostgreSQL backends serving them, per event."""
+    rates, python_us, database_us, rss = [], [], [], 0.0
     for run in range(size["runs"]):
         prefix = f"bench-{STAMP}-w{workers}-{run}"
         settings = Settings(GOVMETER_TOPIC_PREFIX=prefix)
         await ensure_topics(settings)
         encoded, distinct = load.events(size["worker"])
-        await produce(settings, encoded)
-        target = await usage_count() + distinct
+        last_keys = await produce(settings, encoded)
         before = await usage_count()
+        target = before + distinct
         worker_logs = [logs / f"worker-{workers}-{run}-{i}.log" for i in range(workers)]
         procs = [spawn(["worker", "metering"], env_for(prefix), log) for log in worker_logs]
         ready = await wait_ready(worker_logs)  # from here a worker consumes: start-up is not counted
-        done = await wait_for_count(target)
-        rates.append((target - before) / (done - ready))
+        cpu_at_ready = sum(cpu_seconds(p.pid) for p in procs)
+        done = await wait_for_count(target, last_keys)
+        events = target - before
+        rates.append(events / (done - ready))
+        python_us.append((sum(cpu_seconds(p.pid) for p in procs) - cpu_at_ready) / events * 1e6)
+        database_us.append(await database_cpu_seconds() / events * 1e6)  # the workers' backends, from connect
         rss = max([rss] + [stop(p) for p in procs])
     label = "metering worker, 1 process" if workers == 1 else f"metering workers, {workers} processes"
     target_text = "≥ 25,000 /s" if workers == 1 else ""
-    return summary(label, rates, "events/s", target_text), rss
+    return [summary(label, rates, "events/s", target_text),
+            summary(f"  CPU per event: worker process{'es' if workers > 1 else ''}", python_us, "µs"),
+            summary("  CPU per event: PostgreSQL", database_us, "µs")], rss
 
 
 async def wait_ready(worker_logs: list[Path], timeout: float = 120) -> float:
@@ -211,7 +259,7 @@ async def wait_ready(worker_logs: list[Path], timeout: float = 120) -> float:
 
 async def bench_ceiling(size: dict, load: Load) -> Figure:
     """Plain aiokafka consume + JSON decode + batched asyncpg INSERT … ON CONFLICT into an equivalent table."""
-    rates = []
+    rates, python_us, database_us = [], [], []
     async with raw_connection(get_engine()) as conn:
         await conn.execute("CREATE TABLE IF NOT EXISTS ceiling_events (LIKE events INCLUDING ALL)")
     for run in range(size["runs"]):
@@ -226,10 +274,12 @@ async def bench_ceiling(size: dict, load: Load) -> Figure:
         total, started = 0, None
         try:
             async with raw_connection(get_engine()) as conn:
+                backend = await conn.fetchval("SELECT pg_backend_pid()")
                 while total < len(encoded):
                     batch = await consumer.getmany(timeout_ms=1000, max_records=100)
                     if started is None and batch:
                         started = time.monotonic()
+                        cpu_started, backend_started = time.process_time(), cpu_seconds(backend)
                     rows = []
                     for messages in batch.values():
                         for message in messages:
@@ -254,16 +304,20 @@ async def bench_ceiling(size: dict, load: Load) -> Figure:
                         for tp, messages in batch.items():
                             await consumer.commit({tp: messages[-1].offset + 1})
                     total += len(rows)
+                rates.append(total / (time.monotonic() - started))
+                python_us.append((time.process_time() - cpu_started) / total * 1e6)
+                database_us.append((cpu_seconds(backend) - backend_started) / total * 1e6)
         finally:
             await consumer.stop()
-        rates.append(total / (time.monotonic() - started))
-    return summary("raw ceiling (aiokafka + JSON + asyncpg)", rates, "events/s")
+    return [summary("raw ceiling (aiokafka + JSON + asyncpg)", rates, "events/s"),
+            summary("  CPU per event: ceiling process", python_us, "µs"),
+            summary("  CPU per event: PostgreSQL", database_us, "µs")]
 
 
 async def bench_ingest(size: dict, load: Load, logs: Path) -> tuple[Figure, float]:
     prefix = f"bench-{STAMP}-ingest"
     api = spawn(["api", "metering"], env_for(prefix), logs / "metering-api.log")
-    await wait_healthy("metering")
+    await wait_healthy("metering", api)
     provider = {"Authorization": f"Bearer {issue_token('provider')}", "content-type": "application/json"}
     rates = []
     try:
@@ -291,10 +345,13 @@ async def bench_ingest(size: dict, load: Load, logs: Path) -> tuple[Figure, floa
     return summary("HTTP ingest, 1 process, batches of 500", rates, "events/s", "≥ 20,000 /s"), rss
 
 
-async def wait_healthy(service: str, timeout: float = 60) -> None:
+async def wait_healthy(service: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    """Until the API we started answers; it must be ours (a port taken by another process fails here)."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=5) as client:
         while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"{service} API exited (code {process.returncode}): see its log")
             try:
                 if (await client.get(f"http://127.0.0.1:{PORTS[service]}/healthz")).status_code == 200:
                     return
@@ -318,8 +375,8 @@ async def bench_freshness(size: dict, load: Load, logs: Path) -> list[Figure]:
     sent_at: dict[str, float] = {}
     seen_at: dict[str, float] = {}
     try:
-        await wait_healthy("metering")
-        await wait_healthy("query")
+        await wait_healthy("metering", procs[0])
+        await wait_healthy("query", procs[1])
         await asyncio.sleep(3)  # let the worker join its group
         encoded, _ = load.events(size["freshness"] * 5000 + 5000)
         params = {"from": probe_hour.isoformat(), "to": (probe_hour + timedelta(hours=1)).isoformat(),
@@ -384,10 +441,10 @@ async def load_year(size: dict, load: Load, logs: Path) -> tuple[int, float]:
     try:
         while remaining > 0:
             encoded, distinct = load.events(min(chunk, remaining))
-            await produce(settings, encoded)
+            last_keys = await produce(settings, encoded)
             target += distinct
             remaining -= chunk
-        await wait_for_count(target, timeout=7200, poll=5)
+        await wait_for_count(target, last_keys, timeout=7200, poll=1)
     finally:
         rss = stop(worker)
     return await usage_count(), rss
@@ -410,8 +467,8 @@ async def bench_queries(size: dict, logs: Path) -> tuple[list[Figure], dict[str,
     }
     figures = []
     try:
-        await wait_healthy("query")
-        await wait_healthy("billing")
+        await wait_healthy("query", procs["query"])
+        await wait_healthy("billing", procs["billing"])
         await asyncio.sleep(10)  # let the start-up passes of the warning and period-close tasks finish
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=40)) as client:
             for name, (service, path, params) in queries.items():
@@ -493,7 +550,7 @@ async def main() -> None:
     load = Load()
     billing = spawn(["api", "billing"], env_for(f"bench-{STAMP}-seed"), logs / "seed-billing.log")
     try:
-        await wait_healthy("billing")
+        await wait_healthy("billing", billing)
         await seed_reference_data()
     finally:
         rss["billing API (seed)"] = stop(billing)
@@ -502,13 +559,15 @@ async def main() -> None:
         figures.append(figure)
     worker_figure = ceiling_figure = None
     if "worker" not in skip:
-        worker_figure, rss["metering worker"] = await bench_workers(size, load, 1, logs)
-        figures.append(worker_figure)
+        worker_figures, rss["metering worker"] = await bench_workers(size, load, 1, logs)
+        worker_figure = worker_figures[0]
+        figures.extend(worker_figures)
         two, rss["metering worker (of 2)"] = await bench_workers(size, load, 2, logs)
-        figures.append(two)
+        figures.extend(two)
     if "ceiling" not in skip:
-        ceiling_figure = await bench_ceiling(size, load)
-        figures.append(ceiling_figure)
+        ceiling_figures = await bench_ceiling(size, load)
+        ceiling_figure = ceiling_figures[0]
+        figures.extend(ceiling_figures)
     if worker_figure and ceiling_figure:
         figures.append(Figure("worker / ceiling", worker_figure.value / ceiling_figure.value, "ratio",
                               target="≥ 0.5"))
