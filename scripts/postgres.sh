@@ -19,6 +19,13 @@ read -r version cluster _ < <(pg_lsclusters -h | head -n 1)
 # Loopback only, never 0.0.0.0.
 conf="/etc/postgresql/$version/$cluster/postgresql.conf"
 grep -q "^listen_addresses = 'localhost'" "$conf" || echo "listen_addresses = 'localhost'" >> "$conf"
+# Sizing for an event store that takes tens of thousands of rows a second (Debian's defaults suit a laptop):
+# the indexes stay in shared buffers, and checkpoints come seldom enough that full-page images stay rare.
+cat > "/etc/postgresql/$version/$cluster/conf.d/govmeter.conf" <<'CONF'
+shared_buffers = 2GB
+max_wal_size = 8GB
+checkpoint_timeout = 15min
+CONF
 pg_ctlcluster "$version" "$cluster" start || true
 for _ in $(seq 1 60); do answers && break; sleep 0.5; done
 answers || { echo "PostgreSQL did not start"; tail -n 30 "/var/log/postgresql/postgresql-$version-$cluster.log"; exit 1; }
