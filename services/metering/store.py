@@ -252,10 +252,10 @@ COARSE_ROLLUPS = (
     CoarseRollup("usage_monthly", ("month", "department_id", "meter")),
 )
 
-# How a coarse key column derives from an hourly row (days and months are Asia/Shanghai's).
-_LOCAL_HOUR = "(hour AT TIME ZONE 'Asia/Shanghai')"
-_DERIVED = {"day": f"{_LOCAL_HOUR}::date", "month": f"date_trunc('month', {_LOCAL_HOUR})::date",
-            "department_id": "department_id", "system": "system", "meter": "meter"}
+# Coarse key columns from a row of local days (``days`` below): days and months are Asia/Shanghai's.
+_DERIVED = {"day": "day", "month": "date_trunc('month', day)::date", "department_id": "department_id",
+            "system": "system", "meter": "meter"}
+_LOCAL_DAY = "(hour AT TIME ZONE 'Asia/Shanghai')::date"
 _HOURLY_KEY = "resource_id, hour, meter, department_id, system, rate_card_id"
 _SUMS = ("quantity", "amount", "unpriced_quantity")
 _HOURLY_DELTAS = """d AS (
@@ -272,7 +272,8 @@ def _added(table: str) -> str:
 
 def _rollup_statement(with_removed: bool) -> str:
     """One statement: the hourly deltas into usage_hourly, and summed by PostgreSQL into every coarse rollup.
-    Each upsert runs in its key order, the same in every transaction, so concurrent batches cannot deadlock."""
+    The batch is summed per local day once (``days``); each coarse rollup sums those few rows further. Each
+    upsert runs in its key order, the same in every transaction, so concurrent batches cannot deadlock."""
     ctes = [_HOURLY_DELTAS, f"""h AS (
         INSERT INTO usage_hourly (hour, resource_id, meter, department_id, system, rate_card_id, {", ".join(_SUMS)})
         SELECT * FROM d ORDER BY {_HOURLY_KEY}
@@ -283,13 +284,16 @@ def _rollup_statement(with_removed: bool) -> str:
             SELECT hour, meter, department_id, system, quantity, amount, unpriced_quantity FROM d
             UNION ALL SELECT hour, meter, department_id, system, -quantity, -amount, -unpriced_quantity FROM r)"""]
         source = "c"
+    ctes.append(f"""days AS (
+        SELECT {_LOCAL_DAY} AS day, department_id, system, meter, {", ".join(f"sum({c}) AS {c}" for c in _SUMS)}
+        FROM {source} GROUP BY 1, 2, 3, 4)""")
     for i, rollup in enumerate(COARSE_ROLLUPS):
         names = ", ".join(rollup.columns)
         positions = ", ".join(str(k + 1) for k in range(len(rollup.columns)))
         ctes.append(f"""c{i} AS (
             INSERT INTO {rollup.table} ({names}, {", ".join(_SUMS)})
             SELECT {", ".join(_DERIVED[c] for c in rollup.columns)}, {", ".join(f"sum({c})" for c in _SUMS)}
-            FROM {source} GROUP BY {positions} ORDER BY {positions}
+            FROM days GROUP BY {positions} ORDER BY {positions}
             ON CONFLICT ({names}) DO UPDATE SET {_added(rollup.table)})""")
     return "WITH " + ",\n".join(ctes) + "\nSELECT 1"
 
@@ -303,8 +307,9 @@ def _delete_empty_statement(rollup: CoarseRollup) -> str:
     return f"""
         DELETE FROM {rollup.table} t
         USING (SELECT DISTINCT {", ".join(f"{_DERIVED[c]} AS {c}" for c in rollup.columns)}
-               FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[])
-                    AS r(hour, meter, department_id, system)) AS k({names})
+               FROM (SELECT {_LOCAL_DAY} AS day, meter, department_id, system
+                     FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[])
+                          AS r(hour, meter, department_id, system)) AS days) AS k({names})
         WHERE {match} AND t.quantity = 0 AND t.amount = 0 AND t.unpriced_quantity = 0"""
 
 
