@@ -16,7 +16,7 @@ from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, canonica
 from services.common.db import raw_transaction
 from services.common.periods import floor_hour
 from services.metering.domain.attribution import Ownership
-from services.metering.domain.rating import MeteredUsage, RateCardPrices, rate_usage
+from services.metering.domain.rating import RateCardPrices, rate_usage
 from services.metering.store import (
     DeadLetterRow,
     IncomingEvent,
@@ -112,7 +112,7 @@ class MeteringPipeline:
             outcome.new_other = len(new_others) - len(new_usage)
             if new_usage:
                 owners, cards = await self._state(conn)
-                usages = [MeteredUsage(e["subject"], d["meter"], d["quantity"], d["start"], d["end"])
+                usages = [(e["subject"], d["meter"], d["quantity"], d["start"], d["end"])  # MeteredUsage's order
                           for e in new_usage for d in (e["data"],)]
                 await apply_rollup_deltas(conn, rate_usage(usages, owners, cards))
             new_utilization = [i.event for i in new_others if i.event["type"] == UTILIZATION_TYPE]

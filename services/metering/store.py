@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Iterable, NamedTuple
 
 import orjson
 
 from schemas.events import RESOURCE_TYPE, USAGE_TYPE, resource_data_adapter
-from services.common.periods import floor_hour
+from services.common.periods import floor_hour, local_day_of
 from services.metering.domain.attribution import LifecycleChange, Ownership, ownership_intervals
 from services.metering.domain.rating import (
     MeteredUsage,
@@ -90,7 +90,7 @@ async def insert_dead_letters(conn, rows: list[DeadLetterRow]) -> int:
 _STAGING_TABLES = {
     "incoming_events": "source text, event_id text, type text, subject text, event_time timestamptz, meter text, "
                        "quantity text, start_at timestamptz, end_at timestamptz, payload bytea",
-    "hourly_deltas": "hour timestamptz, resource_id text, meter text, department_id text, system text, "
+    "hourly_deltas": "hour timestamptz, day date, resource_id text, meter text, department_id text, system text, "
                      "rate_card_id int, quantity text, amount text, unpriced_quantity text",
 }
 
@@ -112,7 +112,10 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
             conflicts.append(_conflict(item))
     if not unique:
         return [], conflicts
-    items = sorted(unique.values(), key=lambda i: i.key)  # one lock order for concurrent batches: no deadlocks
+    # One lock order for concurrent batches, so they do not deadlock: staged in key order, and the staging table
+    # gives its rows back in that order (sorting there would spill the payloads to disk). Were the order ever
+    # lost, the worst case is a detected deadlock, and the worker retries the batch.
+    items = sorted(unique.values(), key=lambda i: i.key)
     rows = []
     for item in items:
         event = item.event
@@ -126,7 +129,7 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
         WITH staged AS (DELETE FROM incoming_events RETURNING *)
         INSERT INTO events (source, event_id, type, subject, event_time, meter, quantity, start_at, end_at, payload)
         SELECT source, event_id, type, subject, event_time, meter, quantity::numeric, start_at, end_at, payload
-        FROM staged ORDER BY source, event_id
+        FROM staged
         ON CONFLICT (source, event_id) DO NOTHING
         RETURNING source, event_id
         """
@@ -260,7 +263,8 @@ _HOURLY_KEY = "resource_id, hour, meter, department_id, system, rate_card_id"
 _SUMS = ("quantity", "amount", "unpriced_quantity")
 _HOURLY_DELTAS = """d AS (
     DELETE FROM hourly_deltas RETURNING hour, resource_id, meter, department_id, system, rate_card_id,
-        quantity::numeric AS quantity, amount::numeric AS amount, unpriced_quantity::numeric AS unpriced_quantity)"""
+        quantity::numeric AS quantity, amount::numeric AS amount, unpriced_quantity::numeric AS unpriced_quantity,
+        day)"""
 _REMOVED = """r AS (SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::numeric[],
                                       $6::numeric[], $7::numeric[])
                    AS r(hour, meter, department_id, system, quantity, amount, unpriced_quantity))"""
@@ -276,16 +280,18 @@ def _rollup_statement(with_removed: bool) -> str:
     upsert runs in its key order, the same in every transaction, so concurrent batches cannot deadlock."""
     ctes = [_HOURLY_DELTAS, f"""h AS (
         INSERT INTO usage_hourly (hour, resource_id, meter, department_id, system, rate_card_id, {", ".join(_SUMS)})
-        SELECT * FROM d ORDER BY {_HOURLY_KEY}
+        SELECT hour, resource_id, meter, department_id, system, rate_card_id, {", ".join(_SUMS)}
+        FROM d ORDER BY {_HOURLY_KEY}
         ON CONFLICT ({_HOURLY_KEY}) DO UPDATE SET {_added("usage_hourly")})"""]
     source = "d"
     if with_removed:  # rows a rebuild took out of usage_hourly leave the coarse rollups too
-        ctes += [_REMOVED, """c AS (
-            SELECT hour, meter, department_id, system, quantity, amount, unpriced_quantity FROM d
-            UNION ALL SELECT hour, meter, department_id, system, -quantity, -amount, -unpriced_quantity FROM r)"""]
+        ctes += [_REMOVED, f"""c AS (
+            SELECT day, meter, department_id, system, quantity, amount, unpriced_quantity FROM d
+            UNION ALL SELECT {_LOCAL_DAY}, meter, department_id, system, -quantity, -amount, -unpriced_quantity
+            FROM r)"""]
         source = "c"
     ctes.append(f"""days AS (
-        SELECT {_LOCAL_DAY} AS day, department_id, system, meter, {", ".join(f"sum({c}) AS {c}" for c in _SUMS)}
+        SELECT day, department_id, system, meter, {", ".join(f"sum({c}) AS {c}" for c in _SUMS)}
         FROM {source} GROUP BY 1, 2, 3, 4)""")
     for i, rollup in enumerate(COARSE_ROLLUPS):
         names = ", ".join(rollup.columns)
@@ -318,9 +324,10 @@ async def apply_rollup_deltas(conn, deltas: dict[RollupKey, RollupDelta], remove
     has just deleted, taken back out of the coarser rollups (whose rows that become empty are deleted)."""
     if not deltas and not removed:
         return
+    local_days: dict[datetime, date] = {}  # a batch holds few distinct hours
     await stage(conn, "hourly_deltas", [
-        (hour, resource_id, meter, department, system, card_id, str(delta.quantity), str(delta.amount),
-         str(delta.unpriced_quantity))
+        (hour, local_days.get(hour) or local_days.setdefault(hour, local_day_of(hour)), resource_id, meter,
+         department, system, card_id, str(delta.quantity), str(delta.amount), str(delta.unpriced_quantity))
         for (hour, resource_id, meter, department, system, card_id), delta in deltas.items()])
     if not removed:
         await conn.execute(_ROLLUP_SQL[False])

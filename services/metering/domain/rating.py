@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Iterable, NamedTuple
 
-from services.common.periods import HOUR, floor_hour
+from services.common.periods import HOUR
 from services.metering.domain.attribution import Ownership, owner_at
 from services.metering.domain.splitting import split_into_hours
 
@@ -63,7 +63,7 @@ class RollupDelta:
 
 
 def rate_usage(
-    usages: Iterable[MeteredUsage],
+    usages: Iterable[MeteredUsage | tuple],
     owners: dict[str, list[Ownership]],
     cards: list[RateCardPrices],
     from_hour: datetime | None = None,
@@ -76,22 +76,23 @@ def rate_usage(
     deltas: dict[RollupKey, RollupDelta] = {}
     card_in_force = _CardLookup(cards)
     no_owners: list[Ownership] = []
-    for usage in usages:
-        intervals = owners.get(usage.resource_id, no_owners)
-        hour = floor_hour(usage.start)
-        if usage.end <= hour + HOUR:  # the common case: the event lies inside one hour
-            pieces: Iterable = ((hour, usage.start, usage.quantity),)
+    for resource_id, meter, quantity, start, end in usages:
+        intervals = owners.get(resource_id, no_owners)
+        start = start.astimezone(UTC)  # one tzinfo for every comparison below: the cheap kind
+        hour = start.replace(minute=0, second=0, microsecond=0)
+        if end <= hour + HOUR:  # the common case: the event lies inside one hour
+            pieces: Iterable = ((hour, start, quantity),)
         else:
-            pieces = ((p.hour, p.start, p.quantity) for p in split_into_hours(usage.start, usage.end, usage.quantity))
-        for piece_hour, piece_start, quantity in pieces:
+            pieces = ((p.hour, p.start, p.quantity) for p in split_into_hours(start, end, quantity))
+        for piece_hour, piece_start, piece_quantity in pieces:
             if from_hour is not None and piece_hour < from_hour:
                 continue
             owner = owner_at(intervals, piece_start)
             card = card_in_force(piece_start)
             key = (
                 piece_hour,
-                usage.resource_id,
-                usage.meter,
+                resource_id,
+                meter,
                 owner.department_id if owner else None,
                 owner.system if owner else None,
                 card.id if card else 0,
@@ -99,12 +100,12 @@ def rate_usage(
             delta = deltas.get(key)
             if delta is None:
                 delta = deltas[key] = RollupDelta(Decimal(0), Decimal(0), Decimal(0))
-            delta.quantity += quantity
-            price = card.flat.get(usage.meter) if card else None
+            delta.quantity += piece_quantity
+            price = card.flat.get(meter) if card else None
             if price is not None:
-                delta.amount += quantity * price
-            elif card is None or not card.is_priced(usage.meter):
-                delta.unpriced_quantity += quantity
+                delta.amount += piece_quantity * price
+            elif card is None or not card.is_priced(meter):
+                delta.unpriced_quantity += piece_quantity
     return deltas
 
 
