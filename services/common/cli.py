@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import signal
 import socket
@@ -42,9 +43,14 @@ def cmd_api(args) -> int:
 
     from services.common.config import get_settings
 
+    from services.common.runtime import tune_garbage_collector
+
     settings = get_settings()
     port = args.port or getattr(settings, f"{args.service}_port")
-    uvicorn.run(APIS[args.service], host=settings.host, port=port, log_level="warning", access_log=False)
+    module, _, attribute = APIS[args.service].partition(":")
+    app = getattr(importlib.import_module(module), attribute)
+    tune_garbage_collector()  # after the imports, so that what they built is frozen
+    uvicorn.run(app, host=settings.host, port=port, log_level="warning", access_log=False)
     return 0
 
 

@@ -9,7 +9,6 @@ message. Concurrency stays 1 (faust-streaming#606)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import tempfile
@@ -19,6 +18,7 @@ import orjson
 
 from services.common.config import get_settings
 from services.common.db import get_engine
+from services.common.runtime import tune_garbage_collector
 from services.metering.pipeline import KafkaRecord, MeteringPipeline, decode_records
 
 log = logging.getLogger("govmeter.worker")
@@ -83,7 +83,7 @@ async def meter_events(stream):
 
 @app.task
 async def start_appliers():
-    gc.freeze()  # what start-up built lives as long as the process: the collector need not walk it again
+    tune_garbage_collector()  # start-up is over: what it built is frozen
     # Each applier runs one transaction at a time; with two, PostgreSQL works on one batch while this process
     # rates the next. Order between batches does not matter: every effect is keyed and idempotent, and a batch's
     # offsets become committable only when its own transaction has committed (Faust never commits past a gap).
@@ -135,10 +135,6 @@ def main(argv: list[str] | None = None) -> None:
     from services.common.kafka import ensure_topics
 
     asyncio.run(ensure_topics(settings))  # Faust ignores a topic that is missing when it starts
-    # A batch allocates some 100,000 short-lived containers (decoded events), none in reference cycles, so
-    # reference counting frees them; with the default threshold (700) the cyclic collector ran all the time,
-    # about 40 % of the worker's CPU. Cycles are still collected, just every 50,000 allocations.
-    gc.set_threshold(50_000, 20, 100)
     # --without-web: the CLI's default (--with-web) would override web_enabled and bind 0.0.0.0:6066.
     sys.argv = ["govmeter-worker", "worker", "-l", "info", "--without-web", "--web-bind", "127.0.0.1",
                 *(argv or [])]
