@@ -22,6 +22,7 @@ from services.metering.domain.rating import RollupDelta, RollupKey
 from services.metering.store import COARSE_ROLLUPS
 
 STAGING = "hourly_delta_staging"
+COARSE_STAGING = "coarse_delta_staging"  # the staged deltas summed per local day, owner, system and meter
 # One staged row: the usage_hourly key, the local day and month the coarse rollups group by, the delta.
 STAGING_COLUMNS = ("hour", "day", "month", "resource_id", "meter", "department_id", "system", "rate_card_id",
                    "quantity", "amount", "unpriced_quantity")
@@ -81,23 +82,44 @@ async def create_staging(conn) -> None:
     )
 
 
+async def create_staging_tables(conn) -> None:
+    await create_staging(conn)
+    await conn.execute(
+        f"""
+        CREATE UNLOGGED TABLE IF NOT EXISTS {COARSE_STAGING} (
+            day date NOT NULL, month date NOT NULL, department_id text, system text, meter text NOT NULL,
+            quantity numeric NOT NULL, amount numeric NOT NULL, unpriced_quantity numeric NOT NULL)
+        """
+    )
+
+
 async def stage_deltas(conn, rows: Iterable[tuple]) -> None:
     await conn.copy_records_to_table(STAGING, records=rows, columns=list(STAGING_COLUMNS))
 
 
 async def fold_staged_deltas(conn) -> None:
-    """Add every staged delta to usage_hourly and to each coarse rollup, then empty the staging table."""
-    await _fold(conn, "usage_hourly", HOURLY_KEY)
-    for rollup in COARSE_ROLLUPS:  # staged rows carry the local day and month: coarse keys are plain columns
-        await _fold(conn, rollup.table, rollup.columns)
-    await conn.execute(f"TRUNCATE {STAGING}")
+    """Add every staged delta to usage_hourly and to each coarse rollup, then empty the staging tables."""
+    await _fold(conn, "usage_hourly", HOURLY_KEY, STAGING)
+    # The coarse rollups group far fewer rows: sum the deltas once per local day, owner, system and meter
+    # (staged rows carry the day and month), then fold each coarse rollup from those sums.
+    await conn.execute(
+        f"""
+        INSERT INTO {COARSE_STAGING}
+        SELECT day, month, department_id, system, meter,
+               sum(quantity::numeric), sum(amount::numeric), sum(unpriced_quantity::numeric)
+        FROM {STAGING} GROUP BY 1, 2, 3, 4, 5
+        """
+    )
+    for rollup in COARSE_ROLLUPS:
+        await _fold(conn, rollup.table, rollup.columns, COARSE_STAGING)
+    await conn.execute(f"TRUNCATE {STAGING}, {COARSE_STAGING}")
 
 
-async def _fold(conn, table: str, key: tuple[str, ...]) -> None:
+async def _fold(conn, table: str, key: tuple[str, ...], source: str) -> None:
     names = ", ".join(key)
     groups = ", ".join(str(i + 1) for i in range(len(key)))
     grouped = (f"SELECT {names}, sum(quantity::numeric), sum(amount::numeric), sum(unpriced_quantity::numeric) "
-               f"FROM {STAGING} GROUP BY {groups}")
+               f"FROM {source} GROUP BY {groups}")
     columns = f"{table} ({names}, {', '.join(SUMS)})"
     if await conn.fetchval(f"SELECT NOT EXISTS (SELECT 1 FROM {table})"):
         # The first fold fills an empty table: insert without its indexes, then build them once (sorted).
