@@ -27,19 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, resource_data_adapter, validate_event
 from services.billing.bills import ClosedPeriod, closed_periods, open_periods, period_bills, snapshot
 from services.billing.domain.render import draft_bytes, issue
-from services.common.db import raw_connection, raw_transaction
+from services.common.db import asyncpg_dsn, raw_connection, raw_transaction
 from services.metering.domain.rating import rate_usage
 from services.metering.rebuild import (
     USAGE_COLUMNS,
@@ -73,6 +76,7 @@ ROLLUPS = ("usage_hourly", "usage_daily", "usage_department_daily", "usage_month
 CHUNK = 20_000  # usage events rated at a time: large enough for COPY, small enough for RSS
 UTILIZATION_CHUNK = 2_000
 CATCH_UP_ROUNDS = 20
+RATERS = 2  # processes rating usage: Python's rating is the bottleneck, PostgreSQL keeps up with two
 
 
 @dataclass
@@ -105,6 +109,16 @@ class Cut:
 
 
 Boundary = ClosedPeriod | Cut
+
+
+@dataclass(frozen=True)
+class Raters:
+    """Processes that rate a segment's usage, each over its own range of the event store's pages, and stage
+    the deltas into the replay schema through their own connections."""
+
+    pool: ProcessPoolExecutor
+    dsn: str
+    schema: str
 
 
 @dataclass
@@ -145,13 +159,19 @@ async def replay(engine: AsyncEngine, url: str, keep: bool = False) -> ReplayRep
         await _create_schema(conn, report.schema)
     replay_engine = create_async_engine(url, pool_size=2,
                                         connect_args={"server_settings": {"search_path": report.schema}})
+    pool = ProcessPoolExecutor(RATERS, mp_context=multiprocessing.get_context("spawn"))
+    raters = Raters(pool, asyncpg_dsn(url), report.schema)
+    warming = [pool.submit(int) for _ in range(RATERS)]  # the processes start while the history is planned
     try:
         async with snapshot(engine) as conn:
             closes = list((await closed_periods(conn)).values())
         boundaries: list[Boundary] = [*closes, await _take_cut(engine)]
-        await _replay_round(engine, replay_engine, boundaries, range(len(boundaries)), closes, report)
-        await _compare_live(engine, replay_engine, boundaries, report)
+        await _replay_round(engine, replay_engine, raters, boundaries, range(len(boundaries)), closes, report)
+        await _compare_live(engine, replay_engine, raters, boundaries, report)
     finally:
+        for future in warming:
+            future.cancel()
+        pool.shutdown(cancel_futures=True)
         await replay_engine.dispose()
         report.seconds = time.perf_counter() - started
         if not keep:
@@ -220,14 +240,15 @@ async def _cut_now(conn) -> Cut:
     return Cut(cut_at, tuple(open_now))
 
 
-async def _replay_round(engine, replay_engine, boundaries: list[Boundary], segments: range,
+async def _replay_round(engine, replay_engine, raters: Raters, boundaries: list[Boundary], segments: range,
                         closes: list[ClosedPeriod], report: ReplayReport) -> None:
     """Replay these segments from one snapshot of the event store; check each close's final bills."""
     async with raw_connection(engine) as source:
         async with source.transaction(isolation="repeatable_read", readonly=True):
             plans = await _plan(source, boundaries)
             for k in segments:
-                await _replay_segment(source, replay_engine, boundaries, k, plans.get(k, SegmentPlan()), report)
+                await _replay_segment(source, replay_engine, raters, boundaries, k, plans.get(k, SegmentPlan()),
+                                      report)
                 if k < len(closes):
                     await _check_final_bills(engine, replay_engine, closes[k], report)
 
@@ -250,8 +271,8 @@ async def _plan(source, boundaries: list[Boundary]) -> dict[int, SegmentPlan]:
     return plans
 
 
-async def _replay_segment(source, replay_engine, boundaries: list[Boundary], k: int, plan: SegmentPlan,
-                          report: ReplayReport) -> None:
+async def _replay_segment(source, replay_engine, raters: Raters, boundaries: list[Boundary], k: int,
+                          plan: SegmentPlan, report: ReplayReport) -> None:
     params: list = []
     cards = await source.fetch(f"SELECT id, effective_from FROM public.rate_cards WHERE "
                                f"{segment_of(boundaries, 'created_at', params)} = {k} ORDER BY created_at, id",
@@ -267,7 +288,9 @@ async def _replay_segment(source, replay_engine, boundaries: list[Boundary], k: 
         where = (f"ctid >= '{plan.first_tid}'::tid AND ctid <= '{plan.last_tid}'::tid AND "
                  f"{segment_of(boundaries, 'received_at', params)} = {k}") if plan.first_tid else "false"
         if plan.events.get(USAGE_TYPE):
-            await _replay_usage(source, writer, where, params)
+            usage_params: list = []
+            usage_segment = f"{segment_of(boundaries, 'received_at', usage_params)} = {k}"
+            await _replay_usage(raters, writer, plan, usage_segment, usage_params)
             await fold_staged_deltas(writer)
         if plan.events.get(UTILIZATION_TYPE):
             await _replay_utilization(source, writer, where, params, report)
@@ -308,14 +331,46 @@ async def _replay_lifecycle(writer, boundaries: list[Boundary], k: int) -> None:
     await rebuild_rollups(writer, from_hours, await load_ownership(writer), await load_rate_cards(writer))
 
 
-async def _replay_usage(source, writer, where: str, params: list) -> None:
-    """Rate the segment's usage in chunks, straight from the typed columns, and stage the hourly deltas. While
-    Python rates one chunk, PostgreSQL reads the next one and takes in the previous one's deltas."""
-    owners, cards = await load_ownership(writer), await load_rate_cards(writer)
+async def _replay_usage(raters: Raters, writer, plan: SegmentPlan, segment: str, params: list) -> None:
+    """Rate the segment's usage in the rater processes, each over a share of the segment's pages. They stage
+    their deltas with their own (committed) COPYs; the writer folds them afterwards."""
+    owners, cards = dict(await load_ownership(writer)), await load_rate_cards(writer)
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(
+        loop.run_in_executor(raters.pool, rate_pages, raters.dsn, raters.schema,
+                             f"SELECT {USAGE_COLUMNS} FROM public.events WHERE type = '{USAGE_TYPE}' AND "
+                             f"{pages} AND {segment}", params, owners, cards)
+        for pages in _page_ranges(plan, RATERS)))
+
+
+def _page_ranges(plan: SegmentPlan, parts: int) -> list[str]:
+    """SQL conditions splitting the segment's pages [first, last] into up to ``parts`` ranges."""
+    first, last = _tid(plan.first_tid)[0], _tid(plan.last_tid)[0] + 1
+    bounds = sorted({first + (last - first) * i // parts for i in range(parts)} | {last})
+    return [f"ctid >= '({low},0)'::tid AND ctid < '({high},0)'::tid" for low, high in zip(bounds, bounds[1:])]
+
+
+def rate_pages(dsn: str, schema: str, query: str, params: list, owners: dict, cards: list) -> None:
+    """In a rater process: rate the usage ``query`` returns and stage its deltas."""
+    asyncio.run(_rate_pages(dsn, schema, query, params, owners, cards))
+
+
+async def _rate_pages(dsn: str, schema: str, query: str, params: list, owners: dict, cards: list) -> None:
+    source = await asyncpg.connect(dsn)
+    stager = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        async with source.transaction(readonly=True):  # a cursor lives in a transaction
+            await _rate_chunks(source, stager, query, params, owners, cards)
+    finally:
+        await source.close()
+        await stager.close()
+
+
+async def _rate_chunks(source, stager, query: str, params: list, owners: dict, cards: list) -> None:
+    """Rate in chunks, straight from the typed columns. While Python rates one chunk, PostgreSQL reads the
+    next one and takes in the previous one's deltas."""
     calendar = LocalCalendar()
-    cursor = await source.cursor(
-        f"SELECT {USAGE_COLUMNS} FROM public.events WHERE type = '{USAGE_TYPE}' AND {where}", *params,
-        record_class=StoredUsage)
+    cursor = await source.cursor(query, *params, record_class=StoredUsage)
     fetching = asyncio.ensure_future(cursor.fetch(CHUNK))
     staging: asyncio.Future | None = None
     try:
@@ -328,7 +383,7 @@ async def _replay_usage(source, writer, where: str, params: list) -> None:
             del deltas
             if staging is not None:
                 await staging
-            staging = asyncio.ensure_future(stage_deltas(writer, staged))
+            staging = asyncio.ensure_future(stage_deltas(stager, staged))
             await asyncio.sleep(0)
         if staging is not None:
             await staging
@@ -380,7 +435,8 @@ def _document_difference(stored: bytes, replayed: bytes) -> str:
     return ", ".join(f"{k}: final {a.get(k)!r} replay {b.get(k)!r}" for k in keys[:3])
 
 
-async def _compare_live(engine, replay_engine, boundaries: list[Boundary], report: ReplayReport) -> None:
+async def _compare_live(engine, replay_engine, raters: Raters, boundaries: list[Boundary],
+                        report: ReplayReport) -> None:
     """Compare while ingestion is paused; what arrived after the last cut is replayed first, up to a new cut."""
     schema = report.schema
     for _ in range(CATCH_UP_ROUNDS):
@@ -393,8 +449,8 @@ async def _compare_live(engine, replay_engine, boundaries: list[Boundary], repor
                 await _compare_all(engine, conn, replay_engine, schema, report)
                 return
             boundaries.append(await _cut_now(conn))
-        await _replay_round(engine, replay_engine, boundaries, range(len(boundaries) - 1, len(boundaries)), [],
-                            report)
+        await _replay_round(engine, replay_engine, raters, boundaries, range(len(boundaries) - 1, len(boundaries)),
+                            [], report)
     report.differences.append("live ingestion did not pause long enough to compare; run replay again")
 
 

@@ -26,8 +26,9 @@ COARSE_STAGING = "coarse_delta_staging"  # the staged deltas summed per local da
 # One staged row: the usage_hourly key, the local day and month the coarse rollups group by, the delta.
 STAGING_COLUMNS = ("hour", "day", "month", "resource_id", "meter", "department_id", "system", "rate_card_id",
                    "quantity", "amount", "unpriced_quantity")
-HOURLY_KEY = ("hour", "resource_id", "meter", "department_id", "system", "rate_card_id")
+HOURLY_KEY = ("resource_id", "hour", "meter", "department_id", "system", "rate_card_id")  # its unique index's order
 SUMS = ("quantity", "amount", "unpriced_quantity")
+TEXT_KEYS = {"resource_id", "meter", "department_id", "system"}
 
 
 class StoredUsage(asyncpg.Record):
@@ -117,14 +118,20 @@ async def fold_staged_deltas(conn) -> None:
 
 async def _fold(conn, table: str, key: tuple[str, ...], source: str) -> None:
     names = ", ".join(key)
+    # Grouped under the "C" collation: the same groups (equal text is equal bytes), compared without strcoll.
+    keys = ", ".join(f'{c} COLLATE "C" AS {c}' if c in TEXT_KEYS else c for c in key)
     groups = ", ".join(str(i + 1) for i in range(len(key)))
-    grouped = (f"SELECT {names}, sum(quantity::numeric), sum(amount::numeric), sum(unpriced_quantity::numeric) "
+    grouped = (f"SELECT {keys}, sum(quantity::numeric), sum(amount::numeric), sum(unpriced_quantity::numeric) "
                f"FROM {source} GROUP BY {groups}")
     columns = f"{table} ({names}, {', '.join(SUMS)})"
     if await conn.fetchval(f"SELECT NOT EXISTS (SELECT 1 FROM {table})"):
-        # The first fold fills an empty table: insert without its indexes, then build them once (sorted).
+        # The first fold fills an empty table: insert without its indexes, then build them once. Grouped by
+        # sorting (in the key's order), not hashing: millions of groups of numeric sums would spill a hash
+        # table, and rows written in key order make the unique index quick to build.
         indexes = await _drop_indexes(conn, table)
+        await conn.execute("SET LOCAL enable_hashagg = off")
         await conn.execute(f"INSERT INTO {columns} {grouped}")
+        await conn.execute("SET LOCAL enable_hashagg = on")
         for definition in indexes:
             await conn.execute(definition)
         return
