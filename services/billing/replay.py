@@ -14,14 +14,15 @@ recomputed from the replayed rollups and must be byte for byte the stored ones; 
 then the rest, up to a cut taken like a close (the attribution lock held exclusively for an instant). Within a
 segment, rate cards are added first (each re-pricing what is stored, ``reprice_from``), then lifecycle events
 (ownership re-projected, stored usage re-rated from the hour they take effect), then usage is rated with the
-worker's own ``rate_usage`` straight from the events' typed columns (validated when they were stored) and
-added to the rollups in bulk (``services.metering.rebuild``), then utilisation goes through
-``store_utilization``. The projection does not depend on the order events are applied in; the comparison at the
-end checks it.
+worker's own ``rate_usage`` straight from the events' typed columns (validated when they were stored), by two
+rater processes each over a share of the segment's pages, and added to the rollups in bulk
+(``services.metering.rebuild``), then utilisation goes through ``store_utilization``. The projection does not
+depend on the order events are applied in; the comparison at the end checks it.
 
 Finally, with ingestion paused (the attribution lock held exclusively, briefly), the rebuilt projections are
-compared row for row with the live ones, and every open period's draft bills with the live drafts; what
-arrived after the cut is replayed first, as one more segment."""
+compared with the live ones (a fingerprint of each table's rows; the differing rows are named when they
+differ), and every open period's draft bills with the live drafts; what arrived after the cut is replayed
+first, as one more segment."""
 
 from __future__ import annotations
 
@@ -284,16 +285,14 @@ async def _replay_segment(source, replay_engine, raters: Raters, boundaries: lis
             await _add_card(writer, card["id"], card["effective_from"])
         if plan.events.get(RESOURCE_TYPE):
             await _replay_lifecycle(writer, boundaries, k)
-        params = []
-        where = (f"ctid >= '{plan.first_tid}'::tid AND ctid <= '{plan.last_tid}'::tid AND "
-                 f"{segment_of(boundaries, 'received_at', params)} = {k}") if plan.first_tid else "false"
+        segment_params: list = []
+        segment = f"{segment_of(boundaries, 'received_at', segment_params)} = {k}"
         if plan.events.get(USAGE_TYPE):
-            usage_params: list = []
-            usage_segment = f"{segment_of(boundaries, 'received_at', usage_params)} = {k}"
-            await _replay_usage(raters, writer, plan, usage_segment, usage_params)
+            await _replay_usage(raters, writer, plan, segment, segment_params)
             await fold_staged_deltas(writer)
         if plan.events.get(UTILIZATION_TYPE):
-            await _replay_utilization(source, writer, where, params, report)
+            pages = f"ctid >= '{plan.first_tid}'::tid AND ctid <= '{plan.last_tid}'::tid"
+            await _replay_utilization(source, writer, f"{pages} AND {segment}", segment_params, report)
         boundary = boundaries[k]
         await writer.execute("INSERT INTO replayed_through VALUES ($1, $2)", boundary.closed_at,
                              list(boundary.open_at_close))
