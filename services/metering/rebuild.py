@@ -1,0 +1,166 @@
+"""Bulk write side for rebuilding the usage rollups from stored usage (``govmeter replay``).
+
+The worker adds each batch's hourly deltas to usage_hourly and the coarser rollups row by row
+(``store.apply_rollup_deltas``). A rebuild rates millions of stored events with the same ``rate_usage``, but
+stages its hourly deltas with COPY in an UNLOGGED table without indexes and adds them to the rollups with one
+set-based ``INSERT … SELECT … GROUP BY`` per table. Sums are exact decimals, so the grouping order changes
+nothing: the rows are the ones the worker's upserts would have produced.
+
+Every function runs on the caller's connection, inside the caller's transaction, against the tables of its
+search_path (the replay schema)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from operator import itemgetter
+from typing import Iterable
+
+import asyncpg
+
+from services.common.periods import floor_hour, local_day_of
+from services.metering.domain.rating import RollupDelta, RollupKey
+from services.metering.store import COARSE_ROLLUPS
+
+STAGING = "hourly_delta_staging"
+COARSE_STAGING = "coarse_delta_staging"  # the staged deltas summed per local day, owner, system and meter
+# One staged row: the usage_hourly key, the local day and month the coarse rollups group by, the delta.
+STAGING_COLUMNS = ("hour", "day", "month", "resource_id", "meter", "department_id", "system", "rate_card_id",
+                   "quantity", "amount", "unpriced_quantity")
+HOURLY_KEY = ("resource_id", "hour", "meter", "department_id", "system", "rate_card_id")  # its unique index's order
+SUMS = ("quantity", "amount", "unpriced_quantity")
+TEXT_KEYS = {"resource_id", "meter", "department_id", "system"}
+
+
+class StoredUsage(asyncpg.Record):
+    """A usage event read from the event store's typed columns (``USAGE_COLUMNS``, in that order), with the
+    attributes of ``MeteredUsage``: ``rate_usage`` takes the rows as they arrive, without a copy per event."""
+
+    resource_id = property(itemgetter(0))
+    meter = property(itemgetter(1))
+    quantity = property(itemgetter(2))
+    start = property(itemgetter(3))
+    end = property(itemgetter(4))
+
+
+USAGE_COLUMNS = "subject, meter, quantity, start_at, end_at"
+
+
+class LocalCalendar:
+    """The local (Asia/Shanghai) day and month of a UTC hour, as ``CoarseRollup.key`` computes them; remembered
+    per hour, since a year has only 8,760 of them."""
+
+    def __init__(self) -> None:
+        self._days: dict[datetime, tuple[date, date]] = {}
+
+    def __call__(self, hour: datetime) -> tuple[date, date]:
+        found = self._days.get(hour)
+        if found is None:
+            day = local_day_of(hour)
+            found = self._days[hour] = (day, day.replace(day=1))
+        return found
+
+
+def staged_rows(deltas: dict[RollupKey, RollupDelta], calendar: LocalCalendar) -> list[tuple]:
+    """Hourly deltas as rows of the staging table (column order STAGING_COLUMNS). Decimals travel as their exact
+    text (cheaper to send than binary numeric; PostgreSQL parses them back to the same numbers)."""
+    rows = []
+    for (hour, resource_id, meter, department_id, system, card_id), delta in deltas.items():
+        day, month = calendar(hour)
+        rows.append((hour, day, month, resource_id, meter, department_id, system, card_id,
+                     str(delta.quantity), str(delta.amount), str(delta.unpriced_quantity)))
+    return rows
+
+
+async def create_staging(conn) -> None:
+    # UNLOGGED, no index, no key: rows are only appended and read once, in bulk.
+    await conn.execute(
+        f"""
+        CREATE UNLOGGED TABLE IF NOT EXISTS {STAGING} (
+            hour timestamptz NOT NULL, day date NOT NULL, month date NOT NULL, resource_id text NOT NULL,
+            meter text NOT NULL, department_id text, system text, rate_card_id int NOT NULL,
+            quantity text NOT NULL, amount text NOT NULL, unpriced_quantity text NOT NULL)
+        """
+    )
+
+
+async def create_staging_tables(conn) -> None:
+    await create_staging(conn)
+    await conn.execute(
+        f"""
+        CREATE UNLOGGED TABLE IF NOT EXISTS {COARSE_STAGING} (
+            day date NOT NULL, month date NOT NULL, department_id text, system text, meter text NOT NULL,
+            quantity numeric NOT NULL, amount numeric NOT NULL, unpriced_quantity numeric NOT NULL)
+        """
+    )
+
+
+async def stage_deltas(conn, rows: Iterable[tuple]) -> None:
+    await conn.copy_records_to_table(STAGING, records=rows, columns=list(STAGING_COLUMNS))
+
+
+async def fold_staged_deltas(conn) -> None:
+    """Add every staged delta to usage_hourly and to each coarse rollup, then empty the staging tables."""
+    await _fold(conn, "usage_hourly", HOURLY_KEY, STAGING)
+    # The coarse rollups group far fewer rows: sum the deltas once per local day, owner, system and meter
+    # (staged rows carry the day and month), then fold each coarse rollup from those sums.
+    await conn.execute(
+        f"""
+        INSERT INTO {COARSE_STAGING}
+        SELECT day, month, department_id, system, meter,
+               sum(quantity::numeric), sum(amount::numeric), sum(unpriced_quantity::numeric)
+        FROM {STAGING} GROUP BY 1, 2, 3, 4, 5
+        """
+    )
+    for rollup in COARSE_ROLLUPS:
+        await _fold(conn, rollup.table, rollup.columns, COARSE_STAGING)
+    await conn.execute(f"TRUNCATE {STAGING}, {COARSE_STAGING}")
+
+
+async def _fold(conn, table: str, key: tuple[str, ...], source: str) -> None:
+    names = ", ".join(key)
+    # Grouped under the "C" collation: the same groups (equal text is equal bytes), compared without strcoll.
+    keys = ", ".join(f'{c} COLLATE "C" AS {c}' if c in TEXT_KEYS else c for c in key)
+    groups = ", ".join(str(i + 1) for i in range(len(key)))
+    grouped = (f"SELECT {keys}, sum(quantity::numeric), sum(amount::numeric), sum(unpriced_quantity::numeric) "
+               f"FROM {source} GROUP BY {groups}")
+    columns = f"{table} ({names}, {', '.join(SUMS)})"
+    if await conn.fetchval(f"SELECT NOT EXISTS (SELECT 1 FROM {table})"):
+        # The first fold fills an empty table: insert without its indexes, then build them once. Grouped by
+        # sorting (in the key's order), not hashing: millions of groups of numeric sums would spill a hash
+        # table, and rows written in key order make the unique index quick to build.
+        indexes = await _drop_indexes(conn, table)
+        await conn.execute("SET LOCAL enable_hashagg = off")
+        await conn.execute(f"INSERT INTO {columns} {grouped}")
+        await conn.execute("SET LOCAL enable_hashagg = on")
+        for definition in indexes:
+            await conn.execute(definition)
+        return
+    # ON CONFLICT adds: rows from earlier segments (or from re-rating) accumulate exactly as the worker's do.
+    added = ", ".join(f"{s} = {table}.{s} + EXCLUDED.{s}" for s in SUMS)
+    await conn.execute(f"INSERT INTO {columns} {grouped} ON CONFLICT ({names}) DO UPDATE SET {added}")
+
+
+async def _drop_indexes(conn, table: str) -> list[str]:
+    """Drop the table's indexes that back no constraint; returns their definitions, to build them again."""
+    rows = await conn.fetch(
+        """
+        SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition
+        FROM pg_index i
+        WHERE i.indrelid = $1::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+        """,
+        table,
+    )
+    for r in rows:
+        await conn.execute(f"DROP INDEX {r['name']}")
+    return [r["definition"] for r in rows]
+
+
+def lifecycle_from_hours(changes: Iterable[tuple[str, datetime]]) -> dict[str, datetime]:
+    """Per resource, the hour of its earliest effective change among new lifecycle events: as the worker does
+    (``MeteringPipeline._apply_lifecycle``), its usage is re-attributed from that hour on."""
+    from_hours: dict[str, datetime] = {}
+    for subject, effective_at in changes:
+        hour = floor_hour(effective_at)
+        current = from_hours.get(subject)
+        from_hours[subject] = hour if current is None else min(current, hour)
+    return from_hours
