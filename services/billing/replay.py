@@ -45,9 +45,9 @@ from services.billing.bills import ClosedPeriod, closed_periods, open_periods, p
 from services.billing.domain.render import draft_bytes, issue
 from services.common.db import asyncpg_dsn, raw_connection, raw_transaction
 from services.metering.domain.rating import rate_usage
+from services.common.periods import LocalCalendar
 from services.metering.rebuild import (
     USAGE_COLUMNS,
-    LocalCalendar,
     StoredUsage,
     create_staging_tables,
     fold_staged_deltas,

@@ -25,6 +25,21 @@ def local_day_of(instant: datetime) -> date:
     return instant.astimezone(LOCAL_TZ).date()
 
 
+class LocalCalendar:
+    """The local day and month (its first day) of a UTC hour, remembered per hour: a batch or a replay asks for
+    the same few thousand hours (a year has 8,760) millions of times."""
+
+    def __init__(self) -> None:
+        self._days: dict[datetime, tuple[date, date]] = {}
+
+    def __call__(self, hour: datetime) -> tuple[date, date]:
+        found = self._days.get(hour)
+        if found is None:
+            day = local_day_of(hour)
+            found = self._days[hour] = (day, day.replace(day=1))
+        return found
+
+
 def month_of(instant: datetime) -> str:
     """The billing period (``YYYY-MM``, local time) that holds ``instant``."""
     local = instant.astimezone(LOCAL_TZ)

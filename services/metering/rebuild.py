@@ -11,13 +11,13 @@ search_path (the replay schema)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from operator import itemgetter
 from typing import Iterable
 
 import asyncpg
 
-from services.common.periods import floor_hour, local_day_of
+from services.common.periods import LocalCalendar, floor_hour
 from services.metering.domain.rating import RollupDelta, RollupKey
 from services.metering.store import COARSE_ROLLUPS
 
@@ -43,21 +43,6 @@ class StoredUsage(asyncpg.Record):
 
 
 USAGE_COLUMNS = "subject, meter, quantity, start_at, end_at"
-
-
-class LocalCalendar:
-    """The local (Asia/Shanghai) day and month of a UTC hour, as ``CoarseRollup.key`` computes them; remembered
-    per hour, since a year has only 8,760 of them."""
-
-    def __init__(self) -> None:
-        self._days: dict[datetime, tuple[date, date]] = {}
-
-    def __call__(self, hour: datetime) -> tuple[date, date]:
-        found = self._days.get(hour)
-        if found is None:
-            day = local_day_of(hour)
-            found = self._days[hour] = (day, day.replace(day=1))
-        return found
 
 
 def staged_rows(deltas: dict[RollupKey, RollupDelta], calendar: LocalCalendar) -> list[tuple]:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Iterable, NamedTuple
 
 import orjson
 
 from schemas.events import RESOURCE_TYPE, USAGE_TYPE, resource_data_adapter
-from services.common.periods import floor_hour, local_day_of
+from services.common.periods import LocalCalendar, floor_hour
 from services.metering.domain.attribution import LifecycleChange, Ownership, ownership_intervals
 from services.metering.domain.rating import (
     MeteredUsage,
@@ -324,10 +324,10 @@ async def apply_rollup_deltas(conn, deltas: dict[RollupKey, RollupDelta], remove
     has just deleted, taken back out of the coarser rollups (whose rows that become empty are deleted)."""
     if not deltas and not removed:
         return
-    local_days: dict[datetime, date] = {}  # a batch holds few distinct hours
+    calendar = LocalCalendar()
     await stage(conn, "hourly_deltas", [
-        (hour, local_days.get(hour) or local_days.setdefault(hour, local_day_of(hour)), resource_id, meter,
-         department, system, card_id, str(delta.quantity), str(delta.amount), str(delta.unpriced_quantity))
+        (hour, calendar(hour)[0], resource_id, meter, department, system, card_id, str(delta.quantity),
+         str(delta.amount), str(delta.unpriced_quantity))
         for (hour, resource_id, meter, department, system, card_id), delta in deltas.items()])
     if not removed:
         await conn.execute(_ROLLUP_SQL[False])
