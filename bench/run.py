@@ -505,20 +505,31 @@ async def bench_queries(size: dict, logs: Path) -> tuple[list[Figure], dict[str,
     return figures, rss
 
 
-async def bench_replay(size: dict, logs: Path) -> tuple[Figure, float]:
+def descendants(pid: int) -> list[int]:
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return children + [d for c in children for d in descendants(c)]
+
+
+async def bench_replay(size: dict, logs: Path) -> tuple[Figure, dict[str, float]]:
     """`govmeter replay` rebuilds every projection from the event store and checks it; its own rate, per run.
-    Returns the figure and the replay process's peak RSS."""
-    rates, rss, events, identical = [], 0.0, "?", []
+    Returns the figure and the peak RSS of the replay process and of the largest of its rater processes."""
+    rates, events, identical = [], "?", []
+    rss = {"replay": 0.0, "replay rater (largest)": 0.0}
     for run in range(size["runs"]):
         log = logs / f"replay-{run}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen([sys.executable, "-m", "services.common.cli", "replay", "--json"], cwd=REPO,
                                        env=env_for(f"bench-{STAMP}-replay"), stdout=out, stderr=subprocess.STDOUT)
             while process.poll() is None:  # VmHWM only grows: the last reading before exit is the peak
-                try:
-                    rss = max(rss, peak_rss_mb(process.pid))
-                except (FileNotFoundError, ProcessLookupError):
-                    pass
+                for pid in [process.pid, *descendants(process.pid)]:
+                    name = "replay" if pid == process.pid else "replay rater (largest)"
+                    try:
+                        rss[name] = max(rss[name], peak_rss_mb(pid))
+                    except (FileNotFoundError, ProcessLookupError):
+                        pass
                 await asyncio.sleep(0.5)
         stdout = log.read_bytes()
         if process.returncode != 0:
@@ -601,7 +612,8 @@ async def main() -> None:
         figures.extend(query_figures)
         rss.update({f"{k} API": v for k, v in query_rss.items()})
     if "replay" not in skip:
-        figure, rss["replay"] = await bench_replay(size, logs)
+        figure, replay_rss = await bench_replay(size, logs)
+        rss.update({name: mb for name, mb in replay_rss.items() if mb})
         figures.append(figure)
     for process, mb in rss.items():
         figures.append(Figure(f"peak RSS: {process}", mb, "MB", target="≤ 500 MB"))
