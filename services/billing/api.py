@@ -11,6 +11,7 @@ from typing import Annotated
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from fastapi.responses import Response
+from pydantic import TypeAdapter
 
 from schemas.api import DepartmentIn, DepartmentOut, RateCardIn, RateCardOut, Role
 from schemas.billing import (
@@ -55,6 +56,7 @@ from services.common.db import get_engine
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
 from services.common.periods import LOCAL_TZ, parse_month
+from services.common.response_cache import ResponseCache, with_response_cache
 
 
 def _billing_loop(producer, settings):
@@ -64,7 +66,9 @@ def _billing_loop(producer, settings):
     return None
 
 
-app = FastAPI(title="govmeter billing API", version="1.0", lifespan=producer_lifespan(_billing_loop))
+bills_cache = ResponseCache()
+app = FastAPI(title="govmeter billing API", version="1.0",
+              lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
 add_health_route(app)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
@@ -172,7 +176,20 @@ async def get_bills(principal: Reader, now: Now,
     department = scoped_department(principal, department)
     if month is None and department is None:
         month = now.astimezone(LOCAL_TZ).strftime("%Y-%m")
-    return await bill_summaries(get_engine(), month, department, now)
+    # Cached per (scope, month, department). ``now`` reaches the answer only through the default month, resolved
+    # above into the key: a summary shows no "as of", and a draft's total is a function of the stored rollups,
+    # adjustments, cards and closes alone (it is "as of now" only in that it sees every stored row). A period
+    # closing, by hand or by the background task, writes billing_periods and so invalidates the cache.
+    key = ("/v1/bills", principal.role, principal.department, month, department)
+
+    async def summaries() -> bytes:
+        return _SUMMARIES.dump_json(_SUMMARIES.validate_python(await bill_summaries(get_engine(), month, department,
+                                                                                     now)))
+
+    return Response(await bills_cache.serve(key, summaries), media_type="application/json")
+
+
+_SUMMARIES = TypeAdapter(list[BillSummary])
 
 
 def _bill_owner(principal: Principal, bill_id: str) -> None:
