@@ -77,8 +77,8 @@ Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Ro
 AnyRole = Annotated[Principal, Depends(require_roles(*Role.ALL))]
 
 
-def billing_clock() -> datetime:
-    """The current instant; a dependency so that tests can stand at any date."""
+async def billing_clock() -> datetime:
+    """The current instant; a dependency so that tests can stand at any date (async: no thread pool hop)."""
     return datetime.now(UTC)
 
 
