@@ -120,15 +120,19 @@ async def test_nothing_is_cached_while_the_listener_is_down_and_it_reconnects(ap
                          usage_event(vm, "compute.vcpu", "1", local(2083, 1, 2))], worker)
     query = {"from": "2083-01-01", "to": "2084-01-01", "department": dep}
     await usage(apps, FINANCE, **query)
-    async with raw_connection(get_engine()) as conn:  # cut the listener off, as a database restart would
-        pid = usage_cache._conn.get_server_pid()
-        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
-    await wait_until(lambda: _true(not usage_cache.connected), timeout=10)
-    misses = usage_cache.misses
-    hits = usage_cache.hits
-    await usage(apps, FINANCE, **query)
-    assert (usage_cache.hits, usage_cache.misses) == (hits, misses)  # neither served nor stored
-    await wait_until(lambda: _true(usage_cache.connected), timeout=10)
+    usage_cache.retry_seconds = 5  # time enough to ask while it is down
+    try:
+        async with raw_connection(get_engine()) as conn:  # cut the listener off, as a database restart would
+            pid = usage_cache._conn.get_server_pid()
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+        await wait_until(lambda: _true(not usage_cache.connected), timeout=10)
+        misses = usage_cache.misses
+        hits = usage_cache.hits
+        await usage(apps, FINANCE, **query)
+        assert (usage_cache.hits, usage_cache.misses) == (hits, misses)  # neither served nor stored
+    finally:
+        usage_cache.retry_seconds = 1.0
+    await wait_until(lambda: _true(usage_cache.connected), timeout=15)
     await publish(apps, [usage_event(vm, "compute.vcpu", "4", local(2083, 1, 3))], worker)
     _, answer = await usage(apps, FINANCE, **query)
     assert [r["amount"] for r in answer["rows"]] == ["5.00"]
