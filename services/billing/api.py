@@ -66,7 +66,9 @@ def _billing_loop(producer, settings):
     return None
 
 
-bills_cache = ResponseCache()
+# What the bill list reads (see services.billing.queries.bill_summaries).
+bills_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "resource_intervals", "rate_cards", "departments",
+                                    "billing_periods", "bills", "adjustments", "ledger_entries", "usage_baselines"))
 app = FastAPI(title="govmeter billing API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
 add_health_route(app)

@@ -1,8 +1,9 @@
 """A response cache for read endpoints whose answers are a pure function of the database (and the request).
 
 Invalidation is driven by PostgreSQL itself: statement-level triggers (migration 0004) ``NOTIFY`` the channel
-``govmeter_changes`` whenever a table that a cached answer reads changes. One connection per process
-``LISTEN``s; every notification bumps the *generation* and drops every entry. An answer is stored under the
+``govmeter_changes`` (payload: the table) whenever a table that a cached answer reads changes. One connection
+per process ``LISTEN``s; every notification for a table the cache depends on bumps the *generation* and drops
+every entry. An answer is stored under the
 generation read before it was computed and served only while that generation is current, so an answer
 computed from data that changed meanwhile is never served.
 
@@ -21,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Collection, Hashable
 from dataclasses import dataclass
 
 import asyncpg
@@ -38,7 +39,11 @@ class _Entry:
 
 
 class ResponseCache:
-    def __init__(self, max_entries: int = 1024, max_bytes: int = 64 * 2**20, retry_seconds: float = 1.0) -> None:
+    """``tables``: what the cached answers read (the payloads of the notifications that invalidate them)."""
+
+    def __init__(self, tables: Collection[str], max_entries: int = 1024, max_bytes: int = 64 * 2**20,
+                 retry_seconds: float = 1.0) -> None:
+        self.tables = frozenset(tables)
         self.max_entries, self.max_bytes, self.retry_seconds = max_entries, max_bytes, retry_seconds
         self.generation = 0
         self.hits = self.misses = 0
@@ -100,8 +105,9 @@ class ResponseCache:
             await self._drop_connection()
             await asyncio.sleep(self.retry_seconds)
 
-    def _changed(self, *_notification) -> None:
-        self.invalidate()
+    def _changed(self, _conn, _pid, _channel, table: str) -> None:
+        if table in self.tables:
+            self.invalidate()
 
     def _deaf(self) -> None:
         self._listening = False

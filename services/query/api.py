@@ -27,7 +27,7 @@ def _warning_loop(producer, settings):
 
 
 # Usage answers depend only on the rollups and the (scoped) query: cached until a rollup changes.
-usage_cache = ResponseCache()
+usage_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly"))
 app = FastAPI(title="govmeter query API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)

@@ -143,7 +143,7 @@ async def _true(value):
 
 
 async def test_identical_misses_compute_once_and_the_cache_stays_within_its_bounds(database):
-    cache = ResponseCache(max_entries=3, max_bytes=1000)
+    cache = ResponseCache(tables=("departments",), max_entries=3, max_bytes=1000)
     await cache.start(asyncpg_dsn(get_settings().database_url))
     try:
         assert cache.connected
@@ -168,6 +168,12 @@ async def test_identical_misses_compute_once_and_the_cache_stays_within_its_boun
             await conn.execute("UPDATE departments SET name = name WHERE false")
         await cache.serve("after", lambda: _bytes(b"z"))
         assert cache.generation > generation and ("key", 4) not in cache._entries
+        # ... and a write to a table it does not depend on leaves it alone
+        generation = cache.generation
+        async with raw_connection(get_engine()) as conn:
+            await conn.execute("UPDATE bills SET total = total WHERE false")
+        await cache.serve("after", lambda: _bytes(b"z"))
+        assert cache.generation == generation and "after" in cache._entries
     finally:
         await cache.stop()
 
