@@ -3,9 +3,8 @@
 Invalidation is driven by PostgreSQL itself: statement-level triggers (migration 0004) ``NOTIFY`` the channel
 ``govmeter_changes`` (payload: the table) whenever a table that a cached answer reads changes. One connection
 per process ``LISTEN``s; every notification for a table the cache depends on bumps the *generation* and drops
-every entry. An answer is stored under the
-generation read before it was computed and served only while that generation is current, so an answer
-computed from data that changed meanwhile is never served.
+every entry. An answer is stored under the generation read before it was computed and served only while that
+generation is current, so an answer computed from data that changed meanwhile is never served.
 
 Exactness: before a request looks in the cache it makes one round trip on the listening connection.
 PostgreSQL signals the listeners while the writer commits, before the writer hears its COMMIT succeed, and a
@@ -79,6 +78,9 @@ class ResponseCache:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self._next_trip is not None:  # nobody will make it: its waiters compute uncached
+            self._next_trip.cancel()
+            self._next_trip = None
         await self._drop_connection()
 
     async def _keep_listening(self, dsn: str) -> None:
@@ -139,6 +141,10 @@ class ResponseCache:
             await asyncio.shield(trip)
         except Exception:
             return False
+        except asyncio.CancelledError:
+            if trip.cancelled():  # the cache is stopping
+                return False
+            raise
         return self.connected
 
     async def _run_trips(self) -> None:
@@ -149,6 +155,9 @@ class ResponseCache:
                     raise ConnectionError("response cache listener is not connected")
                 await self._conn.execute("SELECT 1")  # type: ignore[union-attr]
                 await asyncio.sleep(0)  # let the notification callbacks that arrived with it run first
+            except asyncio.CancelledError:
+                trip.cancel()
+                raise
             except Exception as exc:
                 if self.connected:
                     self._deaf()
