@@ -45,6 +45,7 @@ from services.billing.closing import (
     list_adjustments,
     post_adjustment,
 )
+from services.billing.digest_memo import DigestMemo
 from services.billing.domain.bills import parse_bill_number
 from services.billing.domain.render import bill_csv, draft_bytes
 from services.billing.ledger import verify_ledger
@@ -69,6 +70,7 @@ def _billing_loop(producer, settings):
 # What the bill list reads (see services.billing.queries.bill_summaries).
 bills_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "resource_intervals", "rate_cards", "departments",
                                     "billing_periods", "bills", "adjustments", "ledger_entries", "usage_baselines"))
+bill_digests = DigestMemo(bills_cache)  # closed months' usage fingerprints, kept while usage_daily is unchanged
 app = FastAPI(title="govmeter billing API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
 add_health_route(app)
@@ -185,8 +187,9 @@ async def get_bills(principal: Reader, now: Now,
     key = ("/v1/bills", principal.role, principal.department, month, department)
 
     async def summaries() -> bytes:
-        return _SUMMARIES.dump_json(_SUMMARIES.validate_python(await bill_summaries(get_engine(), month, department,
-                                                                                     now)))
+        digests = bill_digests.source()  # before the snapshot: see services.billing.digest_memo
+        found = await bill_summaries(get_engine(), month, department, now, digests)
+        return _SUMMARIES.dump_json(_SUMMARIES.validate_python(found))
 
     return Response(await bills_cache.serve(key, summaries), media_type="application/json")
 

@@ -46,6 +46,8 @@ class ResponseCache:
         self.max_entries, self.max_bytes, self.retry_seconds = max_entries, max_bytes, retry_seconds
         self.generation = 0
         self.hits = self.misses = 0
+        self._epoch = 0  # bumped whenever notifications may have been missed
+        self._changes: dict[str, int] = {}  # notifications seen per table in this epoch
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._bytes = 0
         self._flights: dict[tuple[Hashable, int], asyncio.Future[bytes]] = {}
@@ -93,7 +95,8 @@ class ResponseCache:
                 self._lost.clear()
                 conn.add_termination_listener(lambda _conn: self._deaf())
                 await conn.add_listener(CHANNEL, self._changed)
-                self.invalidate()  # what changed while nobody listened is unknown
+                self._epoch += 1  # what changed while nobody listened is unknown
+                self.invalidate()
                 self._listening = True
                 await self._lost.wait()
             except asyncio.CancelledError:
@@ -108,13 +111,24 @@ class ResponseCache:
             await asyncio.sleep(self.retry_seconds)
 
     def _changed(self, _conn, _pid, _channel, table: str) -> None:
+        self._changes[table] = self._changes.get(table, 0) + 1
         if table in self.tables:
             self.invalidate()
 
     def _deaf(self) -> None:
         self._listening = False
+        self._epoch += 1
         self.invalidate()
         self._lost.set()
+
+    def table_generation(self, table: str) -> tuple[int, int] | None:
+        """Changes to one table so far, for values derived from that table alone; None: unknown (not listening).
+        Read it before the snapshot a value is computed in; compare it after ``caught_up()``."""
+        return (self._epoch, self._changes.get(table, 0)) if self.connected else None
+
+    async def caught_up(self) -> bool:
+        """True once every write committed before this call is counted (see the module's docstring)."""
+        return self.connected and await self._caught_up()
 
     async def _drop_connection(self) -> None:
         self._listening = False
