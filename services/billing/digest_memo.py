@@ -8,7 +8,9 @@ close, an adjustment, a new department). The response cache's notifications coun
 Exactness, as for cached answers: a fingerprint is stored under ``usage_daily``'s generation read *before* the
 snapshot it was computed in, and used by a later read only if, after that read's snapshot began and its round
 trip caught up with every committed write, the generation is still the same: then no change to ``usage_daily``
-committed between the two snapshots, so both see the same rows."""
+committed between the two snapshots, so both see the same rows. (A remembered fingerprint newer than the read's
+snapshot could only differ from the recorded one and so make the month be re-priced from the read's own
+snapshot: never a wrong figure.)"""
 
 from __future__ import annotations
 
