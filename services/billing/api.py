@@ -11,6 +11,7 @@ from typing import Annotated
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from fastapi.responses import Response
+from pydantic import TypeAdapter
 
 from schemas.api import DepartmentIn, DepartmentOut, RateCardIn, RateCardOut, Role
 from schemas.billing import (
@@ -44,6 +45,7 @@ from services.billing.closing import (
     list_adjustments,
     post_adjustment,
 )
+from services.billing.digest_memo import DigestMemo
 from services.billing.domain.bills import parse_bill_number
 from services.billing.domain.render import bill_csv, draft_bytes
 from services.billing.ledger import verify_ledger
@@ -55,6 +57,7 @@ from services.common.db import get_engine
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
 from services.common.periods import LOCAL_TZ, parse_month
+from services.common.response_cache import ResponseCache, with_response_cache
 
 
 def _billing_loop(producer, settings):
@@ -64,7 +67,12 @@ def _billing_loop(producer, settings):
     return None
 
 
-app = FastAPI(title="govmeter billing API", version="1.0", lifespan=producer_lifespan(_billing_loop))
+# What the bill list reads (see services.billing.queries.bill_summaries).
+bills_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "resource_intervals", "rate_cards", "departments",
+                                    "billing_periods", "bills", "adjustments", "ledger_entries", "usage_baselines"))
+bill_digests = DigestMemo(bills_cache)  # closed months' usage fingerprints, kept while usage_daily is unchanged
+app = FastAPI(title="govmeter billing API", version="1.0",
+              lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
 add_health_route(app)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
@@ -73,8 +81,8 @@ Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Ro
 AnyRole = Annotated[Principal, Depends(require_roles(*Role.ALL))]
 
 
-def billing_clock() -> datetime:
-    """The current instant; a dependency so that tests can stand at any date."""
+async def billing_clock() -> datetime:
+    """The current instant; a dependency so that tests can stand at any date (async: no thread pool hop)."""
     return datetime.now(UTC)
 
 
@@ -172,7 +180,21 @@ async def get_bills(principal: Reader, now: Now,
     department = scoped_department(principal, department)
     if month is None and department is None:
         month = now.astimezone(LOCAL_TZ).strftime("%Y-%m")
-    return await bill_summaries(get_engine(), month, department, now)
+    # Cached per (scope, month, department). ``now`` reaches the answer only through the default month, resolved
+    # above into the key: a summary shows no "as of", and a draft's total is a function of the stored rollups,
+    # adjustments, cards and closes alone (it is "as of now" only in that it sees every stored row). A period
+    # closing, by hand or by the background task, writes billing_periods and so invalidates the cache.
+    key = ("/v1/bills", principal.role, principal.department, month, department)
+
+    async def summaries() -> bytes:
+        digests = bill_digests.source()  # before the snapshot: see services.billing.digest_memo
+        found = await bill_summaries(get_engine(), month, department, now, digests)
+        return _SUMMARIES.dump_json(_SUMMARIES.validate_python(found))
+
+    return Response(await bills_cache.serve(key, summaries), media_type="application/json")
+
+
+_SUMMARIES = TypeAdapter(list[BillSummary])
 
 
 def _bill_owner(principal: Principal, bill_id: str) -> None:

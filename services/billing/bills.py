@@ -214,7 +214,7 @@ async def _settled(conn, keys: set[tuple[str, str]], before_close: int | None):
 
 async def pending_late_adjustments(
     conn, period: str, closed: dict[str, ClosedPeriod], cards: dict[int, StoredCard], departments: list[str] | None,
-    before_close: int | None = None, force: bool = False,
+    before_close: int | None = None, force: bool = False, digests=usage_digests,
 ) -> tuple[dict[str, list[LateAdjustment]], list[Baseline]]:
     """The late adjustments the bills of open ``period`` carry, for the closed periods just before it, and the
     usage baselines to record if they are frozen now.
@@ -226,7 +226,7 @@ async def pending_late_adjustments(
     run = closed_run_before(period, closed)
     if not run:
         return {}, []
-    now = await usage_digests(conn, run, departments)
+    now = await digests(conn, run, departments)
     baselines = await _latest_baselines(conn, run, departments, before_close)
     by_seq = {c.close_seq: c for c in closed.values()}
     candidates: dict[str, list[str]] = defaultdict(list)  # period → departments to re-price
@@ -270,15 +270,18 @@ class PeriodBills:
 async def period_bills(
     conn, period: str, *, status: str, as_of: datetime, departments: list[str] | None = None,
     before_close: int | None = None, closed_at: datetime | None = None, force: bool = False,
+    digests=usage_digests,
 ) -> PeriodBills:
     """The bills of an open period: for ``departments``, or for every department it bills (usage, active
-    resources, manual adjustments, or late adjustments from closed periods before it)."""
+    resources, manual adjustments, or late adjustments from closed periods before it). ``digests``: how the
+    closed months' usage fingerprints are read (a remembering one for drafts: ``digest_memo``)."""
     closed = await closed_periods(conn, before_close)
     cards = await stored_cards(conn)
     prices = {card_id: card.prices for card_id, card in cards.items()}
     slices = await usage_slices(conn, period, departments, prices)
     manual = await manual_adjustments(conn, period, departments)
-    late, baselines = await pending_late_adjustments(conn, period, closed, cards, departments, before_close, force)
+    late, baselines = await pending_late_adjustments(conn, period, closed, cards, departments, before_close, force,
+                                                     digests)
     if departments is None:
         chosen = (await departments_to_bill(conn, period)) | set(slices) | set(manual) | {
             d for d, found in late.items() if found}
@@ -322,10 +325,20 @@ async def open_periods(conn) -> list[str]:
 
 async def open_periods_with_usage(conn, department_id: str | None = None) -> list[str]:
     """Open periods in which (a department) has usage or manual adjustments."""
+    # The months with usage by a loose index scan: one index probe per month (the first day at or after the
+    # month's start) instead of reading every daily row of the department (a year is some 10,000 of them).
     rows = await conn.fetch(
         """
-        SELECT DISTINCT to_char(day, 'YYYY-MM') AS period FROM usage_daily
-        WHERE department_id IS NOT NULL AND ($1::text IS NULL OR department_id = $1)
+        WITH RECURSIVE months AS (
+            SELECT (SELECT min(day) FROM usage_daily
+                    WHERE department_id IS NOT NULL AND ($1::text IS NULL OR department_id = $1)) AS day
+            UNION ALL
+            SELECT (SELECT min(day) FROM usage_daily
+                    WHERE department_id IS NOT NULL AND ($1::text IS NULL OR department_id = $1)
+                      AND day >= (date_trunc('month', months.day) + interval '1 month')::date)
+            FROM months WHERE months.day IS NOT NULL
+        )
+        SELECT to_char(day, 'YYYY-MM') AS period FROM months WHERE day IS NOT NULL
         UNION SELECT DISTINCT period FROM adjustments WHERE $1::text IS NULL OR department_id = $1
         """,
         department_id,

@@ -16,6 +16,7 @@ from services.billing.bills import (
     open_periods_with_usage,
     period_bills,
     snapshot,
+    usage_digests,
 )
 from services.billing.domain.bills import Bill, parse_bill_number
 from services.billing.domain.periods import closes_at, next_open_period
@@ -59,8 +60,9 @@ def _draft_summary(bill: Bill) -> dict:
 
 
 async def bill_summaries(engine: AsyncEngine, period: str | None, department: str | None,
-                         now: datetime) -> list[dict]:
-    """Bills of a period (every department, or one), or every bill of one department."""
+                         now: datetime, digests=usage_digests) -> list[dict]:
+    """Bills of a period (every department, or one), or every bill of one department. ``digests``: see
+    ``period_bills``."""
     async with snapshot(engine) as conn:
         closed = await closed_periods(conn)
         finals = await conn.fetch(
@@ -79,7 +81,7 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, department: st
             carrying = {next_open_period(p, closed) for p in closed}
             drafts = sorted(set(await open_periods_with_usage(conn, department)) | carrying)
         for open_period in drafts:
-            bills = (await period_bills(conn, open_period, status="draft", as_of=now,
+            bills = (await period_bills(conn, open_period, status="draft", as_of=now, digests=digests,
                                         departments=None if department is None else [department])).bills
             if department is not None and bills[0].is_empty:
                 # a department's zero bill is listed only if the period bills it (active resources)

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     billing_check_seconds: float = Field(60.0, ge=0, validation_alias="GOVMETER_BILLING_CHECK_SECONDS")
     # A month's run rate projects a budget overrun only once it covers at least this many hours of usage.
     budget_projection_min_hours: int = Field(24, ge=1, validation_alias="GOVMETER_BUDGET_PROJECTION_MIN_HOURS")
+    # Response cache of the query and billing APIs' read endpoints (services/common/response_cache.py):
+    # on/off, and its bounds per process (entries and bytes of response bodies).
+    response_cache: bool = Field(True, validation_alias="GOVMETER_RESPONSE_CACHE")
+    response_cache_entries: int = Field(1024, ge=1, validation_alias="GOVMETER_RESPONSE_CACHE_ENTRIES")
+    response_cache_bytes: int = Field(64 * 2**20, ge=0, validation_alias="GOVMETER_RESPONSE_CACHE_BYTES")
 
     @property
     def events_topic(self) -> str:

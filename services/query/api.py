@@ -15,6 +15,7 @@ from services.common.db import get_engine
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
 from services.common.periods import parse_bound
+from services.common.response_cache import ResponseCache, with_response_cache
 from services.query.reports import budget, focus, platform, utilization, warnings, waste
 from services.query.views import GRANULARITIES, GROUPS, UsageQuery, usage_report_json
 
@@ -25,7 +26,10 @@ def _warning_loop(producer, settings):
     return None
 
 
-app = FastAPI(title="govmeter query API", version="1.0", lifespan=producer_lifespan(_warning_loop))
+# Usage answers depend only on the rollups and the (scoped) query: cached until a rollup changes.
+usage_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly"))
+app = FastAPI(title="govmeter query API", version="1.0",
+              lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)
 for module in (utilization, platform, waste, budget, warnings, focus):
     app.include_router(module.router)
@@ -73,4 +77,8 @@ async def get_usage(
     if meter is not None and meter not in meters():
         raise _bad("meter", f"unknown meter {meter!r}")
     query = UsageQuery(start, end, groups, granularity, scoped_department(principal, department), meter)
-    return Response(await usage_report_json(get_engine(), query), media_type="application/json")
+    # The query already holds the scoped department; the caller's role and department are in the key as well,
+    # so no answer ever crosses from one scope to another even if scoping changes.
+    key = ("/v1/usage", principal.role, principal.department, query)
+    body = await usage_cache.serve(key, lambda: usage_report_json(get_engine(), query))
+    return Response(body, media_type="application/json")

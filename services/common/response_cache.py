@@ -1,0 +1,248 @@
+"""A response cache for read endpoints whose answers are a pure function of the database (and the request).
+
+Invalidation is driven by PostgreSQL itself: statement-level triggers (migration 0004) ``NOTIFY`` the channel
+``govmeter_changes`` (payload: the table) whenever a table that a cached answer reads changes. One connection
+per process ``LISTEN``s; every notification for a table the cache depends on bumps the *generation* and drops
+every entry. An answer is stored under the generation read before it was computed and served only while that
+generation is current, so an answer computed from data that changed meanwhile is never served.
+
+Exactness: before a request looks in the cache it makes one round trip on the listening connection.
+PostgreSQL signals the listeners while the writer commits, before the writer hears its COMMIT succeed, and a
+listening backend sends pending notifications ahead of its next ReadyForQuery; so every write whose COMMIT
+had returned when the request arrived has bumped the generation before the request reads it. Concurrent
+requests share one round trip (a request waits for the next trip that starts after it arrived).
+
+While the listener is not connected (not yet, or lost), nothing is cached or served from the cache; each
+(re)connection bumps the generation, as changes made while deaf are unknown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection, Hashable
+from dataclasses import dataclass
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "govmeter_changes"
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    generation: int
+    body: bytes
+
+
+class ResponseCache:
+    """``tables``: what the cached answers read (the payloads of the notifications that invalidate them)."""
+
+    def __init__(self, tables: Collection[str], max_entries: int = 1024, max_bytes: int = 64 * 2**20,
+                 retry_seconds: float = 1.0) -> None:
+        self.tables = frozenset(tables)
+        self.max_entries, self.max_bytes, self.retry_seconds = max_entries, max_bytes, retry_seconds
+        self.generation = 0
+        self.hits = self.misses = 0
+        self._epoch = 0  # bumped whenever notifications may have been missed
+        self._changes: dict[str, int] = {}  # notifications seen per table in this epoch
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._bytes = 0
+        self._flights: dict[tuple[Hashable, int], asyncio.Future[bytes]] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._listening = False
+        self._next_trip: asyncio.Future[None] | None = None
+        self._trips: asyncio.Task | None = None
+        self._keeper: asyncio.Task | None = None
+        self._lost = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        return self._listening and self._conn is not None and not self._conn.is_closed()
+
+    # --- the listener -------------------------------------------------------------------------------------------
+
+    async def start(self, dsn: str) -> None:
+        """Listen in the background (reconnecting as needed); the first connection is tried before returning."""
+        self._keeper = asyncio.create_task(self._keep_listening(dsn))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wait_connected(), timeout=5)
+
+    async def _wait_connected(self) -> None:
+        while not self.connected:
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        for task in (self._keeper, self._trips):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._next_trip is not None:  # nobody will make it: its waiters compute uncached
+            self._next_trip.cancel()
+            self._next_trip = None
+        await self._drop_connection()
+
+    async def _keep_listening(self, dsn: str) -> None:
+        warned = False
+        while True:
+            try:
+                self._conn = conn = await asyncpg.connect(dsn)
+                if not await conn.fetchval("SELECT to_regproc('govmeter_notify_change') IS NOT NULL"):
+                    raise LookupError("no change notifications: run `govmeter migrate` (migration 0004)")
+                self._lost.clear()
+                conn.add_termination_listener(lambda _conn: self._deaf())
+                await conn.add_listener(CHANNEL, self._changed)
+                self._epoch += 1  # what changed while nobody listened is unknown
+                self.invalidate()
+                self._listening = True
+                await self._lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not warned:  # once per outage, not every retry
+                    log.warning("response cache listener unavailable (%s); not caching", exc)
+                warned = True
+            else:
+                warned = False
+            await self._drop_connection()
+            await asyncio.sleep(self.retry_seconds)
+
+    def _changed(self, _conn, _pid, _channel, table: str) -> None:
+        self._changes[table] = self._changes.get(table, 0) + 1
+        if table in self.tables:
+            self.invalidate()
+
+    def _deaf(self) -> None:
+        self._listening = False
+        self._epoch += 1
+        self.invalidate()
+        self._lost.set()
+
+    def table_generation(self, table: str) -> tuple[int, int] | None:
+        """Changes to one table so far, for values derived from that table alone; None: unknown (not listening).
+        Read it before the snapshot a value is computed in; compare it after ``caught_up()``."""
+        return (self._epoch, self._changes.get(table, 0)) if self.connected else None
+
+    async def caught_up(self) -> bool:
+        """True once every write committed before this call is counted (see the module's docstring)."""
+        return self.connected and await self._caught_up()
+
+    async def _drop_connection(self) -> None:
+        self._listening = False
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+        self._bytes = 0
+
+    # --- catching up with committed writes ----------------------------------------------------------------------
+
+    async def _caught_up(self) -> bool:
+        """True once every notification of a write committed before this call has been counted."""
+        if self._next_trip is None:
+            self._next_trip = asyncio.get_running_loop().create_future()
+            if self._trips is None or self._trips.done():
+                self._trips = asyncio.create_task(self._run_trips())
+        trip = self._next_trip
+        try:
+            await asyncio.shield(trip)
+        except Exception:
+            return False
+        except asyncio.CancelledError:
+            if trip.cancelled():  # the cache is stopping
+                return False
+            raise
+        return self.connected
+
+    async def _run_trips(self) -> None:
+        while self._next_trip is not None:
+            trip, self._next_trip = self._next_trip, None
+            try:
+                if not self.connected:
+                    raise ConnectionError("response cache listener is not connected")
+                await self._conn.execute("SELECT 1")  # type: ignore[union-attr]
+                await asyncio.sleep(0)  # let the notification callbacks that arrived with it run first
+            except asyncio.CancelledError:
+                trip.cancel()
+                raise
+            except Exception as exc:
+                if self.connected:
+                    self._deaf()
+                trip.set_exception(exc)
+                trip.exception()  # retrieved: the waiters treat it as "not connected"
+            else:
+                trip.set_result(None)
+
+    # --- serving ------------------------------------------------------------------------------------------------
+
+    async def serve(self, key: Hashable, compute: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The cached answer for ``key``, else ``compute()``'s (one computation for concurrent identical misses).
+
+        ``key`` must hold everything the answer depends on besides the database, the caller's scope included."""
+        if not self.connected or not await self._caught_up():
+            return await compute()
+        generation = self.generation
+        entry = self._entries.get(key)
+        if entry is not None and entry.generation == generation:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry.body
+        flight = self._flights.get((key, generation))
+        if flight is not None:
+            self.hits += 1
+            return await asyncio.shield(flight)
+        self.misses += 1
+        # A task of its own: a caller that goes away does not cancel the answer the others are waiting for.
+        flight = asyncio.ensure_future(compute())
+        self._flights[(key, generation)] = flight
+        flight.add_done_callback(lambda done: self._landed(key, generation, done))
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: Hashable, generation: int, flight: asyncio.Future[bytes]) -> None:
+        self._flights.pop((key, generation), None)
+        if flight.cancelled() or flight.exception() is not None:
+            return
+        if self.connected and self.generation == generation:
+            self._store(key, _Entry(generation, flight.result()))
+
+    def _store(self, key: Hashable, entry: _Entry) -> None:
+        size = len(entry.body)
+        if size > self.max_bytes // 4:
+            return  # one huge answer must not evict everything else
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+        self._entries[key] = entry
+        self._bytes += size
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted.body)
+
+
+def with_response_cache(lifespan, cache: ResponseCache):
+    """Wrap an app's lifespan: ``cache`` listens (when GOVMETER_RESPONSE_CACHE is on) while the app runs."""
+    from contextlib import asynccontextmanager
+
+    from services.common.config import get_settings
+    from services.common.db import asyncpg_dsn
+
+    @asynccontextmanager
+    async def wrapped(app):
+        settings = get_settings()
+        cache.max_entries, cache.max_bytes = settings.response_cache_entries, settings.response_cache_bytes
+        if settings.response_cache:
+            await cache.start(asyncpg_dsn(settings.database_url))
+        try:
+            async with lifespan(app):
+                yield
+        finally:
+            await cache.stop()
+
+    return wrapped
