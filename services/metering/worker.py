@@ -37,7 +37,8 @@ app = faust.App(
     producer_acks=-1,
     broker_commit_every=1000,
     broker_commit_interval=1.0,
-    stream_buffer_maxsize=200,  # records (each up to ~1,000 events) read ahead: bounds the memory
+    stream_buffer_maxsize=100,  # records (each up to ~1,000 events) read ahead: bounds the memory
+    consumer_max_fetch_size=4 * 1024**2,  # per partition: a fetch brings a batch's worth, not 1 MB of it
 )
 events_topic = app.topic(settings.events_topic, value_type=bytes, value_serializer="raw",
                          partitions=settings.event_partitions)
