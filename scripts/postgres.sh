@@ -26,7 +26,12 @@ shared_buffers = 2GB
 max_wal_size = 8GB
 checkpoint_timeout = 15min
 CONF
-pg_ctlcluster "$version" "$cluster" start || true
+# Installing the package may have started the cluster already: restart it so that the settings above apply.
+if pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1 == v && $2 == c && $4 == "online" {found = 1} END {exit !found}'; then
+  pg_ctlcluster "$version" "$cluster" restart
+else
+  pg_ctlcluster "$version" "$cluster" start || true
+fi
 for _ in $(seq 1 60); do answers && break; sleep 0.5; done
 answers || { echo "PostgreSQL did not start"; tail -n 30 "/var/log/postgresql/postgresql-$version-$cluster.log"; exit 1; }
 su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\""
