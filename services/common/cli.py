@@ -42,7 +42,6 @@ def cmd_api(args) -> int:
     import uvicorn
 
     from services.common.config import get_settings
-
     from services.common.runtime import tune_garbage_collector
 
     settings = get_settings()

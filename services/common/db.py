@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from functools import lru_cache
-
 from decimal import Decimal
+from functools import lru_cache
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url

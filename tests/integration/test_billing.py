@@ -48,6 +48,19 @@ async def rate_card(apps, effective_from: datetime, **prices) -> dict:
     return response.json()
 
 
+async def two_departments_with_usage(apps, worker, year: int) -> tuple[str, str]:
+    """Two departments, each with a VM active from 1 January of ``year`` and compute.vcpu used on 2 January at
+    ¥1.00 a unit: 1 unit for the first, 7 for the second. For the isolation tests."""
+    mine, theirs = await department(apps), await department(apps, "市公安局")
+    await rate_card(apps, local(year, 1, 1), compute_vcpu="1.00")
+    vm_mine, vm_theirs = new_id("vm"), new_id("vm")
+    await publish(apps, [lifecycle_event(vm_mine, "activated", mine, local(year, 1, 1)),
+                         lifecycle_event(vm_theirs, "activated", theirs, local(year, 1, 1)),
+                         usage_event(vm_mine, "compute.vcpu", "1", local(year, 1, 2)),
+                         usage_event(vm_theirs, "compute.vcpu", "7", local(year, 1, 2))], worker)
+    return mine, theirs
+
+
 def tiers(*pairs) -> dict:
     return {"tiers": [{"up_to": up_to, "unit_price": price} for up_to, price in pairs]}
 
@@ -332,13 +345,7 @@ async def test_budget_alerts_at_50_80_100_percent_and_on_a_projected_overrun_are
 
 
 async def test_a_department_reads_only_its_own_bills_on_every_endpoint(apps, worker):
-    mine, theirs = await department(apps), await department(apps, "市公安局")
-    await rate_card(apps, local(2057, 1, 1), compute_vcpu="1.00")
-    vm_mine, vm_theirs = new_id("vm"), new_id("vm")
-    await publish(apps, [lifecycle_event(vm_mine, "activated", mine, local(2057, 1, 1)),
-                         lifecycle_event(vm_theirs, "activated", theirs, local(2057, 1, 1)),
-                         usage_event(vm_mine, "compute.vcpu", "1", local(2057, 1, 2)),
-                         usage_event(vm_theirs, "compute.vcpu", "7", local(2057, 1, 2))], worker)
+    mine, theirs = await two_departments_with_usage(apps, worker, 2057)
     token, billing = auth("department", mine), apps["billing"]
 
     async def check_isolation(status: str):

@@ -16,7 +16,15 @@ from services.common.db import asyncpg_dsn, get_engine, raw_connection
 from services.common.response_cache import ResponseCache
 from services.query.api import usage_cache
 from tests.integration.support import ADMIN, FINANCE, auth, lifecycle_event, usage_event, wait_until
-from tests.integration.test_billing import close, department, local, new_id, publish, rate_card
+from tests.integration.test_billing import (
+    close,
+    department,
+    local,
+    new_id,
+    publish,
+    rate_card,
+    two_departments_with_usage,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -110,13 +118,7 @@ async def test_remembered_usage_fingerprints_never_hide_late_usage_for_a_closed_
 
 
 async def test_a_department_never_gets_another_departments_cached_answer(apps, worker):
-    mine, theirs = await department(apps), await department(apps, "市公安局")
-    await rate_card(apps, local(2082, 1, 1), compute_vcpu="1.00")
-    vm_mine, vm_theirs = new_id("vm"), new_id("vm")
-    await publish(apps, [lifecycle_event(vm_mine, "activated", mine, local(2082, 1, 1)),
-                         lifecycle_event(vm_theirs, "activated", theirs, local(2082, 1, 1)),
-                         usage_event(vm_mine, "compute.vcpu", "1", local(2082, 1, 2)),
-                         usage_event(vm_theirs, "compute.vcpu", "7", local(2082, 1, 2))], worker)
+    mine, theirs = await two_departments_with_usage(apps, worker, 2082)
     mine_token, theirs_token = auth("department", mine), auth("department", theirs)
     year = {"from": "2082-01-01", "to": "2083-01-01"}
     for _ in range(2):  # the first round fills the cache, the second is served from it
