@@ -20,6 +20,7 @@ from services.metering.domain.rating import RateCardPrices, rate_usage
 from services.metering.store import (
     DeadLetterRow,
     IncomingEvent,
+    InstantText,
     incoming_event,
     apply_rollup_deltas,
     insert_dead_letters,
@@ -59,6 +60,7 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
     letter keyed by its Kafka position, so a redelivered record does not file it twice."""
     incoming: list[IncomingEvent] = []
     dead: list[DeadLetterRow] = []
+    instant_text = InstantText()
     for record in records:
         where = f"{record.topic}:{record.partition}:{record.offset}"
         try:
@@ -75,7 +77,7 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
                 dead.append(DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors,
                                           orjson.dumps(raw).decode(), record.topic, record.partition, record.offset))
             else:
-                incoming.append(incoming_event(event, canonical_payload(raw)))
+                incoming.append(incoming_event(event, raw, canonical_payload(raw), instant_text))
     return incoming, dead
 
 

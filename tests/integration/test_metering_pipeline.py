@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
+from sqlalchemy import text
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from services.common.db import get_engine
 from services.common.periods import LOCAL_TZ, local_day_of
 from tests.integration.support import (
     ADMIN,
@@ -99,6 +101,30 @@ async def test_the_same_event_twice_in_a_batch_or_a_week_apart_is_counted_once(a
     await publish(apps, [again, marker], worker)
     rows = await usage_rows(apps["query"], FINANCE, **day_params(window, department=department))
     assert [(r["quantity"], r["amount"]) for r in rows] == [("2.5", "2.50")]
+
+
+async def test_instants_are_stored_exactly_however_they_are_spelled(apps, worker, window):
+    """The worker sends instants to PostgreSQL as text (remembered per spelling); each stored column must be the
+    very instant pydantic validated, whatever offset, fraction or 'Z' the provider wrote."""
+    vm = new_id("vm")
+    utc_start = window.astimezone(UTC) + timedelta(hours=1, microseconds=500_000)
+    utc_end = utc_start + timedelta(minutes=5)
+    newfoundland = timezone(timedelta(hours=-3, minutes=-30))
+    spellings = [
+        (utc_start.isoformat(), utc_end.astimezone(LOCAL_TZ).isoformat()),
+        (utc_start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), utc_end.strftime("%Y-%m-%dT%H:%M:%S.%f+0000")),
+        (utc_start.astimezone(newfoundland).isoformat(), utc_end.isoformat()),
+    ]
+    events = []
+    for start, end in spellings * 2:  # each spelling twice in the batch: the second comes from the memo
+        event = usage_event(vm, "compute.vcpu", "1", window)
+        event["data"]["start"], event["data"]["end"], event["time"] = start, end, end
+        events.append(event)
+    await publish(apps, events, worker)
+    async with get_engine().connect() as conn:
+        rows = (await conn.execute(text("SELECT DISTINCT event_time, start_at, end_at FROM events WHERE subject = :vm"),
+                                   {"vm": vm})).all()
+    assert rows == [(utc_end, utc_start, utc_end)]
 
 
 async def test_a_conflicting_duplicate_is_not_counted_and_is_kept_with_its_reason(apps, worker, window):

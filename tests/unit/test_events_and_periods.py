@@ -1,8 +1,12 @@
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from schemas.events import canonical_payload, validate_event
+from schemas.events import CONTRACT_QUANTITY, canonical_payload, validate_event
 from services.common.periods import month_bounds, month_of, next_month, parse_bound
 
 
@@ -26,6 +30,23 @@ def test_each_bad_field_is_named(data, error):
     event, errors = validate_event(usage(**data))
     assert event is None
     assert any(e.startswith(error) for e in errors), errors
+
+
+@given(st.one_of(
+    st.integers(0, 12).flatmap(lambda places: st.decimals(min_value=0, max_value=10**25, places=places)),
+    st.builds(lambda digits, exponent: Decimal(f"{digits}E{exponent}"), st.integers(0, 10**33), st.integers(-14, 14)),
+    st.sampled_from(["1.000000000", "0.1000000000", "1" + "0" * 21, "1" + "0" * 20, "1E+21", "1E+20", "0E-12"]),
+))
+def test_quantity_precision_is_judged_exactly_as_the_contract_says(quantity):
+    """The worker's quicker precision check agrees with pydantic's own constraint on every input."""
+    try:
+        CONTRACT_QUANTITY.validate_python(str(quantity))
+        expected = []
+    except ValidationError as exc:
+        expected = [f"data.quantity: {e['msg']}" for e in exc.errors(include_url=False)]
+    event, errors = validate_event(usage(quantity=str(quantity)))
+    assert errors == expected
+    assert (event is None) == bool(expected)
 
 
 def test_unknown_type_and_non_object_are_named():
