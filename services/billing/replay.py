@@ -44,18 +44,12 @@ from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, resource
 from services.billing.bills import ClosedPeriod, closed_periods, open_periods, period_bills, snapshot
 from services.billing.domain.render import draft_bytes, issue
 from services.common.db import asyncpg_dsn, raw_connection, raw_transaction
-from services.metering.domain.rating import rate_usage
 from services.common.periods import LocalCalendar
-from services.metering.rebuild import (
-    USAGE_COLUMNS,
-    StoredUsage,
-    create_staging_tables,
-    fold_staged_deltas,
-    lifecycle_from_hours,
-    stage_deltas,
-    staged_rows,
-)
+from services.metering.domain.attribution import lifecycle_from_hours
+from services.metering.domain.rating import rate_usage
+from services.metering.rebuild import USAGE_COLUMNS, StoredUsage, create_staging_tables, fold_staged_deltas, stage_deltas
 from services.metering.store import (
+    hourly_delta_rows,
     load_ownership,
     load_rate_cards,
     lock_attribution,
@@ -378,7 +372,7 @@ async def _rate_chunks(source, stager, query: str, params: list, owners: dict, c
             await asyncio.sleep(0)  # sends the request for the next chunk before rating this one
             deltas = rate_usage(rows, owners, cards)
             del rows
-            staged = staged_rows(deltas, calendar)
+            staged = hourly_delta_rows(deltas, calendar)
             del deltas
             if staging is not None:
                 await staging

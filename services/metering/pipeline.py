@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, canonical_payload, event_identity, validate_event
 from services.common.db import raw_transaction
-from services.common.periods import floor_hour
-from services.metering.domain.attribution import Ownership
+from services.metering.domain.attribution import Ownership, lifecycle_from_hours
 from services.metering.domain.rating import RateCardPrices, rate_usage
 from services.metering.store import (
     DeadLetterRow,
@@ -126,14 +124,7 @@ class MeteringPipeline:
         return outcome
 
     async def _apply_lifecycle(self, conn, new_lifecycle: list[IncomingEvent]) -> None:
-        # Ownership of a resource changes from the earliest effective instant among its new lifecycle events;
-        # its usage from that hour on is re-attributed, even usage that arrived before the lifecycle event.
-        from_hours: dict[str, datetime] = {}
-        for item in new_lifecycle:
-            subject = item.event["subject"]
-            hour = floor_hour(item.event["data"]["effective_at"])
-            current = from_hours.get(subject)
-            from_hours[subject] = hour if current is None else min(current, hour)
+        from_hours = lifecycle_from_hours((i.event["subject"], i.event["data"]["effective_at"]) for i in new_lifecycle)
         await reproject_ownership(conn, from_hours)
         owners, cards = await self._state(conn)  # the version moved: this reloads the new ownership
         await rebuild_rollups(conn, from_hours, owners, cards)

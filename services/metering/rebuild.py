@@ -11,23 +11,15 @@ search_path (the replay schema)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from operator import itemgetter
 from typing import Iterable
 
 import asyncpg
 
-from services.common.periods import LocalCalendar, floor_hour
-from services.metering.domain.rating import RollupDelta, RollupKey
-from services.metering.store import COARSE_ROLLUPS
+from services.metering.store import COARSE_ROLLUPS, HOURLY_DELTA_COLUMNS, HOURLY_KEY, LOCAL_MONTH_OF_DAY, SUMS
 
-STAGING = "hourly_delta_staging"
+STAGING = "hourly_delta_staging"  # rows of store.HOURLY_DELTA_COLUMNS
 COARSE_STAGING = "coarse_delta_staging"  # the staged deltas summed per local day, owner, system and meter
-# One staged row: the usage_hourly key, the local day and month the coarse rollups group by, the delta.
-STAGING_COLUMNS = ("hour", "day", "month", "resource_id", "meter", "department_id", "system", "rate_card_id",
-                   "quantity", "amount", "unpriced_quantity")
-HOURLY_KEY = ("resource_id", "hour", "meter", "department_id", "system", "rate_card_id")  # its unique index's order
-SUMS = ("quantity", "amount", "unpriced_quantity")
 TEXT_KEYS = {"resource_id", "meter", "department_id", "system"}
 
 
@@ -45,27 +37,9 @@ class StoredUsage(asyncpg.Record):
 USAGE_COLUMNS = "subject, meter, quantity, start_at, end_at"
 
 
-def staged_rows(deltas: dict[RollupKey, RollupDelta], calendar: LocalCalendar) -> list[tuple]:
-    """Hourly deltas as rows of the staging table (column order STAGING_COLUMNS). Decimals travel as their exact
-    text (cheaper to send than binary numeric; PostgreSQL parses them back to the same numbers)."""
-    rows = []
-    for (hour, resource_id, meter, department_id, system, card_id), delta in deltas.items():
-        day, month = calendar(hour)
-        rows.append((hour, day, month, resource_id, meter, department_id, system, card_id,
-                     str(delta.quantity), str(delta.amount), str(delta.unpriced_quantity)))
-    return rows
-
-
 async def create_staging(conn) -> None:
     # UNLOGGED, no index, no key: rows are only appended and read once, in bulk.
-    await conn.execute(
-        f"""
-        CREATE UNLOGGED TABLE IF NOT EXISTS {STAGING} (
-            hour timestamptz NOT NULL, day date NOT NULL, month date NOT NULL, resource_id text NOT NULL,
-            meter text NOT NULL, department_id text, system text, rate_card_id int NOT NULL,
-            quantity text NOT NULL, amount text NOT NULL, unpriced_quantity text NOT NULL)
-        """
-    )
+    await conn.execute(f"CREATE UNLOGGED TABLE IF NOT EXISTS {STAGING} ({HOURLY_DELTA_COLUMNS})")
 
 
 async def create_staging_tables(conn) -> None:
@@ -80,20 +54,21 @@ async def create_staging_tables(conn) -> None:
 
 
 async def stage_deltas(conn, rows: Iterable[tuple]) -> None:
-    await conn.copy_records_to_table(STAGING, records=rows, columns=list(STAGING_COLUMNS))
+    await conn.copy_records_to_table(STAGING, records=rows)
 
 
 async def fold_staged_deltas(conn) -> None:
     """Add every staged delta to usage_hourly and to each coarse rollup, then empty the staging tables."""
     await _fold(conn, "usage_hourly", HOURLY_KEY, STAGING)
     # The coarse rollups group far fewer rows: sum the deltas once per local day, owner, system and meter
-    # (staged rows carry the day and month), then fold each coarse rollup from those sums.
+    # (staged rows carry the local day; its month is derived as the worker's rollup statement does), then fold
+    # each coarse rollup from those sums.
     await conn.execute(
         f"""
         INSERT INTO {COARSE_STAGING}
-        SELECT day, month, department_id, system, meter,
+        SELECT day, {LOCAL_MONTH_OF_DAY}, department_id, system, meter,
                sum(quantity::numeric), sum(amount::numeric), sum(unpriced_quantity::numeric)
-        FROM {STAGING} GROUP BY 1, 2, 3, 4, 5
+        FROM {STAGING} GROUP BY day, department_id, system, meter
         """
     )
     for rollup in COARSE_ROLLUPS:
@@ -138,14 +113,3 @@ async def _drop_indexes(conn, table: str) -> list[str]:
     for r in rows:
         await conn.execute(f"DROP INDEX {r['name']}")
     return [r["definition"] for r in rows]
-
-
-def lifecycle_from_hours(changes: Iterable[tuple[str, datetime]]) -> dict[str, datetime]:
-    """Per resource, the hour of its earliest effective change among new lifecycle events: as the worker does
-    (``MeteringPipeline._apply_lifecycle``), its usage is re-attributed from that hour on."""
-    from_hours: dict[str, datetime] = {}
-    for subject, effective_at in changes:
-        hour = floor_hour(effective_at)
-        current = from_hours.get(subject)
-        from_hours[subject] = hour if current is None else min(current, hour)
-    return from_hours

@@ -111,12 +111,23 @@ async def insert_dead_letters(conn, rows: list[DeadLetterRow]) -> int:
 
 # Batches reach PostgreSQL by binary COPY into session-local staging tables: asyncpg encodes COPY rows without
 # the per-element checks of array parameters, a few µs an event. Numbers travel as text (exact) and are cast.
+# A staged hourly delta: the usage_hourly key, the local day the coarse rollups group by, and the sums. The worker
+# stages a batch's in a session table, a rebuild (``rebuild.py``) millions in an UNLOGGED one: the same rows.
+HOURLY_DELTA_COLUMNS = ("hour timestamptz, day date, resource_id text, meter text, department_id text, system text, "
+                        "rate_card_id int, quantity text, amount text, unpriced_quantity text")
 _STAGING_TABLES = {
     "incoming_events": "source text, event_id text, type text, subject text, event_time text, meter text, "
                        "quantity text, start_at text, end_at text, payload bytea",
-    "hourly_deltas": "hour timestamptz, day date, resource_id text, meter text, department_id text, system text, "
-                     "rate_card_id int, quantity text, amount text, unpriced_quantity text",
+    "hourly_deltas": HOURLY_DELTA_COLUMNS,
 }
+
+
+def hourly_delta_rows(deltas: dict[RollupKey, RollupDelta], calendar: LocalCalendar) -> list[tuple]:
+    """Hourly deltas as staged rows (``HOURLY_DELTA_COLUMNS``). Decimals travel as their exact text (cheaper to
+    send than binary numeric; PostgreSQL parses them back to the same numbers)."""
+    return [(hour, calendar(hour)[0], resource_id, meter, department, system, card_id, str(delta.quantity),
+             str(delta.amount), str(delta.unpriced_quantity))
+            for (hour, resource_id, meter, department, system, card_id), delta in deltas.items()]
 
 
 async def stage(conn, table: str, rows: list[tuple]) -> None:
@@ -285,11 +296,13 @@ COARSE_ROLLUPS = (
 )
 
 # Coarse key columns from a row of local days (``days`` below): days and months are Asia/Shanghai's.
-_DERIVED = {"day": "day", "month": "date_trunc('month', day)::date", "department_id": "department_id",
-            "system": "system", "meter": "meter"}
+LOCAL_MONTH_OF_DAY = "date_trunc('month', day)::date"  # a local day's month, as its first day
+_DERIVED = {"day": "day", "month": LOCAL_MONTH_OF_DAY, "department_id": "department_id", "system": "system",
+            "meter": "meter"}
 _LOCAL_DAY = "(hour AT TIME ZONE 'Asia/Shanghai')::date"
-_HOURLY_KEY = "resource_id, hour, meter, department_id, system, rate_card_id"
-_SUMS = ("quantity", "amount", "unpriced_quantity")
+HOURLY_KEY = ("resource_id", "hour", "meter", "department_id", "system", "rate_card_id")  # its unique index's order
+SUMS = ("quantity", "amount", "unpriced_quantity")
+_HOURLY_KEY = ", ".join(HOURLY_KEY)
 _HOURLY_DELTAS = """d AS (
     DELETE FROM hourly_deltas RETURNING hour, resource_id, meter, department_id, system, rate_card_id,
         quantity::numeric AS quantity, amount::numeric AS amount, unpriced_quantity::numeric AS unpriced_quantity,
@@ -300,7 +313,7 @@ _REMOVED = """r AS (SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text
 
 
 def _added(table: str) -> str:
-    return ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in _SUMS)
+    return ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in SUMS)
 
 
 def _rollup_statement(with_removed: bool) -> str:
@@ -308,8 +321,8 @@ def _rollup_statement(with_removed: bool) -> str:
     The batch is summed per local day once (``days``); each coarse rollup sums those few rows further. Each
     upsert runs in its key order, the same in every transaction, so concurrent batches cannot deadlock."""
     ctes = [_HOURLY_DELTAS, f"""h AS (
-        INSERT INTO usage_hourly (hour, resource_id, meter, department_id, system, rate_card_id, {", ".join(_SUMS)})
-        SELECT hour, resource_id, meter, department_id, system, rate_card_id, {", ".join(_SUMS)}
+        INSERT INTO usage_hourly (hour, resource_id, meter, department_id, system, rate_card_id, {", ".join(SUMS)})
+        SELECT hour, resource_id, meter, department_id, system, rate_card_id, {", ".join(SUMS)}
         FROM d ORDER BY {_HOURLY_KEY}
         ON CONFLICT ({_HOURLY_KEY}) DO UPDATE SET {_added("usage_hourly")})"""]
     source = "d"
@@ -320,14 +333,14 @@ def _rollup_statement(with_removed: bool) -> str:
             FROM r)"""]
         source = "c"
     ctes.append(f"""days AS (
-        SELECT day, department_id, system, meter, {", ".join(f"sum({c}) AS {c}" for c in _SUMS)}
+        SELECT day, department_id, system, meter, {", ".join(f"sum({c}) AS {c}" for c in SUMS)}
         FROM {source} GROUP BY 1, 2, 3, 4)""")
     for i, rollup in enumerate(COARSE_ROLLUPS):
         names = ", ".join(rollup.columns)
         positions = ", ".join(str(k + 1) for k in range(len(rollup.columns)))
         ctes.append(f"""c{i} AS (
-            INSERT INTO {rollup.table} ({names}, {", ".join(_SUMS)})
-            SELECT {", ".join(_DERIVED[c] for c in rollup.columns)}, {", ".join(f"sum({c})" for c in _SUMS)}
+            INSERT INTO {rollup.table} ({names}, {", ".join(SUMS)})
+            SELECT {", ".join(_DERIVED[c] for c in rollup.columns)}, {", ".join(f"sum({c})" for c in SUMS)}
             FROM days GROUP BY {positions} ORDER BY {positions}
             ON CONFLICT ({names}) DO UPDATE SET {_added(rollup.table)})""")
     return "WITH " + ",\n".join(ctes) + "\nSELECT 1"
@@ -353,15 +366,11 @@ async def apply_rollup_deltas(conn, deltas: dict[RollupKey, RollupDelta], remove
     has just deleted, taken back out of the coarser rollups (whose rows that become empty are deleted)."""
     if not deltas and not removed:
         return
-    calendar = LocalCalendar()
-    await stage(conn, "hourly_deltas", [
-        (hour, calendar(hour)[0], resource_id, meter, department, system, card_id, str(delta.quantity),
-         str(delta.amount), str(delta.unpriced_quantity))
-        for (hour, resource_id, meter, department, system, card_id), delta in deltas.items()])
+    await stage(conn, "hourly_deltas", hourly_delta_rows(deltas, LocalCalendar()))
     if not removed:
         await conn.execute(_ROLLUP_SQL[False])
         return
-    taken = [[r[c] for r in removed] for c in ("hour", "meter", "department_id", "system", *_SUMS)]
+    taken = [[r[c] for r in removed] for c in ("hour", "meter", "department_id", "system", *SUMS)]
     await conn.execute(_ROLLUP_SQL[True], *taken)
     for rollup in COARSE_ROLLUPS:  # a rebuild may have emptied a row: remove it rather than show zeros
         await conn.execute(_delete_empty_statement(rollup), *taken[:4])

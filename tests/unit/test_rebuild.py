@@ -9,8 +9,10 @@ from decimal import Decimal
 from services.billing.replay import Cut, segment_of
 from services.metering.domain.rating import MeteredUsage, RollupDelta, rate_usage
 from services.common.periods import LocalCalendar, local_day_of
-from services.metering.rebuild import STAGING_COLUMNS, lifecycle_from_hours, staged_rows
-from services.metering.store import COARSE_ROLLUPS
+from services.metering.domain.attribution import lifecycle_from_hours
+from services.metering.store import COARSE_ROLLUPS, HOURLY_DELTA_COLUMNS, hourly_delta_rows
+
+STAGED = [c.split()[0] for c in HOURLY_DELTA_COLUMNS.split(", ")]  # column names, in order
 
 
 def coarse_key(rollup, hour, department, system, meter) -> tuple:
@@ -37,17 +39,17 @@ def test_staged_rows_sum_to_the_worker_s_coarse_deltas_and_keep_decimals_exact()
     usages = [MeteredUsage("vm-1", "compute.vcpu", Decimal("7"), start, start + timedelta(hours=2, minutes=30)),
               MeteredUsage("vm-2", "compute.vcpu", Decimal("0.000000001"), start, start + timedelta(minutes=5))]
     deltas = rate_usage(usages, {}, [])
-    rows = staged_rows(deltas, LocalCalendar())
-    assert len(rows) == len(deltas) and all(len(r) == len(STAGING_COLUMNS) for r in rows)
-    column = {name: i for i, name in enumerate(STAGING_COLUMNS)}
-    assert sum(Decimal(r[column["unpriced_quantity"]]) for r in rows) == Decimal("7.000000001")
+    rows = [dict(zip(STAGED, r, strict=True)) for r in hourly_delta_rows(deltas, LocalCalendar())]
+    assert len(rows) == len(deltas)
+    assert sum(Decimal(r["unpriced_quantity"]) for r in rows) == Decimal("7.000000001")
     for rollup in COARSE_ROLLUPS:
         worker: dict[tuple, Decimal] = defaultdict(Decimal)  # as store.apply_rollup_deltas groups them
         for (hour, _resource, meter, department, system, _card), delta in deltas.items():
             worker[coarse_key(rollup, hour, department, system, meter)] += delta.quantity
         staged: dict[tuple, Decimal] = defaultdict(Decimal)
-        for r in rows:
-            staged[tuple(r[column[c]] for c in rollup.columns)] += Decimal(r[column["quantity"]])
+        for r in rows:  # the month is derived from the staged local day, as both the worker and a rebuild do
+            values = {**r, "month": r["day"].replace(day=1)}
+            staged[tuple(values[c] for c in rollup.columns)] += Decimal(r["quantity"])
         assert staged == worker
 
 
@@ -55,7 +57,7 @@ def test_staged_rows_write_decimals_as_their_exact_text():
     hour = datetime(2061, 3, 1, 2, tzinfo=UTC)
     deltas = {(hour, "vm", "compute.vcpu", None, None, 0): RollupDelta(Decimal("0E-9"), Decimal("1.50"),
                                                                         Decimal("12345678901234567890.123456789"))}
-    (row,) = staged_rows(deltas, LocalCalendar())
+    (row,) = hourly_delta_rows(deltas, LocalCalendar())
     assert row[-3:] == ("0E-9", "1.50", "12345678901234567890.123456789")
     assert [Decimal(v) for v in row[-3:]] == [Decimal(0), Decimal("1.5"), Decimal("12345678901234567890.123456789")]
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
+from services.common.periods import floor_hour
+
 
 @dataclass(frozen=True, slots=True)
 class LifecycleChange:
@@ -66,3 +68,14 @@ def owner_at(intervals: list[Ownership], instant: datetime) -> Ownership | None:
     if index >= 0 and intervals[index].covers(instant):
         return intervals[index]
     return None
+
+
+def lifecycle_from_hours(changes: Iterable[tuple[str, datetime]]) -> dict[str, datetime]:
+    """Per resource, the UTC hour of its earliest effective instant among new lifecycle events: its usage is
+    re-attributed from that hour on, even usage that arrived before the lifecycle event."""
+    from_hours: dict[str, datetime] = {}
+    for subject, effective_at in changes:
+        hour = floor_hour(effective_at)
+        current = from_hours.get(subject)
+        from_hours[subject] = hour if current is None else min(current, hour)
+    return from_hours

@@ -6,7 +6,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Iterable, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 from services.common.periods import HOUR
 from services.metering.domain.attribution import Ownership, owner_at
@@ -130,22 +130,28 @@ class _CardLookup:
         return self.card
 
 
-def graduated_charge(tiers: tuple[Tier, ...], position: Decimal, quantity: Decimal) -> Decimal:
-    """Exact charge for ``quantity`` more units when ``position`` units were already used this month."""
-    charge = Decimal(0)
+def tier_walk(tiers: tuple[Tier, ...], position: Decimal, quantity: Decimal) -> Iterator[tuple[int, Tier, Decimal]]:
+    """(1-based tier number, tier, units) for ``quantity`` more units when ``position`` units were already used
+    this month: only tiers that take some units. Bills and the FOCUS export's charge rows both walk it."""
     remaining = quantity
     cursor = position
-    for tier in tiers:
+    for number, tier in enumerate(tiers, start=1):
         if remaining <= 0:
             break
         if tier.up_to is not None and cursor >= tier.up_to:
             continue
         room = remaining if tier.up_to is None else min(remaining, tier.up_to - cursor)
-        charge += room * tier.unit_price
+        yield number, tier, room
         remaining -= room
         cursor += room
-    return charge
 
+
+def graduated_charge(tiers: tuple[Tier, ...], position: Decimal, quantity: Decimal) -> Decimal:
+    """Exact charge for ``quantity`` more units when ``position`` units were already used this month."""
+    charge = Decimal(0)
+    for _, tier, units in tier_walk(tiers, position, quantity):
+        charge += units * tier.unit_price
+    return charge
 
 
 def card_prices(card_id: int, version: str, effective_from: datetime, prices: dict) -> RateCardPrices:

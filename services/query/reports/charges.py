@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from services.common.money import round_fen
 from services.common.periods import LOCAL_TZ, month_bounds
-from services.metering.domain.rating import RateCardPrices
+from services.metering.domain.rating import RateCardPrices, tier_walk, tier_quantities
 from services.metering.store import load_rate_cards
 
 
@@ -81,20 +81,10 @@ async def month_charges(conn, month: str, department: str | None = None,
 
 
 def _tiered_rows(base: tuple, tiers, position: Decimal, quantity: Decimal) -> list[ChargeRow]:
-    rows = []
-    remaining, cursor = quantity, position
-    for index, tier in enumerate(tiers, start=1):
-        if remaining <= 0:
-            break
-        if tier.up_to is not None and cursor >= tier.up_to:
-            continue
-        room = remaining if tier.up_to is None else min(remaining, tier.up_to - cursor)
-        rows.append(ChargeRow(*base, tier.unit_price, index, room, room * tier.unit_price))
-        remaining -= room
-        cursor += room
-    if not rows:  # a zero quantity still shows as a row
-        rows.append(ChargeRow(*base, tiers[0].unit_price, 1, quantity, Decimal(0)))
-    return rows
+    rows = [ChargeRow(*base, tier.unit_price, number, units, units * tier.unit_price)
+            for number, tier, units in tier_walk(tiers, position, quantity)]
+    # a zero quantity still shows as a row
+    return rows or [ChargeRow(*base, tiers[0].unit_price, 1, quantity, Decimal(0))]
 
 
 @dataclass
