@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from services.common.money import round_fen
 from services.common.periods import LOCAL_TZ, month_bounds
-from services.metering.domain.rating import RateCardPrices, tier_walk, tier_quantities
+from services.metering.domain.rating import RateCardPrices, tier_walk
 from services.metering.store import load_rate_cards
 
 
