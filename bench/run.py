@@ -586,8 +586,11 @@ async def bench_replay(size: dict, logs: Path) -> tuple[Figure, dict[str, float]
         report = json.loads([line for line in stdout.decode().splitlines() if line.startswith("{")][-1])
         rates.append(report["events_per_second"])
         events, identical = report.get("events", "?"), identical + [report.get("identical")]
+    async with raw_connection(get_engine()) as conn:
+        closes = await conn.fetchval("SELECT count(*) FROM billing_periods")
     return summary("replay (rebuild all projections)", rates, "events/s", "≥ 50,000 /s",
-                   note=f"{events} events; identical: {all(identical)}"), rss
+                   note=f"{events} events; final bills of {closes} closed months re-checked; "
+                        f"identical: {all(identical)}"), rss
 
 
 def print_table(figures: list[Figure]) -> None:
@@ -614,6 +617,9 @@ async def main() -> None:
     parser.add_argument("--size", choices=list(SIZES), default="smoke")
     parser.add_argument("--skip", default="", help="comma-separated stages to skip: ingest,worker,ceiling,fresh,"
                                                      "year,queries,replay")
+    parser.add_argument("--reuse-database", action="store_true",
+                        help="measure on the bench database the last run left (its stored year), without seeding: "
+                             "e.g. --skip ingest,worker,ceiling,fresh,year to re-measure queries and replay")
     args = parser.parse_args()
     size = SIZES[args.size]
     skip = set(filter(None, args.skip.split(",")))
@@ -621,18 +627,20 @@ async def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     subprocess.check_call(["bash", str(REPO / "scripts" / "postgres.sh")], stdout=subprocess.DEVNULL)
     subprocess.check_call(["bash", str(REPO / "scripts" / "kafka-broker.sh"), "start"], stdout=subprocess.DEVNULL)
-    await drop_database(BENCH_DB)
+    if not args.reuse_database:
+        await drop_database(BENCH_DB)
     await asyncio.to_thread(migrate, BENCH_DB)
 
     figures: list[Figure] = []
     rss: dict[str, float] = {}
     load = Load()
-    billing = spawn(["api", "billing"], env_for(f"bench-{STAMP}-seed"), logs / "seed-billing.log")
-    try:
-        await wait_healthy("billing", billing)
-        await seed_reference_data()
-    finally:
-        rss["billing API (seed)"] = stop(billing)
+    if not args.reuse_database:
+        billing = spawn(["api", "billing"], env_for(f"bench-{STAMP}-seed"), logs / "seed-billing.log")
+        try:
+            await wait_healthy("billing", billing)
+            await seed_reference_data()
+        finally:
+            rss["billing API (seed)"] = stop(billing)
     if "ingest" not in skip:
         figure, rss["metering API"] = await bench_ingest(size, load, logs)
         figures.append(figure)
@@ -671,11 +679,14 @@ async def main() -> None:
           f"{platform.python_version()}, {STAMP}\n")
     print_table(figures)
     result = {"size": args.size, "stamp": STAMP, "machine": {"cores": os.cpu_count(), "node": platform.node()},
+              "skipped": sorted(skip), "reused_database": args.reuse_database,
               "figures": [f.__dict__ for f in figures]}
     out = REPO / "bench" / "results"
     text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
-    (out / f"{STAMP}-{args.size}.json").write_text(text)
-    (out / f"latest-{args.size}.json").write_text(text)
+    partial = "-partial" if skip or args.reuse_database else ""
+    (out / f"{STAMP}-{args.size}{partial}.json").write_text(text)
+    if not partial:  # latest-<size>.json is always a whole run
+        (out / f"latest-{args.size}.json").write_text(text)
     await get_engine().dispose()
 
 

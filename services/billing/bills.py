@@ -222,7 +222,7 @@ async def pending_late_adjustments(
     For each such closed period M and department D: what M comes to today (re-priced from the rollups) minus
     its final bill minus the adjustments for M already frozen into later final bills. A (D, M) whose daily
     usage fingerprint equals the one recorded when M's figures were last settled, and for which no rate card
-    has been added since, cannot have changed and is not re-priced (``force`` re-prices all: replay does)."""
+    has been added since, cannot have changed and is not re-priced (``force`` re-prices all)."""
     run = closed_run_before(period, closed)
     if not run:
         return {}, []

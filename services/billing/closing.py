@@ -144,22 +144,27 @@ async def _outcome(conn, period: str) -> CloseOutcome | None:
 
 async def close_due_periods(engine: AsyncEngine, now: datetime, grace_days: int, closed_by: str = "auto-close",
                             only: Collection[str] | None = None) -> list[CloseOutcome] | None:
-    """Close every open period (see ``open_periods``) whose grace has passed (``only``: among these). Returns
-    None when another instance is doing it (a session advisory lock keeps closers from working in parallel)."""
-    async with raw_connection(engine) as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", AUTO_CLOSE_LOCK):
-            return None
-        try:
-            candidates = await open_periods(conn)
-            closed = set(await closed_periods(conn))
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", AUTO_CLOSE_LOCK)
-    if only is not None:
-        candidates = [p for p in candidates if p in set(only)]
-    outcomes = []
-    for period in due_periods(candidates, closed, now, grace_days):
-        outcomes.append(await close_period(engine, period, now, closed_by))
-    return outcomes
+    """Close every open period (see ``open_periods``) whose grace has passed (``only``: among these), until none
+    is left: closing a month makes the one after it a candidate (it carries the late changes), so a backlog of
+    months without usage is closed in one round, not one month a round. Returns None when another instance is
+    doing it (a session advisory lock keeps closers from working in parallel)."""
+    outcomes: list[CloseOutcome] = []
+    while True:
+        async with raw_connection(engine) as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", AUTO_CLOSE_LOCK):
+                return outcomes or None
+            try:
+                candidates = await open_periods(conn)
+                closed = set(await closed_periods(conn))
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", AUTO_CLOSE_LOCK)
+        if only is not None:
+            candidates = [p for p in candidates if p in set(only)]
+        due = due_periods(candidates, closed, now, grace_days)
+        if not due:
+            return outcomes
+        for period in due:
+            outcomes.append(await close_period(engine, period, now, closed_by))
 
 
 @dataclass(frozen=True, slots=True)

@@ -404,10 +404,23 @@ async def _replay_utilization(source, writer, where: str, params: list, report: 
 
 
 async def _check_final_bills(engine, replay_engine, close: ClosedPeriod, report: ReplayReport) -> None:
-    """Recompute the period's final bills from the replayed rollups as they stood at its close."""
+    """Recompute the period's final bills from the replayed rollups as they stood at its close, deciding as the
+    close did which earlier closed months to re-price: those whose replayed usage fingerprint differs from the one
+    recorded when they were last settled (or that a later rate card touches). That is sound because every
+    recorded fingerprint is checked too: each close's are compared below with the replayed usage's, in close
+    order, so a month skipped here has the very usage its checked final figures were settled on. (Re-pricing
+    every earlier month at every close instead cost O(closes²) month re-pricings: a year of monthly closes
+    halved the replay's speed.)"""
     async with snapshot(replay_engine) as conn:
         computed = await period_bills(conn, close.period, status="final", as_of=close.closed_at,
-                                      closed_at=close.closed_at, before_close=close.close_seq, force=True)
+                                      closed_at=close.closed_at, before_close=close.close_seq)
+    recorded = sorted((r["department_id"], r["period"], r["digest"]) for r in await _fetch(
+        engine, "SELECT department_id, period, digest FROM usage_baselines WHERE close_seq = $1", [close.close_seq]))
+    replayed_baselines = sorted((b.department_id, b.period, b.digest) for b in computed.baselines)
+    for department, period, digest in sorted(set(recorded) ^ set(replayed_baselines)):
+        side = "recorded at the close" if (department, period, digest) in recorded else "replayed"
+        report.differences.append(f"usage fingerprint of {department} {period} at the close of {close.period}: "
+                                  f"{side} {digest[:12]}… has no match")
     replayed = {bill.bill_id: issue(bill).document for bill in computed.bills}
     stored = {r["bill_id"]: bytes(r["document"]) for r in await _fetch(
         engine, "SELECT bill_id, document FROM bills WHERE period = $1", [close.period])}
