@@ -48,6 +48,17 @@ async def rate_card(apps, effective_from: datetime, **prices) -> dict:
     return response.json()
 
 
+async def department_using_a_vm(apps, worker, year: int, *used: tuple[str, datetime]) -> tuple[str, str]:
+    """A department with a VM active from 1 January of ``year``, compute.vcpu at ¥1.00 a unit from then, and the
+    VM's compute.vcpu usage, ``(quantity, start)`` each for an hour, stored. Returns (department, VM)."""
+    dep = await department(apps)
+    await rate_card(apps, local(year, 1, 1), compute_vcpu="1.00")
+    vm = new_id("vm")
+    await publish(apps, [lifecycle_event(vm, "activated", dep, local(year, 1, 1)),
+                         *(usage_event(vm, "compute.vcpu", quantity, start) for quantity, start in used)], worker)
+    return dep, vm
+
+
 async def two_departments_with_usage(apps, worker, year: int) -> tuple[str, str]:
     """Two departments, each with a VM active from 1 January of ``year`` and compute.vcpu used on 2 January at
     ¥1.00 a unit: 1 unit for the first, 7 for the second. For the isolation tests."""
@@ -246,11 +257,7 @@ async def test_a_new_card_alone_repricing_a_closed_month_is_adjusted_naming_it(a
 
 
 async def test_manual_adjustments_are_audited_on_the_open_bill_and_refused_on_a_closed_period(apps, worker):
-    dep = await department(apps)
-    await rate_card(apps, local(2055, 1, 1), compute_vcpu="1.00")
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2055, 1, 1)),
-                         usage_event(vm, "compute.vcpu", "50", local(2055, 1, 3))], worker)
+    dep, _ = await department_using_a_vm(apps, worker, 2055, ("50", local(2055, 1, 3)))
     body = {"department_id": dep, "amount": "-20.00", "reason": "服务中断补偿", "reference": "INC-2055-1",
             "month": "2055-01"}
     posted = await apps["billing"].post("/v1/adjustments", json=body, headers=ADMIN)
@@ -376,11 +383,7 @@ async def test_a_department_reads_only_its_own_bills_on_every_endpoint(apps, wor
 
 
 async def test_one_round_closes_a_backlog_of_due_months_even_those_without_usage(apps, worker, settings):
-    dep = await department(apps)
-    await rate_card(apps, local(2062, 1, 1), compute_vcpu="1.00")
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2062, 1, 1)),
-                         usage_event(vm, "compute.vcpu", "3", local(2062, 1, 9))], worker)
+    dep, _ = await department_using_a_vm(apps, worker, 2062, ("3", local(2062, 1, 9)))
     backlog = {"2062-01", "2062-02", "2062-03", "2062-04"}  # only January has usage; the VM stays active
     outcome = None
     for _ in range(50):  # None: the API's own background round holds the closers' lock just now
@@ -393,12 +396,7 @@ async def test_one_round_closes_a_backlog_of_due_months_even_those_without_usage
 
 
 async def test_periods_close_automatically_after_the_grace_once_across_instances(apps, worker, settings):
-    dep = await department(apps)
-    await rate_card(apps, local(2060, 1, 1), compute_vcpu="1.00")
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2060, 1, 1)),
-                         usage_event(vm, "compute.vcpu", "3", local(2060, 1, 9)),
-                         usage_event(vm, "compute.vcpu", "4", local(2060, 2, 9))], worker)
+    dep, _ = await department_using_a_vm(apps, worker, 2060, ("3", local(2060, 1, 9)), ("4", local(2060, 2, 9)))
     engine = get_engine()
 
     async def auto_close(now):

@@ -15,12 +15,11 @@ from services.common.config import get_settings
 from services.common.db import asyncpg_dsn, get_engine, raw_connection
 from services.common.response_cache import ResponseCache
 from services.query.api import usage_cache
-from tests.integration.support import ADMIN, FINANCE, auth, lifecycle_event, usage_event, wait_until
+from tests.integration.support import ADMIN, FINANCE, auth, usage_event, wait_until
 from tests.integration.test_billing import (
     close,
-    department,
+    department_using_a_vm,
     local,
-    new_id,
     publish,
     rate_card,
     two_departments_with_usage,
@@ -47,11 +46,7 @@ async def uncached_bills(month, department):
 
 
 async def test_usage_is_served_from_the_cache_until_new_usage_lands_through_the_worker(apps, worker):
-    dep = await department(apps)
-    await rate_card(apps, local(2080, 1, 1), compute_vcpu="1.00")
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2080, 1, 1)),
-                         usage_event(vm, "compute.vcpu", "2", local(2080, 1, 5, 10))], worker)
+    dep, vm = await department_using_a_vm(apps, worker, 2080, ("2", local(2080, 1, 5, 10)))
     query = {"from": "2080-01-01", "to": "2081-01-01", "group_by": "department", "granularity": "month"}
     assert usage_cache.connected
     first = await usage(apps, FINANCE, **query)
@@ -65,12 +60,8 @@ async def test_usage_is_served_from_the_cache_until_new_usage_lands_through_the_
 
 
 async def test_the_bill_list_follows_adjustments_rate_cards_and_the_close_at_once(apps, worker):
-    dep = await department(apps)
-    await rate_card(apps, local(2081, 1, 1), compute_vcpu="1.00")
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2081, 1, 1)),
-                         usage_event(vm, "compute.vcpu", "10", local(2081, 1, 5, 10)),
-                         usage_event(vm, "compute.vcpu", "10", local(2081, 1, 20, 10))], worker)
+    dep, _ = await department_using_a_vm(apps, worker, 2081, ("10", local(2081, 1, 5, 10)),
+                                         ("10", local(2081, 1, 20, 10)))
     token = auth("department", dep)
 
     async def listed():
@@ -91,11 +82,7 @@ async def test_the_bill_list_follows_adjustments_rate_cards_and_the_close_at_onc
 
 
 async def test_remembered_usage_fingerprints_never_hide_late_usage_for_a_closed_month(apps, worker):
-    dep = await department(apps)
-    await rate_card(apps, local(2084, 1, 1), compute_vcpu="1.00")
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2084, 1, 1)),
-                         usage_event(vm, "compute.vcpu", "10", local(2084, 1, 5, 10))], worker)
+    dep, vm = await department_using_a_vm(apps, worker, 2084, ("10", local(2084, 1, 5, 10)))
     await close(apps, "2084-01", local(2084, 2, 1))
     token = auth("department", dep)
 
@@ -142,11 +129,7 @@ async def test_a_department_never_gets_another_departments_cached_answer(apps, w
 
 
 async def test_nothing_is_cached_while_the_listener_is_down_and_it_reconnects(apps, worker):
-    dep = await department(apps)
-    await rate_card(apps, local(2083, 1, 1), compute_vcpu="1.00")
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2083, 1, 1)),
-                         usage_event(vm, "compute.vcpu", "1", local(2083, 1, 2))], worker)
+    dep, vm = await department_using_a_vm(apps, worker, 2083, ("1", local(2083, 1, 2)))
     query = {"from": "2083-01-01", "to": "2084-01-01", "department": dep}
     await usage(apps, FINANCE, **query)
     usage_cache.retry_seconds = 5  # time enough to ask while it is down
