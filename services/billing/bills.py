@@ -214,7 +214,7 @@ async def _settled(conn, keys: set[tuple[str, str]], before_close: int | None):
 
 async def pending_late_adjustments(
     conn, period: str, closed: dict[str, ClosedPeriod], cards: dict[int, StoredCard], departments: list[str] | None,
-    before_close: int | None = None, force: bool = False, digests=usage_digests,
+    before_close: int | None = None, digests=usage_digests,
 ) -> tuple[dict[str, list[LateAdjustment]], list[Baseline]]:
     """The late adjustments the bills of open ``period`` carry, for the closed periods just before it, and the
     usage baselines to record if they are frozen now.
@@ -222,7 +222,7 @@ async def pending_late_adjustments(
     For each such closed period M and department D: what M comes to today (re-priced from the rollups) minus
     its final bill minus the adjustments for M already frozen into later final bills. A (D, M) whose daily
     usage fingerprint equals the one recorded when M's figures were last settled, and for which no rate card
-    has been added since, cannot have changed and is not re-priced (``force`` re-prices all)."""
+    has been added since, cannot have changed and is not re-priced."""
     run = closed_run_before(period, closed)
     if not run:
         return {}, []
@@ -240,7 +240,7 @@ async def pending_late_adjustments(
                         if not settled_at.saw(c.created_at) and c.prices.effective_from < month_end),
                        key=lambda p: p.effective_from)
         repriced_by[key] = [p.version for p in newer]
-        if force or newer or now.get(key, NO_USAGE) != digest:
+        if newer or now.get(key, NO_USAGE) != digest:
             candidates[month].append(department)
     prices = {card_id: card.prices for card_id, card in cards.items()}
     keys = {(d, m) for m, ds in candidates.items() for d in ds}
@@ -269,8 +269,7 @@ class PeriodBills:
 
 async def period_bills(
     conn, period: str, *, status: str, as_of: datetime, departments: list[str] | None = None,
-    before_close: int | None = None, closed_at: datetime | None = None, force: bool = False,
-    digests=usage_digests,
+    before_close: int | None = None, closed_at: datetime | None = None, digests=usage_digests,
 ) -> PeriodBills:
     """The bills of an open period: for ``departments``, or for every department it bills (usage, active
     resources, manual adjustments, or late adjustments from closed periods before it). ``digests``: how the
@@ -280,8 +279,7 @@ async def period_bills(
     prices = {card_id: card.prices for card_id, card in cards.items()}
     slices = await usage_slices(conn, period, departments, prices)
     manual = await manual_adjustments(conn, period, departments)
-    late, baselines = await pending_late_adjustments(conn, period, closed, cards, departments, before_close, force,
-                                                     digests)
+    late, baselines = await pending_late_adjustments(conn, period, closed, cards, departments, before_close, digests)
     if departments is None:
         chosen = (await departments_to_bill(conn, period)) | set(slices) | set(manual) | {
             d for d, found in late.items() if found}
