@@ -6,9 +6,9 @@
 #
 # Why a venv of its own: focus-validator 2.x needs Python ≥ 3.12 (govmeter runs on 3.11), and its pin
 # numpy<2 does not go with the pyarrow it pulls in, so numpy>=2 is installed over it. It finds its rule files
-# only when run from its package's parent folder, and it exits 0 even when rules fail, so its "Fail: N" count
-# is what decides. --block-download keeps it on the rule set shipped in the package (no network).
-# Exit codes: 0 valid, 1 rules failed, 2 usage, 3 no Python ≥ 3.12 found, 4 install failed.
+# only when run from its package's parent folder, and it exits 0 even when rules fail, so its report is what
+# decides (scripts/focus_report_check.py). --block-download keeps it on the rule set shipped in the package.
+# Exit codes: 0 valid, 1 rules failed, 2 usage, 3 no Python ≥ 3.12 found, 4 install failed, 5 report unreadable.
 set -euo pipefail
 data=""
 case "${1:-}" in
@@ -61,38 +61,6 @@ trap 'rm -f "$report_file"' EXIT
 (cd "$site" && "$VENV/bin/focus-validator" --data-file "$data" --validate-version 1.2 --block-download) \
   >"$report_file" 2>&1 || true
 cat "$report_file"
-# A failing rule counts unless it is one branch of an OR rule that passed. focus-validator 2.2 evaluates both
-# branches of such ORs and reports the losing one as failed: InvoiceId-C-004-C ("MUST be null when not invoiced")
-# fails on every dataset that carries invoice ids although its OR parent InvoiceId-C-003-C passes (the known
-# false positives of conditional nullability, FOCUS_Spec#2394 / focus_validator#142).
-"$VENV/bin/python" - "$site" "$report_file" <<'PY'
-import json, re, sys
-from pathlib import Path
-
-report = Path(sys.argv[2]).read_text(errors="replace")
-summary = re.search(r"Fail: *(\d+)", report)
-if summary is None:
-    print("focus-validator: no 'Fail: N' count in its output", file=sys.stderr)
-    sys.exit(1)
-status = dict(re.findall(r"^\S+ ([A-Za-z]+-[A-Z]-\d{3}-[A-Z]): (PASS|FAIL|SKIPPED)", report, re.M))
-model = json.loads(next(Path(sys.argv[1], "focus_validator", "rules").glob("model-1.2*.json")).read_text())
-
-def or_branches(requirement):
-    if not isinstance(requirement, dict):
-        return
-    items = requirement.get("Items") or []
-    for item in items:
-        if requirement.get("CheckFunction") == "OR" and item.get("CheckFunction") == "CheckModelRule":
-            yield item["ModelRuleId"]
-        yield from or_branches(item)
-
-rescued = set()
-for rule_id, rule in model["ModelRules"].items():
-    if status.get(rule_id) == "PASS":
-        rescued.update(or_branches(rule["ValidationCriteria"].get("Requirement")))
-failed = sorted(r for r, s in status.items() if s == "FAIL")
-real = [r for r in failed if r not in rescued]
-print(f"focus-validator summary: Fail: {summary.group(1)}; failing only as a branch of a passed OR: "
-      f"{', '.join(r for r in failed if r in rescued) or 'none'}; real failures: {len(real)} {' '.join(real)}")
-sys.exit(1 if real else 0)
-PY
+# The report decides (the validator exits 0 even when rules fail): scripts/focus_report_check.py passes it only when
+# its totals line and its rule lines agree and every failing rule is a branch of an OR rule that passed.
+"$VENV/bin/python" scripts/focus_report_check.py "$site/focus_validator/rules" "$report_file"

@@ -1,22 +1,24 @@
-"""The FOCUS 1.2 export end to end: usage through the pipeline, the CSV checked by focus-validator 2.2
-(scripts/focus-validator.sh, its own Python ≥ 3.12 venv cached in .cache/focus-venv), and BilledCost summed
-per InvoiceId reconciled with the bill. Era: 2073-05 (local)."""
+"""The FOCUS 1.2 export end to end: usage through the pipeline, BilledCost summed per InvoiceId reconciled with
+the bill, department scope, and the CSV checked by focus-validator 2.2 (scripts/focus-validator.sh, its own
+Python ≥ 3.12 venv cached in .cache/focus-venv). The reconciliation and scope tests need no validator and always
+run; the validator test skips without Python ≥ 3.12 only outside CI (CI=1 or GOVMETER_REQUIRE_FOCUS=1: it fails).
+Era: 2073-05 (local)."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import io
+import os
 import subprocess
 import uuid
 from collections import defaultdict
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import pytest
 
 from services.common.periods import LOCAL_TZ
-from services.metering.domain.rating import Tier, graduated_charge
 from tests.integration.conftest import REPO
 from tests.integration.support import (
     ADMIN,
@@ -34,15 +36,10 @@ D = Decimal
 RUN = uuid.uuid4().hex[:6]
 X, Y = f"focus-x-{RUN}", f"focus-y-{RUN}"
 MONTH = "2073-05"
-TIERS = (Tier(D(1000), D("0.002")), Tier(None, D("0.001")))
 
 
 def local(day: int, hour: int = 0, month: int = 5) -> datetime:
     return datetime(2073, month, day, hour, tzinfo=LOCAL_TZ)
-
-
-def fen(value: Decimal) -> Decimal:
-    return value.quantize(D("0.01"), rounding=ROUND_HALF_UP)
 
 
 def validate(path) -> subprocess.CompletedProcess:
@@ -50,17 +47,27 @@ def validate(path) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
+def focus_required() -> bool:
+    return os.environ.get("CI") == "1" or os.environ.get("GOVMETER_REQUIRE_FOCUS") == "1"
+
+
 @pytest.fixture(scope="module")
 def validator_ready():
-    """Create (or reuse) the validator's venv; skip only if this machine has no Python ≥ 3.12 at all."""
+    """Create (or reuse) the validator's venv. Without Python ≥ 3.12: an error in CI, a skip elsewhere."""
     done = subprocess.run(["bash", str(REPO / "scripts" / "focus-validator.sh"), "--install"], capture_output=True,
                           text=True, timeout=600)
     if done.returncode == 3:
-        pytest.skip("focus-validator needs Python >= 3.12 and none was found: " + done.stderr.strip())
-    assert done.returncode == 0, done.stderr
+        message = "focus-validator needs Python >= 3.12 and none was found: " + done.stderr.strip()
+        if focus_required():
+            pytest.fail(message + " (required: CI=1 or GOVMETER_REQUIRE_FOCUS=1)")
+        pytest.skip(message)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
-async def test_focus_export_validates_and_reconciles_with_the_bills(apps, worker, tmp_path, validator_ready):
+@pytest.fixture(scope="module")
+async def may(apps, worker) -> dict:
+    """Two departments' May 2073 on the pipeline: a flat and a tiered meter, next month's usage, a credit. Returns
+    the finance export's text and its rows for the two departments."""
     for department, name in ((X, "市教育局"), (Y, "市民政局")):
         assert (await apps["billing"].post("/v1/departments", json={"id": department, "name": name},
                                            headers=ADMIN)).status_code == 201
@@ -85,37 +92,38 @@ async def test_focus_export_validates_and_reconciles_with_the_bills(apps, worker
     await wait_stored(events, worker)
     credit = await apps["billing"].post("/v1/adjustments", headers=ADMIN, json={
         "department_id": Y, "amount": "-0.50", "reason": "服务中断补偿", "month": MONTH})
-    credited = credit.status_code == 201  # once the billing side takes adjustments
-    assert credited or credit.status_code in (404, 405), credit.text
-
+    assert credit.status_code == 201, credit.text
     response = await apps["query"].get("/v1/exports/focus", params={"month": MONTH}, headers=FINANCE)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/csv")
     rows = [r for r in csv.DictReader(io.StringIO(response.text)) if r["SubAccountId"] in (X, Y)]
-    path = tmp_path / "focus.csv"
-    path.write_text(response.text, encoding="utf-8")
-    verdict = await asyncio.to_thread(validate, path)
-    assert verdict.returncode == 0, verdict.stdout[-4000:] + verdict.stderr
-    assert "real failures: 0" in verdict.stdout
+    return {"text": response.text, "rows": rows, "vm_y": vm_y}
 
+
+# Worked by hand. X: compute.vcpu (3.3 + 7.25) × 0.123457 = 1.30247135 → 1.30; storage.object 1,500 units,
+# 1,000 at 0.002 = 2.00 and 500 at 0.001 = 0.50 → 2.50; 3.80. Y: 11 × 0.123457 = 1.358027 → 1.36, credit −0.50.
+EXPECTED = {f"GM-{MONTH}-{X}": D("3.80"), f"GM-{MONTH}-{Y}": D("0.86")}
+
+
+async def test_focus_billed_cost_per_invoice_equals_each_bill_to_the_fen(apps, may):
     billed: dict[str, Decimal] = defaultdict(Decimal)
-    for row in rows:
+    for row in may["rows"]:
         billed[row["InvoiceId"]] += D(row["BilledCost"])
-    vcpu_x = fen((D("3.3") + D("7.25")) * D("0.123457"))  # one bill line per meter, rounded half-up
-    object_x = fen(graduated_charge(TIERS, D(0), D(1500)))
-    credit_y = D("-0.50") if credited else D(0)
-    expected = {f"GM-{MONTH}-{X}": vcpu_x + object_x, f"GM-{MONTH}-{Y}": fen(11 * D("0.123457")) + credit_y}
-    assert dict(billed) == expected == {f"GM-{MONTH}-{X}": D("3.80"), f"GM-{MONTH}-{Y}": D("1.36") + credit_y}
-    if credited:
-        (credit_row,) = [r for r in rows if r["ChargeCategory"] == "Credit"]
-        assert (credit_row["InvoiceId"], credit_row["BilledCost"], credit_row["x_ChargeDescriptionLocal"]) == (
-            f"GM-{MONTH}-{Y}", "-0.5", "服务中断补偿")
+    assert dict(billed) == EXPECTED
+    for invoice, total in EXPECTED.items():
+        bill = await apps["billing"].get(f"/v1/bills/{invoice}", headers=FINANCE)
+        assert bill.status_code == 200, bill.text
+        assert D(bill.json()["total"]) == total
 
+    rows = may["rows"]
+    (credit_row,) = [r for r in rows if r["ChargeCategory"] == "Credit"]
+    assert (credit_row["InvoiceId"], credit_row["BilledCost"], credit_row["x_ChargeDescriptionLocal"]) == (
+        f"GM-{MONTH}-{Y}", "-0.5", "服务中断补偿")
     usage = [r for r in rows if r["ChargeCategory"] == "Usage"]
     tiers = sorted((r["x_PriceTier"], r["PricingQuantity"], r["ListUnitPrice"], r["BilledCost"])
                    for r in usage if r["SkuId"] == "storage.object")
     assert tiers == [("1", "200.0", "0.002", "0.4"), ("1", "800.0", "0.002", "1.6"), ("2", "500.0", "0.001", "0.5")]
-    vm = [r for r in usage if r["ResourceId"] == vm_y]
+    vm = [r for r in usage if r["ResourceId"] == may["vm_y"]]
     assert [(r["SubAccountName"], r["x_System"], r["ResourceType"], r["ChargePeriodStart"], r["ChargePeriodEnd"],
              r["BillingPeriodStart"], r["PricingUnit"], r["BillingCurrency"]) for r in vm] == [
         ("市民政局", "救助管理系统", "Virtual Machine", "2073-05-08T16:00:00Z", "2073-05-09T16:00:00Z",
@@ -124,21 +132,10 @@ async def test_focus_export_validates_and_reconciles_with_the_bills(apps, worker
     assert {(r["InvoiceId"], r["SkuId"] or None) for r in rounding} == {
         (f"GM-{MONTH}-{X}", None), (f"GM-{MONTH}-{Y}", None)}
 
-    # the bills themselves, once the billing side serves them
-    reconciled = 0
-    for invoice, total in expected.items():
-        bill = await apps["billing"].get(f"/v1/bills/{invoice}", headers=FINANCE)
-        if bill.status_code == 404 and bill.json().get("detail") == "Not Found":
-            continue  # no bills endpoint yet
-        assert bill.status_code == 200, bill.text
-        assert D(str(bill.json()["total"])) == total
-        reconciled += 1
-    from services.billing.api import app as billing_app
 
-    serves_bills = any(getattr(r, "path", "") == "/v1/bills/{bill_id}" for r in billing_app.routes)
-    assert reconciled == (2 if serves_bills else 0) and credited == serves_bills
-
+async def test_focus_export_shows_a_department_only_its_own_rows(apps, may):
     mine = await apps["query"].get("/v1/exports/focus", params={"month": MONTH}, headers=auth("department", Y))
+    assert mine.status_code == 200, mine.text
     assert {r["SubAccountId"] for r in csv.DictReader(io.StringIO(mine.text))} == {Y}
     assert (await apps["query"].get("/v1/exports/focus", params={"month": MONTH},
                                     headers=PROVIDER)).status_code == 403
@@ -146,8 +143,10 @@ async def test_focus_export_validates_and_reconciles_with_the_bills(apps, worker
                                     headers=auth("department", Y))).status_code == 403
 
 
-async def test_usage_late_for_a_billed_month_is_exported_as_a_correction_of_that_month(
-        apps, worker, tmp_path, validator_ready):
+@pytest.fixture(scope="module")
+async def late(apps, worker) -> str:
+    """January 2074 closed with 10 vCPU-hours at 0.50, then 4 more for January and 6 for February arrive: the
+    February export of that department (text)."""
     from services.billing.api import app as billing_app
     from services.billing.api import billing_clock
 
@@ -173,19 +172,28 @@ async def test_usage_late_for_a_billed_month_is_exported_as_a_correction_of_that
             usage_event(vm, "compute.vcpu", "6", datetime(2074, 2, 3, 9, tzinfo=LOCAL_TZ))]
     assert (await post_events(apps["metering"], late)).status_code == 202
     await wait_stored(late, worker)
-
     response = await apps["query"].get("/v1/exports/focus", params={"month": "2074-02", "department": department},
                                        headers=FINANCE)
     assert response.status_code == 200, response.text
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    return response.text
+
+
+async def test_usage_late_for_a_billed_month_is_exported_as_a_correction_of_that_month(apps, late):
+    rows = list(csv.DictReader(io.StringIO(late)))
+    (department,) = {r["SubAccountId"] for r in rows}
     corrections = [r for r in rows if r["ChargeClass"] == "Correction"]
     assert corrections and {r["InvoiceId"] for r in corrections} == {f"GM-2074-02-{department}"}
     assert sum(D(r["BilledCost"]) for r in corrections) == D("2.00")  # 4 vCPU-hours at 0.50, for January
     assert {r["x_CorrectedPeriod"] for r in corrections} == {"2074-01"}  # they correct January's charges
     assert all(r["ChargePeriodStart"] == "2073-12-31T16:00:00Z" for r in corrections)
     bill = (await apps["billing"].get(f"/v1/bills/GM-2074-02-{department}", headers=FINANCE)).json()
-    assert sum(D(r["BilledCost"]) for r in rows) == D(bill["total"]) == D("5.00")
-    path = tmp_path / "focus-late.csv"
-    path.write_text(response.text, encoding="utf-8")
-    verdict = await asyncio.to_thread(validate, path)
-    assert verdict.returncode == 0, verdict.stdout[-4000:] + verdict.stderr
+    assert sum(D(r["BilledCost"]) for r in rows) == D(bill["total"]) == D("5.00")  # 6 × 0.50 + the 2.00
+
+
+async def test_focus_exports_pass_focus_validator(may, late, tmp_path, validator_ready):
+    for name, text in (("focus.csv", may["text"]), ("focus-late.csv", late)):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        verdict = await asyncio.to_thread(validate, path)
+        assert verdict.returncode == 0, verdict.stdout[-4000:] + verdict.stderr
+        assert "real failures: 0" in verdict.stdout
