@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from decimal import Decimal
+from fractions import Fraction
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -406,33 +408,71 @@ async def test_worker_killed_mid_stream_counts_every_event_exactly_once(apps, wo
     assert [(r["quantity"], r["amount"]) for r in rows] == [("60000", "600.00")]
 
 
+def half_up_fen(value: Fraction) -> str:
+    """A reference rounding, independent of services.common.money: exact fraction → yuan text, half-up."""
+    sign = "-" if value < 0 else ""
+    fen = int(abs(value) * 100 + Fraction(1, 2))  # floor(x + ½) of the absolute value: half away from zero
+    return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
 async def test_every_rollup_gives_the_same_figures_for_the_same_usage(apps, worker):
     """/v1/usage answers from the hourly, daily, department-daily or monthly rollup depending on the question;
-    each must agree to the fen."""
+    every row of every answer must carry the amount worked out here, independently, to the fen."""
     month = datetime(2043, 3, 1, tzinfo=LOCAL_TZ)
     department = await setup_department(apps)
     await setup_rate_card(apps, month, compute_vcpu="0.013", storage_object="0.0007")
     vm, bucket = new_id("vm"), new_id("bkt")
     events = [lifecycle_event(vm, "activated", department, month, system="门户网站"),
               lifecycle_event(bucket, "activated", department, month, kind="bucket", system="档案系统")]
+    # expected exact amounts (fractions of a yuan) per local hour, split in proportion to minutes of overlap
+    price = {vm: Fraction("0.013"), bucket: Fraction("0.0007")}
+    meter = {vm: "compute.vcpu", bucket: "storage.object"}
+    system = {vm: "门户网站", bucket: "档案系统"}
+    hourly: dict[tuple[datetime, str], Fraction] = defaultdict(Fraction)
     for day in range(0, 31, 3):
         t = month + timedelta(days=day, hours=day % 24, minutes=7)
-        events.append(usage_event(vm, "compute.vcpu", f"{day + 1}.333", t, t + timedelta(hours=2)))
-        events.append(usage_event(bucket, "storage.object", f"{day * 10}.5", t))
+        for resource, quantity, minutes in ((vm, f"{day + 1}.333", 120), (bucket, f"{day * 10}.5", 60)):
+            events.append(usage_event(resource, meter[resource], quantity, t, t + timedelta(minutes=minutes)))
+            hour, left = t.replace(minute=0), minutes
+            first = 53  # 07 past the hour to the next hour
+            for overlap in (first, *([60] * ((left - first) // 60)), (left - first) % 60):
+                if overlap:
+                    hourly[hour, resource] += Fraction(quantity) * overlap / minutes * price[resource]
+                hour += timedelta(hours=1)
     await publish(apps, events, worker)
+
+    def expected(key) -> dict:
+        sums: dict = defaultdict(Fraction)
+        for (hour, resource), amount in hourly.items():
+            sums[key(hour, resource)] += amount
+        return {k: half_up_fen(v) for k, v in sums.items()}
+
     span = {"from": "2043-03-01", "to": "2043-04-01", "department": department}
-    answers = {}
-    for group_by in ("resource", "system", "meter", "department"):
-        rows = await usage_rows(apps["query"], FINANCE, **span, group_by=group_by)
-        answers[group_by] = (sum(Decimal(r["quantity"]) for r in rows), sum(Decimal(r["amount"]) for r in rows))
-    totals = await usage_rows(apps["query"], FINANCE, **span)
-    by_day = await usage_rows(apps["query"], FINANCE, **span, granularity="day")
-    by_hour = await usage_rows(apps["query"], FINANCE, **span, granularity="hour")
-    assert [Decimal(r["quantity"]) for r in totals] == [answers["resource"][0]]
-    assert answers["resource"][0] == answers["system"][0] == answers["meter"][0] == answers["department"][0]
-    # per-meter rows are rounded per row; summing them may differ from the rounded total by under a fen per row
-    assert sum(Decimal(r["quantity"]) for r in by_day) == sum(Decimal(r["quantity"]) for r in by_hour) == answers[
-        "resource"][0]
-    exact = sum(Decimal(f"{d + 1}.333") * Decimal("0.013") + Decimal(f"{d * 10}.5") * Decimal("0.0007")
-                for d in range(0, 31, 3))
-    assert Decimal(totals[0]["amount"]) == exact.quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
+
+    async def answer(fields, **params) -> dict:
+        rows = await usage_rows(apps["query"], FINANCE, **span, **params)
+        return {tuple(r[f] for f in fields): r["amount"] for r in rows}
+
+    local_day = lambda hour: hour.date().isoformat()  # noqa: E731  (the hours are local already)
+    cases = [
+        ({"group_by": "resource"}, ("resource_id",), lambda h, r: (r,)),
+        ({"group_by": "system"}, ("system",), lambda h, r: (system[r],)),
+        ({"group_by": "meter"}, ("meter",), lambda h, r: (meter[r],)),
+        ({"group_by": "department"}, ("department_id",), lambda h, r: (department,)),
+        ({}, (), lambda h, r: ()),
+        ({"granularity": "month", "group_by": "meter"}, ("meter",), lambda h, r: (meter[r],)),
+        ({"granularity": "day"}, ("period_start",), lambda h, r: (local_day(h),)),
+        ({"granularity": "day", "group_by": "meter,system"}, ("period_start", "meter", "system"),
+         lambda h, r: (local_day(h), meter[r], system[r])),
+        ({"granularity": "day", "group_by": "department"}, ("period_start", "department_id"),
+         lambda h, r: (local_day(h), department)),
+        ({"granularity": "hour", "group_by": "resource"}, ("period_start", "resource_id"),
+         lambda h, r: (h.isoformat(), r)),
+    ]
+    for params, fields, key in cases:
+        got = await answer(fields, **params)
+        if "period_start" in fields and params["granularity"] == "day":
+            got = {(k[0][:10], *k[1:]): v for k, v in got.items()}
+        assert got == expected(key), params
+    # and the reference itself, by hand: 179.663 vCPU-hours × 0.013 + 1,655.5 GiB-hours × 0.0007 = 3.494469
+    assert expected(lambda h, r: ()) == {(): "3.49"} and len(hourly) == 11 * 3 + 11 * 2
