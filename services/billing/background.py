@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from datetime import UTC, datetime
 from typing import Callable, Collection
 
@@ -20,24 +22,33 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def this_instance() -> str:
+    """How a billing API process names itself on the periods it closes."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 async def billing_tick(engine: AsyncEngine, settings: Settings, producer, now: datetime,
-                       only: Collection[str] | None = None) -> None:
+                       only: Collection[str] | None = None, instance: str | None = None) -> None:
     """One round. Each step is safe with several billing API instances: closing takes an advisory lock (and is
     idempotent), alerts are stored once, and publishing locks the rows it sends."""
-    closed = await close_due_periods(engine, now, settings.close_grace_days, only=only)
+    closed = await close_due_periods(engine, now, settings.close_grace_days, only=only, instance=instance)
     for outcome in closed or []:
-        log.info("period %s closed automatically: %d bills", outcome.period, len(outcome.bills))
+        if outcome.closed_now:  # not a period another instance closed first
+            log.info("period %s closed automatically by %s: %d bills", outcome.period, instance,
+                     len(outcome.bills))
     await evaluate_all_budgets(engine, settings.budget_projection_min_hours)
     if producer is not None:
         await publish_alerts(engine, producer, settings.alerts_topic)
 
 
 async def run_billing_loop(engine: AsyncEngine, settings: Settings, producer, clock: Callable[[], datetime] = utc_now,
-                           interval: float | None = None, only: Collection[str] | None = None) -> None:
+                           interval: float | None = None, only: Collection[str] | None = None,
+                           instance: str | None = None) -> None:
     interval = settings.billing_check_seconds if interval is None else interval
+    instance = instance or this_instance()
     while True:
         try:
-            await billing_tick(engine, settings, producer, clock(), only)
+            await billing_tick(engine, settings, producer, clock(), only, instance)
         except asyncio.CancelledError:
             raise
         except Exception:  # a failed round is logged and retried next round; the loop must not die

@@ -57,9 +57,11 @@ class CloseOutcome:
     closed_now: bool  # False: it was already closed (closing is idempotent)
 
 
-async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_by: str) -> CloseOutcome:
-    """Finalise every bill of ``period``. Closing a closed period changes nothing and returns the same outcome;
-    a period whose month has not ended cannot close (PeriodNotEnded)."""
+async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_by: str,
+                       instance: str | None = None) -> CloseOutcome:
+    """Finalise every bill of ``period``. Closing a closed period changes nothing and returns the same outcome
+    (``closed_now`` False); a period whose month has not ended cannot close (PeriodNotEnded). ``instance`` names
+    the process that closes it, recorded with the period."""
     if not has_ended(period, now):
         raise PeriodNotEnded(f"period: {period} has not ended yet (it ends {month_bounds(period)[1].isoformat()})")
     async with raw_transaction(engine) as conn:
@@ -97,10 +99,11 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
         total = sum((bill.total for bill in computed.bills), Decimal(0))
         close_seq = await conn.fetchval(
             """
-            INSERT INTO billing_periods (period, closed_at, open_at_close, closed_by, bills, total, ledger_seq)
-            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING close_seq
+            INSERT INTO billing_periods (period, closed_at, open_at_close, closed_by, bills, total, ledger_seq,
+                                         closed_by_instance)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING close_seq
             """,
-            period, closed_at, open_now, closed_by, len(issued), total, linked[-1].seq if linked else None,
+            period, closed_at, open_now, closed_by, len(issued), total, linked[-1].seq if linked else None, instance,
         )
         if issued:
             await conn.execute(
@@ -143,7 +146,8 @@ async def _outcome(conn, period: str) -> CloseOutcome | None:
 
 
 async def close_due_periods(engine: AsyncEngine, now: datetime, grace_days: int, closed_by: str = "auto-close",
-                            only: Collection[str] | None = None) -> list[CloseOutcome] | None:
+                            only: Collection[str] | None = None, instance: str | None = None
+                            ) -> list[CloseOutcome] | None:
     """Close every open period (see ``open_periods``) whose grace has passed (``only``: among these), until none
     is left: closing a month makes the one after it a candidate (it carries the late changes), so a backlog of
     months without usage is closed in one round, not one month a round. Returns None when another instance is
@@ -164,7 +168,7 @@ async def close_due_periods(engine: AsyncEngine, now: datetime, grace_days: int,
         if not due:
             return outcomes
         for period in due:
-            outcomes.append(await close_period(engine, period, now, closed_by))
+            outcomes.append(await close_period(engine, period, now, closed_by, instance))
 
 
 @dataclass(frozen=True, slots=True)

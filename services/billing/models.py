@@ -34,6 +34,7 @@ class BillingPeriod(Base):
     # lock): what they write later is stamped with their start instant, listed here, and counts after the close.
     open_at_close: Mapped[list[datetime]] = mapped_column(ARRAY(TIMESTAMP(timezone=True)))
     closed_by: Mapped[str] = mapped_column(Text)
+    closed_by_instance: Mapped[str | None] = mapped_column(Text)  # the process that closed it (migration 0005)
     bills: Mapped[int] = mapped_column(Integer)
     total: Mapped[Decimal]
     ledger_seq: Mapped[int | None] = mapped_column(BigInteger)  # the ledger's head after this close

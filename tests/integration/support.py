@@ -66,14 +66,27 @@ async def stored_count(events: list[dict]) -> int:
         return result.scalar_one()
 
 
-async def wait_stored(events: list[dict], worker=None, timeout: float = 90.0) -> None:
-    """Wait until the worker has committed these events (and so their effect on the rollups)."""
+async def wait_stored(events: list[dict], worker=None, timeout: float = 90.0, stall: float | None = None) -> None:
+    """Wait until the worker has committed these events (and so their effect on the rollups). With ``stall``,
+    ``timeout`` is how long the count may stay still (a consumer group rejoin, a busy machine), not the total
+    time: waits on progress, with a generous overall bound of ten timeouts."""
     wanted = len({(e["source"], e["id"]) for e in events})
+    if stall is None:
+        async def done():
+            return await stored_count(events) >= wanted
 
-    async def done():
-        return await stored_count(events) >= wanted
-
-    await wait_until(done, timeout=timeout, worker=worker)
+        await wait_until(done, timeout=timeout, worker=worker)
+        return
+    start = last_change = time.monotonic()
+    seen = -1
+    while (count := await stored_count(events)) < wanted:
+        now = time.monotonic()
+        if count != seen:
+            seen, last_change = count, now
+        if now - last_change > stall or now - start > 10 * stall:
+            detail = f"\nworker log:\n{worker.log_tail()}" if worker else ""
+            raise AssertionError(f"{count} of {wanted} events stored, no progress for {now - last_change:.0f}s{detail}")
+        await asyncio.sleep(0.2)
 
 
 async def dead_letters(**where) -> list[dict]:

@@ -403,7 +403,7 @@ async def test_worker_killed_mid_stream_counts_every_event_exactly_once(apps, wo
     worker.kill()  # mid-stream: offsets of the batch in flight (and maybe more) are not committed
     assert await stored_count(events) < len(events)
     worker.start()
-    await wait_stored(events, worker, timeout=180)
+    await wait_stored(events, worker, stall=180)  # after a group rejoin: waits while events keep landing
     rows = await usage_rows(apps["query"], FINANCE, **day_params(window, days=10, department=department))
     assert [(r["quantity"], r["amount"]) for r in rows] == [("60000", "600.00")]
 
