@@ -8,6 +8,7 @@ start, an owner for an activation) and the quantity's precision follow in plain 
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -31,8 +32,18 @@ MeterKey = Literal[tuple(meters())]  # type: ignore[valid-type]  # the catalogue
 # validates every event. Anything the quick test does not clear is judged by ``CONTRACT_QUANTITY`` (same words).
 CONTRACT_QUANTITY = TypeAdapter(Annotated[Decimal, Field(ge=0, max_digits=QUANTITY_DIGITS,
                                                          decimal_places=QUANTITY_PLACES)])
-Quantity = Annotated[Decimal, Field(ge=0), WithJsonSchema(CONTRACT_QUANTITY.json_schema())]  # documents the rule
 _MAX_WHOLE_DIGITS = QUANTITY_DIGITS - QUANTITY_PLACES
+# A quantity sent as a string: plain notation in ASCII digits, ≤ 21 whole digits (leading zeros aside), ≤ 9 places
+# (trailing zeros aside). Python's Decimal would also take "١٢٣", "1_000", " 1" and "1e3": the validator refuses
+# what this pattern refuses, and the published JSON Schema carries the same pattern. It means the same in ECMA 262
+# and in Python: no \d (Unicode digits in Python), and it ends with (?![\s\S]), not "$", which Python lets match
+# before a trailing newline.
+QUANTITY_PATTERN = (rf"^(?=[0-9])0*(?:[1-9][0-9]{{0,{_MAX_WHOLE_DIGITS - 1}}})?"
+                    rf"(?:\.(?=[0-9])[0-9]{{0,{QUANTITY_PLACES}}}0*)?(?![\s\S])")
+_QUANTITY_TEXT = re.compile(QUANTITY_PATTERN)
+Quantity = Annotated[Decimal, Field(ge=0), WithJsonSchema({"anyOf": [  # documents the rule
+    {"type": "number", "minimum": 0, "exclusiveMaximum": 10**_MAX_WHOLE_DIGITS},
+    {"type": "string", "pattern": QUANTITY_PATTERN}]})]
 Percent = Annotated[Decimal, Field(ge=0, le=100)]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -109,6 +120,15 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def _quantity_errors(quantity: Decimal, raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        if _QUANTITY_TEXT.fullmatch(raw):
+            return []  # the pattern holds the precision rule too
+        try:
+            CONTRACT_QUANTITY.validate_python(raw)  # pydantic's words for what it refuses too (too many places …)
+        except ValidationError as exc:
+            return [f"data.quantity: {e['msg']}" for e in exc.errors(include_url=False)]
+        return [f"data.quantity: must be a plain decimal in ASCII digits, at most {_MAX_WHOLE_DIGITS} before the "
+                f"point and {QUANTITY_PLACES} after it, got {raw[:40]!r}"]
     _, digits, exponent = quantity.as_tuple()
     if exponent >= -QUANTITY_PLACES and len(digits) + max(exponent, 0) <= _MAX_WHOLE_DIGITS:  # type: ignore[operator]
         return []  # at most 9 places and 21 whole digits: within both limits
