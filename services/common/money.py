@@ -1,14 +1,18 @@
 """Money rules shared by every figure govmeter shows: CNY, to the fen, half-up."""
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 CURRENCY = "CNY"
 FEN = Decimal("0.01")
+# Quantities reach 30 digits (21 whole, 9 places) and amounts more (quantity × a price to 6 places), beyond
+# Decimal's default 28-digit context, which would round them: exact sums and products run with this precision.
+EXACT_DIGITS = 60
+_EXACT = Context(prec=EXACT_DIGITS)
 
 
 def round_fen(amount: Decimal) -> Decimal:
     """Round an exact yuan amount to the fen, half-up (0.005 → 0.01, -0.005 → -0.01)."""
-    return amount.quantize(FEN, rounding=ROUND_HALF_UP)
+    return amount.quantize(FEN, rounding=ROUND_HALF_UP, context=_EXACT)  # 28 digits would refuse ≥ 1e26
 
 
 def quantity_text(value: Decimal) -> str:

@@ -1,7 +1,9 @@
 """Pricing a month of usage into bill lines: tiers in time order, flat sums, rounding, late adjustments."""
 
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
+from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,8 +17,9 @@ from services.billing.domain.bills import (
     settled_figures,
     tier_quantities,
 )
-from services.common.money import round_fen
-from services.metering.domain.rating import Tier, card_prices, graduated_charge
+from services.metering.domain.rating import Tier, card_prices
+from tests.unit.reference import naive_fen, naive_graduated, naive_tier_split
+from tests.unit.strategies import LARGEST_QUANTITY, distinct_texts
 
 MONTH = datetime(2050, 3, 1, tzinfo=UTC) - timedelta(hours=8)  # 2050-03-01 00:00 local
 TIERS_A = {"tiers": [{"up_to": "100", "unit_price": "0.80"}, {"up_to": "250", "unit_price": "0.65"},
@@ -39,9 +42,31 @@ def make_slice(hour_index: int, meter: str, system: str, quantity: Decimal) -> U
     card = CARDS[card_for(hour)]
     price = card.flat.get(meter)
     priced = price is not None or meter in card.tiered
-    return UsageSlice(hour, meter, card.id, system, quantity,
-                      quantity * price if price is not None else Decimal(0),
-                      Decimal(0) if priced else quantity)
+    with localcontext(prec=60):  # exact, as the rollups hold it
+        amount = quantity * price if price is not None else Decimal(0)
+    return UsageSlice(hour, meter, card.id, system, quantity, amount, Decimal(0) if priced else quantity)
+
+
+def tiers_of(card_id: int, meter: str) -> list[tuple]:
+    return [(t.up_to, t.unit_price) for t in CARDS[card_id].tiered[meter]]
+
+
+def naive_lines(slices: list[UsageSlice]) -> dict[str, tuple[Fraction, dict[str, Fraction]]]:
+    """Per meter: the exact amount and the exact amount per system, walking the slices in the documented order
+    (hour, then the card's effective date, then system) with the naive tier arithmetic."""
+    order = sorted(slices, key=lambda s: (s.hour, CARDS[s.rate_card_id].effective_from, s.system))
+    position: dict[str, Fraction] = defaultdict(Fraction)
+    lines: dict[str, tuple[Fraction, dict[str, Fraction]]] = {}
+    for s in order:
+        total, systems = lines.setdefault(s.meter, (Fraction(0), defaultdict(Fraction)))
+        if s.meter in CARDS[s.rate_card_id].tiered:
+            amount = naive_graduated(tiers_of(s.rate_card_id, s.meter), position[s.meter], s.quantity)
+        else:
+            amount = Fraction(s.amount)
+        position[s.meter] += Fraction(s.quantity)
+        lines[s.meter] = (total + amount, systems)
+        systems[s.system] += amount
+    return lines
 
 
 quantities = st.decimals(min_value=Decimal("0.001"), max_value=Decimal("80"), places=3)
@@ -76,14 +101,31 @@ def test_splitting_a_months_usage_into_chunks_in_any_order_never_changes_the_bil
     assert before == after
 
 
+@st.composite
+def hostile_slices(draw):
+    """Usage slices whose systems are hostile text and whose quantities reach the contract's limits."""
+    systems = draw(distinct_texts(3))
+    quantity = st.one_of(quantities, st.decimals(min_value=0, max_value=LARGEST_QUANTITY, places=9))
+    return draw(st.lists(st.builds(make_slice, st.integers(0, 24 * 31 - 1), st.sampled_from(
+        ["compute.vcpu", "network.egress", "storage.block"]), st.sampled_from(systems), quantity), min_size=1,
+        max_size=40))
+
+
 @settings(max_examples=150, deadline=None)
-@given(slices_strategy)
+@given(st.one_of(slices_strategy, hostile_slices()))
 def test_a_line_is_its_exact_amount_rounded_half_up_and_its_systems_add_up_to_it(slices):
-    for line in price_usage(slices, CARDS):
-        assert line.amount == round_fen(line.exact_amount)
+    expected = naive_lines(slices)
+    lines = price_usage(slices, CARDS)
+    assert [line.meter for line in lines] == sorted(expected)
+    for line in lines:
+        exact, systems = expected[line.meter]
+        assert Fraction(line.exact_amount) == exact
+        assert line.amount == naive_fen(exact)
+        assert [s.system for s in line.systems] == sorted(systems)  # every name kept as it came
         assert sum(s.amount for s in line.systems) == line.amount
-        assert sum(s.quantity for s in line.systems) == line.quantity
-        assert sum(p.quantity for p in line.prices) + line.unpriced_quantity == line.quantity
+        assert all(abs(Fraction(s.amount) - systems[s.system]) < Fraction(1, 100) for s in line.systems)
+        assert sum(Fraction(s.quantity) for s in line.systems) == Fraction(line.quantity)
+        assert sum(Fraction(p.quantity) for p in line.prices) + Fraction(line.unpriced_quantity) == line.quantity
 
 
 @settings(max_examples=150, deadline=None)
@@ -93,10 +135,19 @@ def test_under_one_card_a_tiered_meter_costs_the_graduated_charge_of_its_month_t
     slices = [UsageSlice(MONTH + timedelta(hours=h), "network.egress", 1, "sys", q, Decimal(0), Decimal(0))
               for h, q in usage]
     (line,) = price_usage(slices, one_card)
-    total = sum(q for _, q in usage)
-    assert line.exact_amount == graduated_charge(CARDS[1].tiered["network.egress"], Decimal(0), total)
+    total = sum(Fraction(q) for _, q in usage)
+    assert Fraction(line.exact_amount) == naive_graduated(tiers_of(1, "network.egress"), 0, total)
     (price,) = line.prices
-    assert [t.quantity for t in price.tiers] == tier_quantities(CARDS[1].tiered["network.egress"], Decimal(0), total)
+    assert [Fraction(t.quantity) for t in price.tiers] == naive_tier_split(tiers_of(1, "network.egress"), 0, total)
+
+
+def test_a_month_of_tiered_usage_worked_by_hand():
+    slices = [UsageSlice(MONTH + timedelta(hours=h), "network.egress", 1, "a", Decimal(q), Decimal(0), Decimal(0))
+              for h, q in ((5, "60"), (1, "70.5"), (9, "200"))]
+    (line,) = price_usage(slices, {1: CARDS[1]})
+    # 330.5 units: 100 × 0.80 + 150 × 0.65 + 80.5 × 0.50 = 80 + 97.50 + 40.25
+    assert (line.exact_amount, line.amount) == (Decimal("217.75"), Decimal("217.75"))
+    assert [t.quantity for t in line.prices[0].tiers] == [100, 150, Decimal("80.5")]
 
 
 def test_a_mid_month_card_prices_later_slices_and_keeps_the_tier_position():
@@ -123,13 +174,14 @@ def test_tier_quantities_cover_the_quantity_and_price_to_the_graduated_charge(bo
     tiers = tuple(Tier(up, Decimal(p) / 100) for up, (_, p) in zip(ups, bounds)) + (Tier(None, Decimal("0.01")),)
     quantity = Decimal("123.45")
     parts = tier_quantities(tiers, position, quantity)
-    assert sum(parts) == quantity
-    assert sum(q * t.unit_price for q, t in zip(parts, tiers)) == graduated_charge(tiers, position, quantity)
+    naive = [(t.up_to, t.unit_price) for t in tiers]
+    assert [Fraction(p) for p in parts] == naive_tier_split(naive, position, quantity)
+    assert sum(q * t.unit_price for q, t in zip(parts, tiers)) == naive_graduated(naive, position, quantity)
 
 
 @given(st.lists(st.decimals(0, 1000, places=6), min_size=1, max_size=12))
 def test_allocation_adds_up_and_stays_within_a_fen_of_each_part(parts):
-    total = round_fen(sum(parts))
+    total = naive_fen(sum(Fraction(p) for p in parts))
     shares = allocate_fen(total, parts)
     assert sum(shares) == total
     assert all(abs(share - part) < Decimal("0.01") for share, part in zip(shares, parts))

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +15,8 @@ from services.metering.domain.rating import (
     graduated_charge,
     rate_usage,
 )
+from tests.unit.reference import naive_fen, naive_graduated
+from tests.unit.strategies import LARGEST_QUANTITY
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -28,6 +31,14 @@ def test_round_fen_is_half_up_including_negatives():
     assert round_fen(Decimal("-0.005")) == Decimal("-0.01")
     assert round_fen(Decimal("2.675")) == Decimal("2.68")
     assert yuan_text(Decimal("3")) == "3.00"
+
+
+@given(st.one_of(st.decimals(min_value=-10**12, max_value=10**12, places=6, allow_nan=False, allow_infinity=False),
+                 st.decimals(min_value=-10**30, max_value=10**30, places=12, allow_nan=False, allow_infinity=False),
+                 st.builds(lambda fen, extra: Decimal(fen) / 100 + Decimal(extra) / 1000, st.integers(-10**6, 10**6),
+                           st.sampled_from([-5, 5]))))  # exact halves of a fen, both signs
+def test_round_fen_agrees_with_a_naive_half_up_to_the_largest_amounts(amount):
+    assert round_fen(amount) == naive_fen(amount)
 
 
 def test_card_at_picks_the_newest_card_in_force():
@@ -85,12 +96,24 @@ def test_graduated_charge_crosses_tiers():
     assert graduated_charge(TIERS, Decimal(1200), Decimal(10)) == Decimal("5.00")
 
 
-@given(st.lists(st.decimals(min_value=0, max_value=5000, places=3), min_size=1, max_size=30))
+NAIVE_TIERS = [(t.up_to, t.unit_price) for t in TIERS]
+
+
+def exact_decimal(value: Fraction) -> Decimal:
+    """A sum of decimals with at most 9 places, back as an exact Decimal."""
+    return Decimal(f"{value.numerator * 10**9 // value.denominator}E-9")  # from text: exact at any length
+
+
+@given(st.lists(st.one_of(st.decimals(min_value=0, max_value=5000, places=3),
+                          st.decimals(min_value=0, max_value=LARGEST_QUANTITY, places=9)), min_size=1, max_size=30))
 def test_graduated_charge_does_not_depend_on_how_usage_is_split(pieces):
-    total = sum(pieces, Decimal(0))
-    position = Decimal(0)
-    charged = Decimal(0)
+    """Piece by piece from the running position, each against the naive difference of cumulative charges, and
+    the pieces' charges add up to the charge of their total (exact sums: the test's own Decimal context would
+    round 30-digit quantities)."""
+    position, charged = Fraction(0), Fraction(0)
     for piece in pieces:
-        charged += graduated_charge(TIERS, position, piece)
-        position += piece
-    assert charged == graduated_charge(TIERS, Decimal(0), total)
+        charge = graduated_charge(TIERS, exact_decimal(position), piece)
+        assert charge == naive_graduated(NAIVE_TIERS, position, piece)
+        charged += Fraction(charge)
+        position += Fraction(piece)
+    assert Fraction(graduated_charge(TIERS, Decimal(0), exact_decimal(position))) == charged

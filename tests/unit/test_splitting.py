@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -7,8 +8,15 @@ from hypothesis import strategies as st
 from services.metering.domain.splitting import split_into_hours
 
 T0 = datetime(2026, 10, 31, 15, 0, tzinfo=UTC)  # 23:00 local on the last day of October
+STEP = Fraction(1, 10**9)  # the documented precision of a part
 
-quantities = st.decimals(min_value=0, max_value=10**9, places=9, allow_nan=False, allow_infinity=False)
+# Up to the contract's limits: 21 whole digits and 9 places (30 digits, beyond the default 28-digit context).
+LARGEST = Decimal("999999999999999999999.999999999")
+quantities = st.one_of(
+    st.decimals(min_value=0, max_value=LARGEST, places=9, allow_nan=False, allow_infinity=False),
+    st.decimals(min_value=0, max_value=10**9, places=9, allow_nan=False, allow_infinity=False),
+    st.sampled_from([LARGEST, Decimal("0.000000001"), Decimal(0), Decimal("1E+20")]),
+)
 offsets = st.integers(min_value=0, max_value=10 * 24 * 3600 * 1000)
 lengths = st.integers(min_value=1, max_value=72 * 3600 * 1000)
 
@@ -18,7 +26,7 @@ def test_parts_sum_exactly_to_the_event_quantity(quantity, offset_ms, length_ms)
     start = T0 + timedelta(milliseconds=offset_ms)
     end = start + timedelta(milliseconds=length_ms)
     parts = split_into_hours(start, end, quantity)
-    assert sum((p.quantity for p in parts), Decimal(0)) == quantity
+    assert sum(Fraction(p.quantity) for p in parts) == quantity  # exact: a Decimal sum would round at 28 digits
     assert all(p.quantity >= 0 for p in parts)
     assert all(p.quantity.as_tuple().exponent >= -9 for p in parts)
 
@@ -35,6 +43,27 @@ def test_slices_cover_consecutive_hours_and_start_inside_their_hour(quantity, of
     for p in parts:
         assert p.hour <= p.start < p.hour + timedelta(hours=1)
     assert parts[-1].hour < end <= parts[-1].hour + timedelta(hours=1)
+
+
+@given(quantities, offsets, st.integers(min_value=3600 * 1000, max_value=72 * 3600 * 1000))
+def test_each_hours_part_is_proportional_to_its_overlap_within_1e_9(quantity, offset_ms, length_ms):
+    """Against exact fractions of the overlap: every part but the last is its share rounded down (less than 1e-9
+    under it), and the last takes the remainder (under 1e-9 over its share per part before it)."""
+    start = T0 + timedelta(milliseconds=offset_ms)
+    end = start + timedelta(milliseconds=length_ms)
+    parts = split_into_hours(start, end, quantity)
+    hour = datetime(start.year, start.month, start.day, start.hour, tzinfo=UTC)
+    shares = []
+    while hour < end:  # the hours [start, end) touches, each with its exact share of the quantity
+        overlap = min(end, hour + timedelta(hours=1)) - max(start, hour)
+        shares.append((hour, Fraction(quantity) * Fraction(overlap / timedelta(microseconds=1))
+                       / Fraction((end - start) / timedelta(microseconds=1))))
+        hour += timedelta(hours=1)
+    assert [p.hour for p in parts] == [h for h, _ in shares]
+    for part, (_, share) in zip(parts[:-1], shares):
+        assert share - STEP < Fraction(part.quantity) <= share
+    last = Fraction(parts[-1].quantity) - shares[-1][1]
+    assert 0 <= last < STEP * len(parts)
 
 
 def test_split_is_proportional_to_overlap():

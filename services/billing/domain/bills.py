@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Iterable, Mapping, Sequence
 
-from services.common.money import FEN, round_fen
+from services.common.money import EXACT_DIGITS, FEN, round_fen
 from services.metering.domain.rating import RateCardPrices, Tier, graduated_charge
 
 ZERO = Decimal(0)
@@ -176,7 +176,11 @@ def price_usage(slices: Iterable[UsageSlice], cards: Mapping[int, RateCardPrices
     quantity so far this month (all of it, whichever card or system it came from), taking slices in order of
     hour, then the effective date of their card, then system. The order of ``slices`` and how a slice's quantity
     is split into several slices do not change any line."""
+    with localcontext(prec=EXACT_DIGITS):  # month totals of 30-digit quantities and their amounts stay exact
+        return _price_usage(slices, cards)
 
+
+def _price_usage(slices: Iterable[UsageSlice], cards: Mapping[int, RateCardPrices]) -> list[BillLine]:
     def order(s: UsageSlice):
         card = cards.get(s.rate_card_id)
         when = _naive_utc(card.effective_from) if card else _EARLIEST
