@@ -55,17 +55,19 @@ def test_late_changes_go_to_the_next_open_period():
     assert previous_month("2051-01") == "2050-12"
 
 
-@given(st.sets(st.integers(0, 30), max_size=20), st.integers(0, 30))
-def test_every_closed_period_is_carried_by_exactly_the_open_period_after_it(closed_indexes, target):
+@given(st.integers(1, 40), st.integers(1, 12), st.sets(st.integers(0, 60), max_size=30))
+def test_every_closed_period_is_carried_by_exactly_the_open_period_after_it(target, run, others):
+    """The open period ``target`` with a run of ``run`` closed months just before it (always: the case the rule
+    is about), other closed months anywhere else except ``target`` itself."""
     def month(i):
         return f"{2050 + i // 12}-{i % 12 + 1:02d}"
 
-    closed = {month(i) for i in closed_indexes}
-    open_period = month(target)
-    if open_period in closed:
-        return
-    for period in closed_run_before(open_period, closed):
-        assert next_open_period(period, closed) == open_period
+    run = min(run, target)
+    before = [month(i) for i in range(target - run, target)]
+    closed = ({month(i) for i in others} - {month(target), month(target - run - 1)}) | set(before)
+    assert closed_run_before(month(target), closed) == before
+    for period in before:
+        assert next_open_period(period, closed) == month(target)
 
 
 def test_bill_numbers():

@@ -42,11 +42,33 @@ def test_spend_at_or_below_the_median_never_warns(baseline, spend):
     assert spend_anomaly(baseline, min(spend, center)) is None
 
 
-@given(st.lists(money, min_size=14, max_size=14), money, money)
-def test_a_larger_spend_warns_whenever_a_smaller_one_does(baseline, a, b):
-    low, high = sorted((a, b))
-    if spend_anomaly(baseline, low) is not None:
-        assert spend_anomaly(baseline, high) is not None
+@st.composite
+def outlier_cases(draw):
+    """A baseline with at least 7 days of spend and a spend that is an outlier by the README's formula, worked
+    out here independently: z = 0.6745·(x − median)/MAD′ > 3.5 with MAD′ = max(MAD, 5 % of |median|, 0.01)."""
+    active = draw(st.lists(money.filter(lambda v: v != 0), min_size=7, max_size=14))
+    baseline = draw(st.permutations(active + [D(0)] * (14 - len(active))))
+    ordered = sorted(baseline)
+    center = (ordered[6] + ordered[7]) / 2
+    deviations = sorted(abs(v - center) for v in baseline)
+    mad_used = max((deviations[6] + deviations[7]) / 2, D("0.05") * center, D("0.01"))
+    z = draw(st.decimals(min_value=D("3.51"), max_value=1000, places=2))
+    low = center + z * mad_used / D("0.6745")
+    return baseline, low, z
+
+
+@given(outlier_cases(), st.decimals(min_value=0, max_value=10**6, places=2))
+def test_a_larger_spend_warns_whenever_a_smaller_one_does(case, more):
+    baseline, low, _ = case
+    assert spend_anomaly(baseline, low) is not None  # every generated case is an outlier: the rule is exercised
+    assert spend_anomaly(baseline, low + more) is not None
+
+
+@given(outlier_cases())
+def test_an_outliers_figures_are_the_formulas(case):
+    baseline, spend, z = case
+    anomaly = spend_anomaly(baseline, spend)
+    assert anomaly is not None and abs(anomaly.robust_z - z) < D("1E-20")
 
 
 def test_the_threshold_is_configurable():
