@@ -358,3 +358,54 @@ async def test_budget_basis_from_the_trailing_twelve_months_in_json_csv_and_xlsx
     csv_text = (await apps["query"].get("/v1/reports/budget-basis", params={**params, "format": "csv", "lang": "en"},
                                         headers=FINANCE)).text
     assert "Proposed basis (CNY)" in csv_text.splitlines()[0] and f"{B},市公安局" in csv_text
+
+
+async def test_waste_finds_nothing_where_each_rule_must_not_fire(apps, worker):
+    """One department whose every resource misses exactly one condition of a waste rule (era 2079), and one
+    control that meets them all (an unattached, billed volume), so that "nothing" is not an empty report."""
+    dep, run = f"waste-none-{RUN}", uuid.uuid4().hex[:6]
+    assert (await apps["billing"].post("/v1/departments", json={"id": dep, "name": "市统计局"},
+                                       headers=ADMIN)).status_code == 201
+    card = {"version": f"waste-none-{run}", "effective_from": local(date(2079, 1, 1)).isoformat(), "prices": PRICES}
+    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    as_of, since = date(2079, 3, 1), local(date(2079, 1, 1))
+    fortnight = [as_of - timedelta(days=d) for d in range(14, 0, -1)]
+    busy, egress, thin, unbilled, resized, vol_on, ip_on, vol_new, vol_free, control = (
+        f"{name}-{run}" for name in ("busy", "egress", "thin", "unbilled", "resized", "volon", "ipon", "volnew",
+                                     "volfree", "control"))
+    events = [
+        lifecycle_event(busy, "activated", dep, since, spec={"vcpu": 8, "memory_gib": 32}),  # p95 25 %: not oversized
+        lifecycle_event(egress, "activated", dep, since, spec={"vcpu": 1, "memory_gib": 2}),  # quiet, but sends data
+        lifecycle_event(thin, "activated", dep, since, spec={"vcpu": 8, "memory_gib": 32}),  # 1 %, seen 5 days of 7
+        lifecycle_event(unbilled, "activated", dep, since, spec={"vcpu": 1, "memory_gib": 2}),  # idle, never billed
+        lifecycle_event(resized, "activated", dep, since, spec={"vcpu": 8, "memory_gib": 32}),
+        lifecycle_event(resized, "changed", dep, local(date(2079, 2, 20)), spec={"vcpu": 4, "memory_gib": 16}),
+        lifecycle_event(vol_on, "activated", dep, since, kind="volume", spec={"size_gib": 100, "attached_to": busy}),
+        lifecycle_event(ip_on, "activated", dep, since, kind="ip", spec={"attached_to": busy}),
+        lifecycle_event(vol_new, "activated", dep, local(date(2079, 2, 26)), kind="volume", spec={"size_gib": 100}),
+        lifecycle_event(vol_free, "activated", dep, since, kind="volume", spec={"size_gib": 100}),  # never billed
+        lifecycle_event(control, "activated", dep, since, kind="volume", spec={"size_gib": 100, "attached_to": ""}),
+    ]
+    for day in fortnight:
+        start, end = local(day), local(day + timedelta(days=1))
+        events += [usage_event(vm, "compute.vcpu", "24", start, end) for vm in (busy, egress, thin, resized)]
+        events += [usage_event(vm, "network.egress", "0.5", start, end) for vm in (egress, resized)]
+        events += [usage_event(vol_on, "storage.block", "2400", start, end),
+                   usage_event(control, "storage.block", "2400", start, end),
+                   usage_event(ip_on, "network.public_ip", "24", start, end)]
+        if day >= date(2079, 2, 26):
+            events.append(usage_event(vol_new, "storage.block", "2400", start, end))
+        events += [utilization_event(busy, 25, 50, start, end), utilization_event(egress, 2, 10, start, end),
+                   utilization_event(unbilled, 1, 10, start, end), utilization_event(resized, 2, 10, start, end)]
+        if day >= date(2079, 2, 24):  # 5 of the idle window's 7 days: 71 % < the 80 % of evidence asked for
+            events.append(utilization_event(thin, 1, 10, start, end))
+    response = await post_events(apps["metering"], events)
+    assert response.status_code == 202 and response.json()["accepted"] == len(events), response.text
+    await wait_stored(events, worker)
+    report = await apps["query"].get("/v1/reports/waste", params={"as_of": as_of.isoformat(), "department": dep},
+                                     headers=FINANCE)
+    assert report.status_code == 200, report.text
+    findings = report.json()["findings"]
+    # only the control: 100 GiB × 720 h × 0.001 a month
+    assert [(f["kind"], f["resource_id"], f["monthly_saving"]) for f in findings] == [
+        ("unattached_volume", control, "72.00")]
