@@ -353,6 +353,46 @@ async def test_budget_alerts_at_50_80_100_percent_and_on_a_projected_overrun_are
                                       headers=auth("department", dep))).status_code == 403
 
 
+async def test_budget_alerts_across_several_months_count_final_bills_and_drafts_and_project_each_month(apps,
+                                                                                                     worker):
+    """A year in four months (2077): January and February closed (final bills), March open with a late January
+    adjustment, then April. Figures worked by hand; ¥1.00 a vCPU unit, budget ¥1,000."""
+    dep = await department(apps)
+    await rate_card(apps, local(2077, 1, 1), compute_vcpu="1.00")
+    vm = new_id("vm")
+
+    def hours(month: int, count: int, quantity: str) -> list[dict]:
+        return [usage_event(vm, "compute.vcpu", quantity, local(2077, month, 1) + timedelta(hours=h))
+                for h in range(count)]
+
+    async def put_budget() -> list[tuple]:
+        response = await apps["billing"].put(f"/v1/budgets/{dep}/2077", json={"amount": "1000.00"}, headers=FINANCE)
+        assert response.status_code == 200, response.text
+        return response.json()["spend"], sorted((a["kind"], a["period"], a["projected"]) for a in
+                                                response.json()["alerts"])
+
+    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2077, 1, 1)), *hours(1, 24, "1")], worker)
+    # January: 24.00 over 24 of 744 hours → 744.00 a month; × 12 months = 8928.00
+    assert await put_budget() == ("24.00", [("projected_overrun", "2077-01", "8928.00")])
+    await close(apps, "2077-01", local(2077, 2, 1))
+    await publish(apps, hours(2, 48, "5"), worker)
+    # February: 240.00 over 48 of 672 hours → 3360.00 a month; 24.00 (January, final) + 3360.00 × 11 = 36984.00
+    assert await put_budget() == ("264.00", [("projected_overrun", "2077-02", "36984.00")])
+    await close(apps, "2077-02", local(2077, 3, 1))
+    await publish(apps, [*hours(3, 24, "12.5"), usage_event(vm, "compute.vcpu", "10", local(2077, 1, 20))], worker)
+    # March: 300.00 over 24 of 744 hours → 9300.00 a month, and January's late 10.00 on March's bill:
+    # spend 24 + 240 + 310 = 574.00 (50 % reached); projected 264.00 + 10.00 + 9300.00 × 10 = 93274.00
+    assert await put_budget() == ("574.00", [("projected_overrun", "2077-03", "93274.00"), ("spend_50", None, None)])
+    assert await put_budget() == ("574.00", [])  # stored once: nothing new
+    await publish(apps, hours(4, 24, "10"), worker)
+    # April: 240.00 over 24 of 720 hours → 7200.00 a month; spend 814.00 (80 %); 574.00 + 7200.00 × 9 = 65374.00
+    assert await put_budget() == ("814.00", [("projected_overrun", "2077-04", "65374.00"), ("spend_80", None, None)])
+    alerts = await apps["billing"].get("/v1/alerts", params={"year": 2077}, headers=auth("department", dep))
+    assert sorted((a["kind"], a["period"]) for a in alerts.json()) == [
+        ("projected_overrun", "2077-01"), ("projected_overrun", "2077-02"), ("projected_overrun", "2077-03"),
+        ("projected_overrun", "2077-04"), ("spend_50", None), ("spend_80", None)]
+
+
 async def test_a_department_reads_only_its_own_bills_on_every_endpoint(apps, worker):
     mine, theirs = await two_departments_with_usage(apps, worker, 2057)
     token, billing = auth("department", mine), apps["billing"]
