@@ -222,6 +222,18 @@ async def test_a_rate_card_starting_mid_month_reprices_from_that_instant_even_fo
     # and usage arriving afterwards is priced by the card in force at its time
     await publish(apps, [usage_event(vm, "compute.vcpu", "2", window + timedelta(days=14, hours=6))], worker)
     assert [r["amount"] for r in await usage_rows(apps["query"], FINANCE, **params)] == ["1.20"]
+    # a card starting inside an hour prices the slices that start at or after it, not the whole hour: stored
+    # usage from 10:45 to 11:45 (2 units, 0.25: 0.50) is re-priced to 0.50 a unit by a card from 10:30
+    day = window + timedelta(days=14)
+    await publish(apps, [usage_event(vm, "compute.vcpu", "2", day + timedelta(hours=10, minutes=45),
+                                     day + timedelta(hours=11, minutes=45))], worker)
+    assert [r["amount"] for r in await usage_rows(apps["query"], FINANCE, **params)] == ["1.70"]
+    await setup_rate_card(apps, day + timedelta(hours=10, minutes=30), compute_vcpu="0.50")
+    assert [r["amount"] for r in await usage_rows(apps["query"], FINANCE, **params)] == ["2.20"]
+    # new usage from 10:20 to 10:40: its one slice starts before the card (0.25), 2 units: 0.50
+    await publish(apps, [usage_event(vm, "compute.vcpu", "2", day + timedelta(hours=10, minutes=20),
+                                     day + timedelta(hours=10, minutes=40))], worker)
+    assert [r["amount"] for r in await usage_rows(apps["query"], FINANCE, **params)] == ["2.70"]
 
 
 async def test_unpriced_meters_are_rated_zero_and_reported(apps, worker, window):
