@@ -180,11 +180,21 @@ async def test_usage_follows_the_owner_at_each_slice_time_through_change_and_ter
         # after termination nobody owns it: kept unattributed
         usage_event(vm, "compute.vcpu", "1", window + timedelta(hours=5)),
     ]
+    # an owner change inside an hour: a slice belongs to the owner at its start, not at its hour's start
+    other = new_id("vm")
+    events += [
+        lifecycle_event(other, "activated", first, window),
+        lifecycle_event(other, "changed", second, window + timedelta(hours=1, minutes=30)),
+        usage_event(other, "compute.vcpu", "2", window + timedelta(hours=1, minutes=10),
+                    window + timedelta(hours=1, minutes=20)),  # the first's
+        usage_event(other, "compute.vcpu", "3", window + timedelta(hours=1, minutes=40),
+                    window + timedelta(hours=1, minutes=50)),  # the second's
+    ]
     await publish(apps, events, worker)
     rows = await usage_rows(apps["query"], FINANCE, **day_params(window, group_by="department"))
     by_department = {r["department_id"]: (r["quantity"], r["amount"]) for r in rows}
-    assert by_department[first] == ("4", "4.00")
-    assert by_department[second] == ("4", "4.00")
+    assert by_department[first] == ("6", "6.00")
+    assert by_department[second] == ("7", "7.00")
 
 
 async def test_an_event_straddling_a_local_month_end_is_split_into_both_months(apps, worker):
