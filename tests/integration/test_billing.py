@@ -214,6 +214,16 @@ async def test_a_closed_bill_never_changes_and_late_usage_is_adjusted_once_on_th
     assert periods["2052-03"]["closes_at"] == "2052-04-04T00:00:00+08:00"
 
 
+async def test_a_bill_line_of_exactly_half_a_fen_rounds_up_on_the_draft_and_the_final_bill(apps, worker):
+    # 0.125 + 2.2 vCPU-hours at ¥1.00 = 2.325 exactly: half-up gives 2.33 (half-even would give 2.32)
+    dep, _ = await department_using_a_vm(apps, worker, 2064, ("0.125", local(2064, 1, 5)), ("2.2", local(2064, 1, 6)))
+    draft = await get_bill(apps, f"GM-2064-01-{dep}")
+    assert ([(line["amount"], line["systems"][0]["amount"]) for line in draft["lines"]], draft["total"]) == (
+        [("2.33", "2.33")], "2.33")
+    await close(apps, "2064-01", local(2064, 2, 1))
+    assert (await get_bill(apps, f"GM-2064-01-{dep}"))["total"] == "2.33"
+
+
 async def test_late_ownership_and_price_changes_to_a_closed_month_are_adjusted_for_each_department(apps, worker):
     first, second = await department(apps), await department(apps, "市教育局")
     await rate_card(apps, local(2053, 1, 1), compute_vcpu="1.00",
