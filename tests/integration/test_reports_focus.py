@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import os
+import re
 import subprocess
 import uuid
 from collections import defaultdict
@@ -131,6 +132,30 @@ async def test_focus_billed_cost_per_invoice_equals_each_bill_to_the_fen(apps, m
     rounding = [r for r in rows if r["ChargeCategory"] == "Adjustment"]
     assert {(r["InvoiceId"], r["SkuId"] or None) for r in rounding} == {
         (f"GM-{MONTH}-{X}", None), (f"GM-{MONTH}-{Y}", None)}
+
+
+INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+
+async def test_focus_rows_hold_only_values_the_specification_allows(may, late):
+    """What focus-validator 2.2 does not catch on this export (it skips most rules, and took a lowercase
+    ChargeCategory and an instant without its Z): allowed values, instants, and each usage row's cost."""
+    rows = may["rows"] + list(csv.DictReader(io.StringIO(late)))
+    for row in rows:
+        assert row["ChargeCategory"] in {"Usage", "Purchase", "Tax", "Credit", "Adjustment"}, row
+        assert row["ChargeClass"] in {"", "Correction"} and row["BillingCurrency"] == "CNY", row
+        assert row["ChargeFrequency"] in {"One-Time", "Recurring", "Usage-Based"}, row
+        instants = [row[c] for c in ("ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd")]
+        assert all(INSTANT.match(i) for i in instants), row
+        assert instants[0] < instants[1] and instants[2] < instants[3], row
+        if row["ChargeClass"] != "Correction":  # a correction is dated in the period it corrects
+            assert instants[2] <= instants[0] and instants[1] <= instants[3], row
+        for column in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost"):
+            assert D(row[column]) == D(row["BilledCost"]), row
+        if row["ChargeCategory"] == "Usage" and row["ChargeClass"] == "":  # corrections carry an amount only
+            assert D(row["PricingQuantity"]) >= 0 and D(row["ListUnitPrice"]) >= 0, row
+            assert D(row["PricingQuantity"]) * D(row["ListUnitPrice"]) == D(row["BilledCost"]), row
+    assert {r["ChargeCategory"] for r in rows} == {"Usage", "Adjustment", "Credit"}
 
 
 async def test_focus_export_shows_a_department_only_its_own_rows(apps, may):
