@@ -3,13 +3,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
-from schemas.events import canonical_payload, validate_event
+from schemas.events import canonical_payload, event_identity, validate_event
 from services.common.periods import month_bounds, month_of, next_month, parse_bound
+from tests.unit.strategies import hostile_text
 
 
 def usage(**data):
@@ -119,3 +121,15 @@ def test_a_date_bound_means_local_midnight():
     assert parse_bound("2026-11-01").astimezone(UTC) == datetime(2026, 10, 31, 16, tzinfo=UTC)
     with pytest.raises(ValueError):
         parse_bound("2026-11-01T00:00:00")
+
+
+@given(hostile_text, hostile_text, hostile_text, hostile_text)
+def test_any_id_source_subject_and_system_are_stored_and_named_exactly_as_sent(event_id, source, subject, system):
+    """The dedupe key and the stored payload keep hostile text exactly, whatever the key order (whether such an
+    id is accepted at all is the validator's business, not the store's)."""
+    event = dict(usage(), id=event_id, source=source, subject=subject)
+    event["data"]["attributes"] = {"system": system, system: event_id}
+    assert event_identity(event) == (source, event_id)
+    stored = canonical_payload(event)
+    assert orjson.loads(stored) == event
+    assert canonical_payload(dict(reversed(list(event.items())))) == stored
