@@ -15,6 +15,7 @@ from fastapi import HTTPException, status
 from fastapi.responses import Response
 
 from services.common.periods import local_midnight
+from services.common.spreadsheet import InertCsvWriter, append_inert_row
 from services.metering.domain.rating import RateCardPrices, card_at
 from services.metering.utilization import BUCKETS, percentile
 
@@ -63,7 +64,7 @@ def day_bounds(first: date, end: date) -> tuple[datetime, datetime]:
 
 def csv_response(header: list[str], rows: Iterable[Sequence[Any]], filename: str, bom: bool = True) -> Response:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = InertCsvWriter(buffer, lineterminator="\r\n")
     writer.writerow(header)
     for row in rows:
         writer.writerow(["" if v is None else v for v in row])
@@ -82,11 +83,11 @@ def xlsx_response(sheets: list[tuple[str, list[str], list[Sequence[Any]]]], file
     book.remove(book.active)
     for title, header, rows in sheets:
         sheet = book.create_sheet(title[:31])
-        sheet.append(header)
+        append_inert_row(sheet, header)
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for row in rows:
-            sheet.append(list(row))  # Decimal cells are stored as numbers
+            append_inert_row(sheet, row)  # Decimal cells are stored as numbers, text as inert strings
         sheet.freeze_panes = "A2"
         for index, name in enumerate(header, start=1):
             sheet.column_dimensions[get_column_letter(index)].width = max(10, min(40, 2 * len(str(name)) + 2))
