@@ -54,6 +54,7 @@ from services.billing.store import AlreadyExists, add_department, add_rate_card,
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
+from services.common.decimal_json import DecimalJSONRoute
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
 from services.common.periods import LOCAL_TZ, parse_month
@@ -73,6 +74,7 @@ bills_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "resource_int
 bill_digests = DigestMemo(bills_cache)  # closed months' usage fingerprints, kept while usage_daily is unchanged
 app = FastAPI(title="govmeter billing API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
+app.router.route_class = DecimalJSONRoute  # JSON numbers in bodies (prices, amounts) parsed as Decimal
 add_health_route(app)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]

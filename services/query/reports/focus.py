@@ -29,7 +29,7 @@ from schemas.api import Role
 from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
-from services.common.money import CURRENCY, quantity_text
+from services.common.money import CURRENCY, exact, quantity_text
 from services.common.periods import month_bounds, parse_month
 from services.metering.store import load_rate_cards
 from services.query.reports.charges import ChargeRow, invoice_id, invoice_lines, local_day_start, month_charges
@@ -103,6 +103,7 @@ def _decimal(value: Decimal | None) -> str:
     return text if "." in text else text + ".0"
 
 
+@exact
 def focus_rows(month: str, charges: list[ChargeRow], names: dict[str, str], kinds: dict[str, str],
                versions: dict[int, str], lang: str = "zh", bills: dict[str, dict] | None = None) -> list[dict]:
     """The export's rows (pure): usage rows; per bill line, an ``Adjustment`` for what the bill's line differs
