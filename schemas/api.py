@@ -50,8 +50,11 @@ class IngestResult(BaseModel):
     rejected: list[RejectedEvent]
 
 
+DEPARTMENT_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
 class DepartmentIn(BaseModel):
-    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=DEPARTMENT_ID_PATTERN)]
     name: Annotated[str, Field(min_length=1, max_length=200)]
 
 

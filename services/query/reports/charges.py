@@ -9,6 +9,7 @@ fen; the invoice total is the sum of its lines. Unattributed usage belongs to no
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -64,7 +65,7 @@ async def month_charges(conn, month: str, department: str | None = None,
         """,
         *args,
     )
-    return charge_rows(rows, by_id)
+    return await asyncio.to_thread(charge_rows, rows, by_id)  # a month can be many rows: off the event loop
 
 
 @exact

@@ -3,16 +3,15 @@ several reports make (department names, usage per day, utilisation statistics, a
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from fastapi import HTTPException, status
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from services.common.periods import local_midnight
 from services.common.spreadsheet import InertCsvWriter, append_inert_row
@@ -62,15 +61,30 @@ def day_bounds(first: date, end: date) -> tuple[datetime, datetime]:
     return local_midnight(first), local_midnight(end)
 
 
+CSV_CHUNK = 256 * 1024  # characters of CSV text per chunk sent
+
+
 def csv_response(header: list[str], rows: Iterable[Sequence[Any]], filename: str, bom: bool = True) -> Response:
+    """A CSV download, streamed: ``rows`` (best a generator that builds them) are written in chunks in the thread
+    pool (Starlette iterates a plain iterator there), so a large export neither waits whole in memory nor holds
+    the event loop."""
+    return StreamingResponse(_csv_chunks(header, rows, bom), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _csv_chunks(header: list[str], rows: Iterable[Sequence[Any]], bom: bool) -> Iterator[bytes]:
     buffer = io.StringIO()
+    if bom:  # spreadsheet programs then read the Chinese labels as UTF-8 (machine formats such as FOCUS go without)
+        buffer.write("\ufeff")
     writer = InertCsvWriter(buffer, lineterminator="\r\n")
     writer.writerow(header)
     for row in rows:
         writer.writerow(["" if v is None else v for v in row])
-    # A BOM makes spreadsheet programs read the Chinese labels as UTF-8 (machine formats such as FOCUS go without).
-    return Response(("\ufeff" if bom else "") + buffer.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        if buffer.tell() >= CSV_CHUNK:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
 
 
 def xlsx_response(sheets: list[tuple[str, list[str], list[Sequence[Any]]]], filename: str) -> Response:
