@@ -2,7 +2,7 @@
 information system of the shape ``=HYPERLINK(...)`` reach the final bill's CSV, the FOCUS export, the utilisation
 report and the budget-basis workbook as inert text, while numbers, negative ones included, stay numbers.
 
-Era: 2150–2151 (rate cards are global and effective-dated; other tests live in other years)."""
+Era: 2044–2045 (rate cards are global and effective-dated; other tests live in other years)."""
 
 from __future__ import annotations
 
@@ -56,10 +56,10 @@ async def evil_department(apps, worker, year: int) -> tuple[str, str]:
 
 
 async def test_formula_text_is_inert_in_every_csv_and_xlsx_and_numbers_stay_numbers(apps, worker):
-    dep, _ = await evil_department(apps, worker, 2150)
-    await close(apps, "2150-01", local(2150, 2, 5))
+    dep, _ = await evil_department(apps, worker, 2044)
+    await close(apps, "2044-01", local(2044, 2, 5))
 
-    bill_csv = await apps["billing"].get(f"/v1/bills/GM-2150-01-{dep}.csv", headers=FINANCE)
+    bill_csv = await apps["billing"].get(f"/v1/bills/GM-2044-01-{dep}.csv", headers=FINANCE)
     assert bill_csv.status_code == 200
     rows = list(csv.reader(io.StringIO(bill_csv.content.decode("utf-8-sig"))))
     assert live_cells(rows) == []
@@ -70,7 +70,7 @@ async def test_formula_text_is_inert_in_every_csv_and_xlsx_and_numbers_stay_numb
     assert credit[header.index("金额(元)")] == "-1.00"  # a number, not neutralised text
     assert credit[header.index("说明")].startswith("'@SUM(1+1)")
 
-    focus = await apps["query"].get("/v1/exports/focus", params={"month": "2150-01", "department": dep},
+    focus = await apps["query"].get("/v1/exports/focus", params={"month": "2044-01", "department": dep},
                                     headers=FINANCE)
     assert focus.status_code == 200
     records = list(csv.DictReader(io.StringIO(focus.text)))
@@ -80,13 +80,13 @@ async def test_formula_text_is_inert_in_every_csv_and_xlsx_and_numbers_stay_numb
     assert [r["BilledCost"] for r in records if r["ChargeCategory"] == "Credit"] == ["-1.0"]
 
     utilization = await apps["query"].get("/v1/reports/utilization", headers=FINANCE, params={
-        "period": "month", "start": "2150-01-01", "department": dep, "format": "csv"})
+        "period": "month", "start": "2044-01-01", "department": dep, "format": "csv"})
     assert utilization.status_code == 200
     rows = list(csv.reader(io.StringIO(utilization.content.decode("utf-8-sig"))))
     assert live_cells(rows) == [] and "'" + FORMULA in rows[1]
 
     xlsx = await apps["query"].get("/v1/reports/budget-basis", headers=FINANCE,
-                                   params={"year": 2151, "through": "2150-12", "format": "xlsx"})
+                                   params={"year": 2045, "through": "2044-12", "format": "xlsx"})
     assert xlsx.status_code == 200, xlsx.text
     book = load_workbook(io.BytesIO(xlsx.content))
     cells = [cell for sheet in book for row in sheet.iter_rows() for cell in row]
@@ -98,11 +98,11 @@ async def test_formula_text_is_inert_in_every_csv_and_xlsx_and_numbers_stay_numb
 
 async def test_a_bill_closed_before_cells_were_inert_keeps_its_bytes_and_replays_identical(
         apps, worker, settings, monkeypatch):
-    dep, _ = await evil_department(apps, worker, 2152)
+    dep, _ = await evil_department(apps, worker, 2045)
     with monkeypatch.context() as patch:  # close as govmeter did before: the CSV's text cells as they came
         patch.setattr(closing, "issue", lambda bill: issue(bill, inert_csv=False))
-        await close(apps, "2152-01", local(2152, 2, 5))
-    stored = await apps["billing"].get(f"/v1/bills/GM-2152-01-{dep}.csv", headers=FINANCE)
+        await close(apps, "2045-01", local(2045, 2, 5))
+    stored = await apps["billing"].get(f"/v1/bills/GM-2045-01-{dep}.csv", headers=FINANCE)
     assert FORMULA.replace('"', '""') in stored.content.decode("utf-8-sig")  # served exactly as issued
     verified = await apps["billing"].get("/v1/ledger/verify", headers=ADMIN)
     assert verified.json()["ok"], verified.text
