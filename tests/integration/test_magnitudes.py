@@ -31,8 +31,8 @@ async def test_adjustments_and_budgets_beyond_the_maximum_are_refused_before_any
     dep = await department(apps)
     billing = apps["billing"]
     for amount in ("1E+30", "-1000000000000", "1000000000000.00"):
-        response = await post_raw(billing, "/v1/adjustments",
-                                  f'{{"department_id": "{dep}", "amount": {amount}, "reason": "x", "month": "2047-03"}}')
+        response = await post_raw(billing, "/v1/adjustments", f'{{"department_id": "{dep}", "amount": {amount}, '
+                                                              f'"reason": "x", "month": "2047-03"}}')
         assert response.status_code == 422, response.text
         assert "amount" in response.text and "less than 1,000,000,000,000 yuan" in response.text
     assert (await billing.get("/v1/adjustments", params={"department": dep}, headers=FINANCE)).json() == []
@@ -75,7 +75,8 @@ async def test_json_numbers_in_bodies_are_read_as_decimals_not_floats(apps):
     exact = await post_raw(apps["billing"], "/v1/rate-cards",
                            f'{{"version": "{new_id("rc")}", "effective_from": "{effective}", "prices": '
                            f'{{"compute.vcpu": 0.123457, "network.egress": {{"tiers": ['
-                           f'{{"up_to": 1234567890.123456789, "unit_price": 0.5}}, {{"up_to": null, "unit_price": 0.25}}'
+                           f'{{"up_to": 1234567890.123456789, "unit_price": 0.5}}, '
+                           f'{{"up_to": null, "unit_price": 0.25}}'
                            f']}}}}}}')
     assert exact.status_code == 201, exact.text
     tiers = exact.json()["prices"]["network.egress"]["tiers"]
