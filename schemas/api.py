@@ -9,6 +9,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.catalogue import meters
+from schemas.events import QUANTITY_PLACES
+from services.common.money import MAX_QUANTITY, MAX_UNIT_PRICE
+
 
 def _at_most_six_places(value: Decimal) -> Decimal:
     exponent = value.as_tuple().exponent
@@ -17,7 +20,15 @@ def _at_most_six_places(value: Decimal) -> Decimal:
     return value
 
 
-UnitPrice = Annotated[Decimal, Field(ge=0), AfterValidator(_at_most_six_places)]
+def _at_most_quantity_places(value: Decimal) -> Decimal:
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -QUANTITY_PLACES:
+        raise ValueError(f"quantities have at most {QUANTITY_PLACES} decimal places")
+    return value
+
+
+UnitPrice = Annotated[Decimal, Field(ge=0, lt=MAX_UNIT_PRICE), AfterValidator(_at_most_six_places)]
+TierBound = Annotated[Decimal, Field(gt=0, lt=MAX_QUANTITY), AfterValidator(_at_most_quantity_places)]
 
 
 class Role:
@@ -39,8 +50,11 @@ class IngestResult(BaseModel):
     rejected: list[RejectedEvent]
 
 
+DEPARTMENT_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
+
 class DepartmentIn(BaseModel):
-    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=DEPARTMENT_ID_PATTERN)]
     name: Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -49,7 +63,7 @@ class DepartmentOut(DepartmentIn):
 
 
 class PriceTier(BaseModel):
-    up_to: Annotated[Decimal, Field(gt=0)] | None
+    up_to: TierBound | None
     unit_price: UnitPrice
 
 

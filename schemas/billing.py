@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
-from services.common.money import yuan_text
+from services.common.money import MAX_AMOUNT, yuan_text
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 Month = Annotated[str, Field(pattern=MONTH_PATTERN, examples=["2026-11"])]
@@ -22,6 +22,8 @@ def _fen(value: Decimal) -> Decimal:
         raise ValueError("must be a finite amount")
     if exponent < -2:
         raise ValueError("amounts are in yuan with at most 2 decimal places (fen)")
+    if abs(value) >= MAX_AMOUNT:
+        raise ValueError(f"amounts are less than {MAX_AMOUNT:,f} yuan in absolute value")
     return value
 
 

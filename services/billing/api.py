@@ -54,8 +54,10 @@ from services.billing.store import AlreadyExists, add_department, add_rate_card,
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
+from services.common.decimal_json import DecimalJSONRoute
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
+from services.common.http_guards import DepartmentParam, answer_statement_timeouts
 from services.common.periods import LOCAL_TZ, parse_month
 from services.common.response_cache import ResponseCache, with_response_cache
 
@@ -73,7 +75,9 @@ bills_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "resource_int
 bill_digests = DigestMemo(bills_cache)  # closed months' usage fingerprints, kept while usage_daily is unchanged
 app = FastAPI(title="govmeter billing API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
+app.router.route_class = DecimalJSONRoute  # JSON numbers in bodies (prices, amounts) parsed as Decimal
 add_health_route(app)
+answer_statement_timeouts(app)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
@@ -173,7 +177,7 @@ async def close_billing_period(month: Annotated[str, Path(examples=["2026-11"])]
 @app.get("/v1/bills", response_model=list[BillSummary], tags=["billing"])
 async def get_bills(principal: Reader, now: Now,
                     month: Annotated[str | None, Query(description="YYYY-MM; default: this month")] = None,
-                    department: str | None = None):
+                    department: DepartmentParam = None):
     """The bills of a period (finance and admin: every department; a department: its own), or, with only
     ``department``, every bill of that department. Open periods show drafts as of now."""
     _month("month", month)
@@ -258,7 +262,7 @@ async def create_adjustment(adjustment: AdjustmentIn, principal: Admin, now: Now
 
 
 @app.get("/v1/adjustments", response_model=list[AdjustmentOut], tags=["billing"])
-async def get_adjustments(principal: Reader, month: str | None = None, department: str | None = None):
+async def get_adjustments(principal: Reader, month: str | None = None, department: DepartmentParam = None):
     """Manual adjustments, with who posted them, when and why."""
     _month("month", month)
     return await list_adjustments(get_engine(), scoped_department(principal, department), month)
@@ -288,7 +292,7 @@ async def set_budget(department_id: str, year: Annotated[int, Path(ge=2000, le=2
 
 
 @app.get("/v1/budgets", response_model=list[BudgetOut], tags=["budgets"])
-async def get_budgets(principal: Reader, year: int | None = None, department: str | None = None):
+async def get_budgets(principal: Reader, year: int | None = None, department: DepartmentParam = None):
     """Budgets with the year's spend so far."""
     engine = get_engine()
     rows = await list_budgets(engine, scoped_department(principal, department), year)
@@ -301,7 +305,7 @@ async def get_budgets(principal: Reader, year: int | None = None, department: st
 
 
 @app.get("/v1/alerts", response_model=list[AlertOut], tags=["budgets"])
-async def get_alerts(principal: Reader, year: int | None = None, department: str | None = None):
+async def get_alerts(principal: Reader, year: int | None = None, department: DepartmentParam = None):
     """Budget alerts (finance and admin: all; a department: its own)."""
     return await list_alerts(get_engine(), scoped_department(principal, department), year)
 

@@ -19,7 +19,7 @@ from services.billing.domain.ledger import LedgerEntry
 from services.billing.domain.periods import due_periods, has_ended
 from services.billing.domain.render import issue
 from services.billing.ledger import append_entries
-from services.common.db import raw_connection, raw_transaction
+from services.common.db import raw_connection, raw_transaction, without_statement_timeout
 from services.common.periods import month_bounds
 from services.metering.store import lock_attribution
 
@@ -65,6 +65,7 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
     if not has_ended(period, now):
         raise PeriodNotEnded(f"period: {period} has not ended yet (it ends {month_bounds(period)[1].isoformat()})")
     async with raw_transaction(engine) as conn:
+        await without_statement_timeout(conn)
         await conn.execute("SELECT pg_advisory_xact_lock($1)", BILLING_LOCK)
         done = await _outcome(conn, period)
         if done is not None:

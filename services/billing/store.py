@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.api import DepartmentIn, RateCardIn
-from services.common.db import raw_transaction
+from services.common.db import raw_transaction, without_statement_timeout
 from services.common.models import Department, RateCard
 from services.metering.store import lock_attribution, reprice_from
 
@@ -44,6 +44,7 @@ async def add_rate_card(engine: AsyncEngine, card: RateCardIn, created_by: str) 
     attribution lock so no usage batch rates with the old card meanwhile."""
     prices = orjson.loads(card.model_dump_json(include={"prices"}))["prices"]
     async with raw_transaction(engine) as conn:
+        await without_statement_timeout(conn)  # it re-rates stored usage from effective_from on
         await lock_attribution(conn, exclusive=True)
         try:
             async with conn.transaction():  # a savepoint, so a duplicate version leaves a clean 409

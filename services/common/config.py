@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     response_cache: bool = Field(True, validation_alias="GOVMETER_RESPONSE_CACHE")
     response_cache_entries: int = Field(1024, ge=1, validation_alias="GOVMETER_RESPONSE_CACHE_ENTRIES")
     response_cache_bytes: int = Field(64 * 2**20, ge=0, validation_alias="GOVMETER_RESPONSE_CACHE_BYTES")
+    # Limits of the APIs' reads: PostgreSQL cancels an API's statement after this many seconds (0: never; periods'
+    # closes, rate cards' re-rating and the warnings evaluation run without it), and /v1/usage answers at most
+    # this many rows (more: 422, saying how to narrow the query).
+    statement_timeout_seconds: float = Field(15.0, ge=0, validation_alias="GOVMETER_STATEMENT_TIMEOUT_SECONDS")
+    usage_max_rows: int = Field(100_000, ge=1, validation_alias="GOVMETER_USAGE_MAX_ROWS")
 
     @property
     def events_topic(self) -> str:

@@ -16,6 +16,23 @@ from services.common.config import get_settings
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
 
+_statement_timeout_ms = 0  # see limit_statement_time
+
+
+def limit_statement_time(seconds: float) -> None:
+    """Have PostgreSQL cancel any statement of this process's later connections after ``seconds`` (0: never).
+    The APIs set it at start (GOVMETER_STATEMENT_TIMEOUT_SECONDS) so that no request holds a backend for long;
+    the worker, replay and the CLI do not."""
+    global _statement_timeout_ms
+    _statement_timeout_ms = round(seconds * 1000)
+
+
+async def without_statement_timeout(conn) -> None:
+    """Lift the limit for the current transaction: for work whose size is the data's, not a caller's choice
+    (closing a period, re-rating stored usage for a new rate card, evaluating warnings)."""
+    await conn.execute("SET LOCAL statement_timeout = 0")
+
+
 @lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> AsyncEngine:
     url = url or get_settings().database_url
@@ -25,7 +42,15 @@ def get_engine(url: str | None = None) -> AsyncEngine:
         connect_args["ssl"] = False  # TLS to a database on the same host only burns CPU on both ends
     engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=False, connect_args=connect_args)
     event.listen(engine.sync_engine, "connect", _numeric_as_text)
+    event.listen(engine.sync_engine, "do_connect", _statement_timeout)
     return engine
+
+
+def _statement_timeout(_dialect, _record, _args, params: dict) -> None:
+    # Sent in the connection's start-up packet: no extra round trip.
+    if _statement_timeout_ms:
+        params["server_settings"] = {**params.get("server_settings", {}),
+                                     "statement_timeout": str(_statement_timeout_ms)}
 
 
 def _numeric_as_text(dbapi_connection, _record) -> None:

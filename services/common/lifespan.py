@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from services.common.config import Settings, get_settings
+from services.common.db import get_engine, limit_statement_time
 from services.common.kafka import ensure_topics, start_producer
 
 BackgroundLoop = Callable[[AIOKafkaProducer, Settings], Awaitable[None] | None]
@@ -22,6 +23,8 @@ def producer_lifespan(background: BackgroundLoop | None = None):
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         settings = get_settings()
+        limit_statement_time(settings.statement_timeout_seconds)
+        await get_engine().dispose()  # connections made before (none when served) get the limit when made anew
         await ensure_topics(settings)
         app.state.producer = await start_producer(settings)
         loop = background(app.state.producer, settings) if background else None

@@ -11,13 +11,15 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Response, status
 from schemas.api import Role, UsageReport
 from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
+from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
+from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
 from services.common.periods import parse_bound
 from services.common.response_cache import ResponseCache, with_response_cache
 from services.query.reports import budget, focus, platform, utilization, warnings, waste
-from services.query.views import GRANULARITIES, GROUPS, UsageQuery, usage_report_json
+from services.query.views import GRANULARITIES, GROUPS, TooManyRows, UsageQuery, usage_report_json
 
 
 def _warning_loop(producer, settings):
@@ -31,6 +33,7 @@ usage_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "usage_depart
 app = FastAPI(title="govmeter query API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)
+answer_statement_timeouts(app)
 for module in (utilization, platform, waste, budget, warnings, focus):
     app.include_router(module.router)
 
@@ -58,8 +61,8 @@ async def get_usage(
     to: Annotated[str, Query(description="exclusive end: date or datetime with offset")],
     group_by: Annotated[list[str], Query(description="department, meter, resource, system; comma-separated")] = [],
     granularity: str = "total",
-    department: str | None = None,
-    meter: str | None = None,
+    department: DepartmentParam = None,
+    meter: MeterParam = None,
 ):
     """Usage and its cost over [from, to), grouped and bucketed in Asia/Shanghai time.
 
@@ -80,5 +83,9 @@ async def get_usage(
     # The query already holds the scoped department; the caller's role and department are in the key as well,
     # so no answer ever crosses from one scope to another even if scoping changes.
     key = ("/v1/usage", principal.role, principal.department, query)
-    body = await usage_cache.serve(key, lambda: usage_report_json(get_engine(), query))
+    limit = get_settings().usage_max_rows
+    try:
+        body = await usage_cache.serve(key, lambda: usage_report_json(get_engine(), query, limit))
+    except TooManyRows as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
     return Response(body, media_type="application/json")

@@ -16,6 +16,15 @@ GRANULARITIES = ("hour", "day", "month", "total")
 _COLUMN = {"department": "department_id", "meter": "meter", "resource": "resource_id", "system": "system"}
 
 
+class TooManyRows(Exception):
+    """The answer would have more rows than the limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer has more than {limit:,} rows (GOVMETER_USAGE_MAX_ROWS); narrow the query: a "
+                         "shorter from–to, a coarser granularity, fewer group_by keys, or a department or meter")
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class UsageQuery:
     start: datetime
@@ -45,13 +54,14 @@ def _rollup_for(query: UsageQuery) -> str:
     return "usage_department_daily"
 
 
-async def usage_report_json(engine: AsyncEngine, query: UsageQuery) -> bytes:
+async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: int) -> bytes:
     """The whole ``/v1/usage`` answer as JSON bytes (shape: schemas.api.UsageReport).
 
     PostgreSQL sums, rounds and serialises the rows itself: a year of daily rows leaves the database as one JSON
     text instead of thousands of Python objects, which keeps finance queries inside their latency target.
     Rounding: numeric ``round(x, 2)`` rounds half away from zero, the same as ROUND_HALF_UP on the row's exact
-    sum; quantities lose trailing zeros (``trim_scale``)."""
+    sum; quantities lose trailing zeros (``trim_scale``). More than ``max_rows`` rows: TooManyRows (the database
+    stops grouping at ``max_rows`` + 1, so the refusal costs no more than the largest answer allowed)."""
     table = _rollup_for(query)
     if table == "usage_hourly":
         time_filter = "hour >= $1 AND hour < $2"
@@ -87,19 +97,23 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery) -> bytes:
         fields.append("'unit', (SELECT unit FROM units WHERE units.meter = agg.meter)")
     fields += ["'quantity', trim_scale(q)::text", "'amount', round(a, 2)::text"]
     order = ", ".join(["period"] * bool(bucket) + keys) or "1"
+    args.append(max_rows + 1)
     sql = f"""
         WITH units AS (SELECT * FROM unnest($3::text[], $4::text[]) AS u(meter, unit)),
         agg AS (
             SELECT {", ".join(selected + ["sum(quantity) AS q", "sum(amount) AS a", "sum(unpriced_quantity) AS u"])}
             FROM {table} WHERE {" AND ".join(filters)}
             {f"GROUP BY {group}" if group else ""}
+            LIMIT ${len(args)}
         )
-        SELECT coalesce(json_agg(
+        SELECT count(*), coalesce(json_agg(
             CASE WHEN u <> 0 THEN json_build_object({", ".join(fields)}, 'unpriced_quantity', trim_scale(u)::text)
                  ELSE json_build_object({", ".join(fields)}) END
             ORDER BY {order}), '[]')::text
         FROM agg WHERE q IS NOT NULL
     """
     async with raw_connection(engine) as conn:
-        rows_json = await conn.fetchval(sql, *args)
+        count, rows_json = await conn.fetchrow(sql, *args)
+    if count > max_rows:
+        raise TooManyRows(max_rows)
     return b'{"currency":"CNY","rows":' + rows_json.encode() + b"}"

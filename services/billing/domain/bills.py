@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Iterable, Mapping, Sequence
 
-from services.common.money import EXACT_DIGITS, FEN, round_fen
+from services.common.money import EXACT_DIGITS, FEN, exact, round_fen
 from services.metering.domain.rating import RateCardPrices, Tier, graduated_charge
 
 ZERO = Decimal(0)
@@ -119,16 +119,19 @@ class Bill:
     closed_at: datetime | None = None
 
     @property
+    @exact
     def usage_total(self) -> Decimal:
         return sum((line.amount for line in self.lines), ZERO)
 
     @property
+    @exact
     def adjustments_total(self) -> Decimal:
         return sum((a.amount for a in self.late_adjustments), ZERO) + sum(
             (a.amount for a in self.manual_adjustments), ZERO
         )
 
     @property
+    @exact
     def total(self) -> Decimal:
         return self.usage_total + self.adjustments_total
 
@@ -155,6 +158,7 @@ class _Charge:
     segments: dict[int, _Segment] = field(default_factory=dict)
 
 
+@exact
 def tier_quantities(tiers: Sequence[Tier], position: Decimal, quantity: Decimal) -> list[Decimal]:
     """How much of ``quantity`` more units, after ``position`` this month, falls into each tier."""
     result = []
@@ -169,6 +173,7 @@ def tier_quantities(tiers: Sequence[Tier], position: Decimal, quantity: Decimal)
     return result
 
 
+@exact
 def price_usage(slices: Iterable[UsageSlice], cards: Mapping[int, RateCardPrices]) -> list[BillLine]:
     """Bill lines, one per meter, for a department's usage in one period.
 
@@ -243,6 +248,7 @@ def _line(meter: str, charge: _Charge, cards: Mapping[int, RateCardPrices]) -> B
     )
 
 
+@exact
 def allocate_fen(total: Decimal, exact_parts: Sequence[Decimal]) -> list[Decimal]:
     """Split a rounded ``total`` over exact parts so the shares add up to it to the fen (largest remainder:
     every part floored to the fen, the fens left over go to the largest remainders, earlier parts first on a
@@ -272,6 +278,7 @@ class Settled:
     amount: Decimal
 
 
+@exact
 def settled_figures(final_lines: Iterable[tuple[str, Decimal, Decimal]],
                     frozen: Iterable[tuple[str, Decimal, Decimal]]) -> dict[str, Settled]:
     """(meter, quantity, amount) rows of a final bill and of frozen late adjustments → settled per meter."""
@@ -283,6 +290,7 @@ def settled_figures(final_lines: Iterable[tuple[str, Decimal, Decimal]],
     return {meter: Settled(q, a) for meter, (q, a) in totals.items()}
 
 
+@exact
 def late_adjustments(original_period: str, recomputed: Sequence[BillLine], settled: Mapping[str, Settled],
                      repriced_by: Sequence[str] = ()) -> list[LateAdjustment]:
     """The adjustments a closed period needs now: per meter, what it comes to today minus what was billed.

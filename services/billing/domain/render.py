@@ -20,6 +20,7 @@ from schemas.catalogue import meters
 from services.billing.domain.bills import Bill, BillLine, LateAdjustment, ManualAdjustment, PriceApplied
 from services.common.money import CURRENCY, quantity_text, yuan_text
 from services.common.periods import LOCAL_TZ, month_bounds
+from services.common.spreadsheet import InertCsvWriter
 
 STATUS_ZH = {"draft": "草稿", "final": "正式"}
 
@@ -137,11 +138,12 @@ CSV_HEADER = ["账单编号", "部门编号", "部门名称", "账期", "状态"
               "数量", "单位", "单价(元)", "金额(元)", "原账期", "说明"]
 
 
-def bill_csv(bill: Bill) -> bytes:
+def bill_csv(bill: Bill, inert: bool = True) -> bytes:
     """The bill as CSV for spreadsheets: UTF-8 with a BOM, Chinese headers and names, one row per line, per
-    system of a line, per adjustment, and a total row."""
+    system of a line, per adjustment, and a total row. No text cell is a formula (``services.common.spreadsheet``);
+    ``inert=False`` renders as bills closed before that rule were (replay checks those byte for byte)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = InertCsvWriter(out) if inert else csv.writer(out)
     writer.writerow(CSV_HEADER)
     head = [bill.bill_id, bill.department_id, bill.department_name, bill.period, STATUS_ZH[bill.status]]
     for line in bill.lines:
@@ -173,9 +175,9 @@ class IssuedBill:
     content_hash: str
 
 
-def issue(bill: Bill) -> IssuedBill:
+def issue(bill: Bill, inert_csv: bool = True) -> IssuedBill:
     """The bytes of a final bill and its content hash."""
-    csv_bytes = bill_csv(bill)
+    csv_bytes = bill_csv(bill, inert_csv)
     document = bill_document(bill)
     document["csv_sha256"] = sha256_hex(csv_bytes)
     content_hash = content_hash_of(document)

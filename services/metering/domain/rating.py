@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import Iterable, Iterator, NamedTuple
 
-from services.common.money import EXACT_DIGITS
+from services.common.money import EXACT_DIGITS, exact
 from services.common.periods import HOUR
 from services.metering.domain.attribution import Ownership, owner_at
 from services.metering.domain.splitting import split_into_hours
@@ -63,6 +63,7 @@ class RollupDelta:
     unpriced_quantity: Decimal
 
 
+@exact
 def rate_usage(
     usages: Iterable[MeteredUsage | tuple],
     owners: dict[str, list[Ownership]],
@@ -152,6 +153,7 @@ def tier_walk(tiers: tuple[Tier, ...], position: Decimal, quantity: Decimal) -> 
         cursor += room
 
 
+@exact
 def graduated_charge(tiers: tuple[Tier, ...], position: Decimal, quantity: Decimal) -> Decimal:
     """Exact charge for ``quantity`` more units when ``position`` units were already used this month."""
     charge = Decimal(0)

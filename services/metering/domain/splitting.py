@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
 
 from schemas.events import QUANTITY_PLACES
-from services.common.money import EXACT_DIGITS
+from services.common.money import EXACT
 from services.common.periods import HOUR, floor_hour
 
 _STEP = Decimal(1).scaleb(-QUANTITY_PLACES)
@@ -34,7 +34,7 @@ def split_into_hours(start: datetime, end: datetime, quantity: Decimal) -> list[
     slices: list[HourSlice] = []
     given = Decimal(0)
     hour = first_hour
-    with localcontext(prec=EXACT_DIGITS):
+    with localcontext(EXACT):
         while hour < end:
             piece_start = max(start, hour)
             piece_end = min(end, hour + HOUR)

@@ -9,12 +9,13 @@ fen; the invoice total is the sum of its lines. Unattributed usage belongs to no
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from services.common.money import round_fen
+from services.common.money import exact, round_fen
 from services.common.periods import LOCAL_TZ, month_bounds
 from services.metering.domain.rating import RateCardPrices, tier_walk
 from services.metering.store import load_rate_cards
@@ -64,6 +65,13 @@ async def month_charges(conn, month: str, department: str | None = None,
         """,
         *args,
     )
+    return await asyncio.to_thread(charge_rows, rows, by_id)  # a month can be many rows: off the event loop
+
+
+@exact
+def charge_rows(rows, by_id: dict[int, RateCardPrices]) -> list[ChargeRow]:
+    """Rows of usage_hourly summed per (department, system, resource, meter, card, local day), in time order,
+    as charges: tiered meters walk their tiers over the department's month-to-date quantity."""
     charges: list[ChargeRow] = []
     position: dict[tuple[str, str], Decimal] = defaultdict(Decimal)  # month-to-date quantity of tiered meters
     for r in rows:
@@ -80,6 +88,7 @@ async def month_charges(conn, month: str, department: str | None = None,
     return charges
 
 
+@exact
 def _tiered_rows(base: tuple, tiers, position: Decimal, quantity: Decimal) -> list[ChargeRow]:
     rows = [ChargeRow(*base, tier.unit_price, number, units, units * tier.unit_price)
             for number, tier, units in tier_walk(tiers, position, quantity)]
@@ -98,6 +107,7 @@ class InvoiceLine:
         return round_fen(self.exact)
 
 
+@exact
 def invoice_lines(charges: list[ChargeRow]) -> dict[str, dict[str, InvoiceLine]]:
     """department → meter → line."""
     lines: dict[str, dict[str, InvoiceLine]] = defaultdict(dict)
@@ -110,6 +120,7 @@ def invoice_lines(charges: list[ChargeRow]) -> dict[str, dict[str, InvoiceLine]]
     return dict(lines)
 
 
+@exact
 def invoice_total(lines: dict[str, InvoiceLine]) -> Decimal:
     return sum((line.amount for line in lines.values()), Decimal(0))
 

@@ -3,18 +3,18 @@ several reports make (department names, usage per day, utilisation statistics, a
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from fastapi import HTTPException, status
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from services.common.periods import local_midnight
+from services.common.spreadsheet import InertCsvWriter, append_inert_row
 from services.metering.domain.rating import RateCardPrices, card_at
 from services.metering.utilization import BUCKETS, percentile
 
@@ -61,15 +61,30 @@ def day_bounds(first: date, end: date) -> tuple[datetime, datetime]:
     return local_midnight(first), local_midnight(end)
 
 
+CSV_CHUNK = 256 * 1024  # characters of CSV text per chunk sent
+
+
 def csv_response(header: list[str], rows: Iterable[Sequence[Any]], filename: str, bom: bool = True) -> Response:
+    """A CSV download, streamed: ``rows`` (best a generator that builds them) are written in chunks in the thread
+    pool (Starlette iterates a plain iterator there), so a large export neither waits whole in memory nor holds
+    the event loop."""
+    return StreamingResponse(_csv_chunks(header, rows, bom), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _csv_chunks(header: list[str], rows: Iterable[Sequence[Any]], bom: bool) -> Iterator[bytes]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    if bom:  # spreadsheet programs then read the Chinese labels as UTF-8 (machine formats such as FOCUS go without)
+        buffer.write("\ufeff")
+    writer = InertCsvWriter(buffer, lineterminator="\r\n")
     writer.writerow(header)
     for row in rows:
         writer.writerow(["" if v is None else v for v in row])
-    # A BOM makes spreadsheet programs read the Chinese labels as UTF-8 (machine formats such as FOCUS go without).
-    return Response(("\ufeff" if bom else "") + buffer.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        if buffer.tell() >= CSV_CHUNK:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode()
 
 
 def xlsx_response(sheets: list[tuple[str, list[str], list[Sequence[Any]]]], filename: str) -> Response:
@@ -82,11 +97,11 @@ def xlsx_response(sheets: list[tuple[str, list[str], list[Sequence[Any]]]], file
     book.remove(book.active)
     for title, header, rows in sheets:
         sheet = book.create_sheet(title[:31])
-        sheet.append(header)
+        append_inert_row(sheet, header)
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for row in rows:
-            sheet.append(list(row))  # Decimal cells are stored as numbers
+            append_inert_row(sheet, row)  # Decimal cells are stored as numbers, text as inert strings
         sheet.freeze_panes = "A2"
         for index, name in enumerate(header, start=1):
             sheet.column_dimensions[get_column_letter(index)].width = max(10, min(40, 2 * len(str(name)) + 2))

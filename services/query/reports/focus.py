@@ -29,7 +29,8 @@ from schemas.api import Role
 from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
-from services.common.money import CURRENCY, quantity_text
+from services.common.money import CURRENCY, exact, quantity_text
+from services.common.http_guards import DepartmentParam
 from services.common.periods import month_bounds, parse_month
 from services.metering.store import load_rate_cards
 from services.query.reports.charges import ChargeRow, invoice_id, invoice_lines, local_day_start, month_charges
@@ -103,6 +104,7 @@ def _decimal(value: Decimal | None) -> str:
     return text if "." in text else text + ".0"
 
 
+@exact
 def focus_rows(month: str, charges: list[ChargeRow], names: dict[str, str], kinds: dict[str, str],
                versions: dict[int, str], lang: str = "zh", bills: dict[str, dict] | None = None) -> list[dict]:
     """The export's rows (pure): usage rows; per bill line, an ``Adjustment`` for what the bill's line differs
@@ -237,7 +239,7 @@ async def bill_documents(engine, month: str, department: str | None) -> dict[str
 
 @router.get("/v1/exports/focus", response_class=Response,
             responses={200: {"content": {"text/csv": {}}, "description": "FOCUS 1.2 CSV"}})
-async def export_focus(principal: Reader, month: str, department: str | None = None, lang: str = "zh"):
+async def export_focus(principal: Reader, month: str, department: DepartmentParam = None, lang: str = "zh"):
     """A month's charges in FinOps FOCUS 1.2 (CSV). Finance and admin: every department; a department token:
     its own. BilledCost summed per InvoiceId equals that department's bill total for the month."""
     check_lang(lang)
@@ -259,7 +261,10 @@ async def export_focus(principal: Reader, month: str, department: str | None = N
             list({c.resource_id for c in charges}),
         )}
     bills = await bill_documents(get_engine(), month, scope)
-    rows = focus_rows(month, charges, names, kinds, {c.id: c.version for c in cards}, lang, bills)
-    return csv_response(COLUMNS, ([row.get(name, "") for name in COLUMNS] for row in rows),
-                        f"govmeter-focus-{month}{'-' + scope if scope else ''}.csv", bom=False)
+
+    def lines():  # built while streaming, in the thread pool
+        for row in focus_rows(month, charges, names, kinds, {c.id: c.version for c in cards}, lang, bills):
+            yield [row.get(name, "") for name in COLUMNS]
+
+    return csv_response(COLUMNS, lines(), f"govmeter-focus-{month}{'-' + scope if scope else ''}.csv", bom=False)
 

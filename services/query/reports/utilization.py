@@ -25,6 +25,7 @@ from schemas.reports import UtilizationReport
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
+from services.common.http_guards import DepartmentParam
 from services.query.reports.common import (
     TENTH,
     UsageFigure,
@@ -149,7 +150,7 @@ def csv_rows(report: dict) -> list[list]:
 
 @router.get("/v1/reports/utilization", response_model=UtilizationReport,
             responses={200: {"content": {"text/csv": {}}}})
-async def get_utilization_report(principal: Reader, period: str, start: str, department: str | None = None,
+async def get_utilization_report(principal: Reader, period: str, start: str, department: DepartmentParam = None,
                                  format: str = "json", lang: str = "zh"):
     """Weekly or monthly utilisation per department and information system. Finance, provider and admin see
     every department; a department token sees its own (403 for another)."""

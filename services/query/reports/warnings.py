@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.api import Role
 from schemas.reports import WarningList
 from services.common.auth import Principal, require_roles, scoped_department
-from services.common.db import get_engine, raw_connection, raw_transaction
+from services.common.db import get_engine, raw_connection, raw_transaction, without_statement_timeout
 from services.common.money import yuan_text
+from services.common.http_guards import DepartmentParam, MeterParam
 from services.common.periods import LOCAL_TZ
 from services.query.reports.anomaly import Anomaly, AnomalyRule, spend_anomaly
 from services.query.reports.common import parse_day
@@ -54,6 +55,7 @@ async def evaluate_day(engine: AsyncEngine, day: date, rule: AnomalyRule = RULE)
     """Judge one local day; store its new warnings. Returns their ids."""
     first = day - timedelta(days=rule.window_days)
     async with raw_transaction(engine) as conn:
+        await without_statement_timeout(conn)
         rows = await conn.fetch(
             """
             SELECT department_id, meter, day, sum(amount) AS spend FROM usage_daily
@@ -158,7 +160,7 @@ async def warning_loop(engine: AsyncEngine, producer, settings) -> None:
 
 @router.get("/v1/warnings", response_model=WarningList)
 async def get_warnings(principal: Reader, from_: Annotated[str | None, Query(alias="from")] = None,
-                       to: str | None = None, department: str | None = None, meter: str | None = None,
+                       to: str | None = None, department: DepartmentParam = None, meter: MeterParam = None,
                        lang: str = "zh"):
     """Spend anomaly warnings with the figures that triggered them, newest day first; ``from``/``to`` are local
     days (``to`` exclusive). A department token sees its own department's warnings only."""

@@ -20,6 +20,7 @@ from schemas.reports import WasteReport
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
+from services.common.http_guards import DepartmentParam
 from services.common.periods import LOCAL_TZ, local_midnight
 from services.metering.store import load_rate_cards
 from services.query.reports.common import (
@@ -198,7 +199,7 @@ CSV_COLUMNS = ["department_id", "department_name", "system", "resource_id", "kin
 
 
 @router.get("/v1/reports/waste", response_model=WasteReport, responses={200: {"content": {"text/csv": {}}}})
-async def get_waste_report(principal: Reader, as_of: str | None = None, department: str | None = None,
+async def get_waste_report(principal: Reader, as_of: str | None = None, department: DepartmentParam = None,
                            format: str = "json", lang: str = "zh"):
     """Waste findings with evidence and monthly savings (yuan, at the prices in force at ``as_of``). Every role
     may read; a department token sees its own department's findings only."""
