@@ -16,6 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BROKER_SCRIPT = REPO / "scripts" / "kafka-broker.sh"
 POSTGRES_SCRIPT = REPO / "scripts" / "postgres.sh"
+LOCAL_SUPERUSER = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"  # what postgres.sh sets up
 APIS = {"metering": "services.metering.api:app", "billing": "services.billing.api:app", "query": "services.query.api:app"}
 
 
@@ -31,10 +32,10 @@ def cmd_broker(args) -> int:
 
 def cmd_migrate(args) -> int:
     from services.common.config import get_settings
-    from services.common.migrate import migrate
+    from services.common.migrate import migrate_from_settings
 
-    migrate(get_settings().database_url)
-    print("database migrated to the newest schema")
+    migrate_from_settings(get_settings())
+    print("database migrated to the newest schema; the services' role has its grants")
     return 0
 
 
@@ -67,14 +68,18 @@ def cmd_token(args) -> int:
     return 0
 
 
-def _ensure_postgres(database_url: str) -> None:
+def _ensure_postgres(database_url: str) -> bool:
+    """Start the local development server if the database is on loopback and nothing answers; True if the
+    database is the local one."""
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
     host, port = url.host or "127.0.0.1", url.port or 5432
-    if not _port_open(host, port) and host in ("127.0.0.1", "localhost"):
+    local = host in ("127.0.0.1", "localhost") and port == 5432
+    if not _port_open(host, port) and local:
         print("PostgreSQL is not answering; starting it (installing from Debian's packages if needed)")
         subprocess.check_call(["bash", str(POSTGRES_SCRIPT)])
+    return local
 
 
 def cmd_dev(args) -> int:
@@ -85,8 +90,10 @@ def cmd_dev(args) -> int:
     settings = get_settings()
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         subprocess.check_call(["bash", str(BROKER_SCRIPT), "start"])
-    _ensure_postgres(settings.database_url)
-    migrate(settings.database_url)
+    local = _ensure_postgres(settings.database_url)
+    # On the development server the roles are made with its superuser (scripts/postgres.sh's credentials).
+    migrate(settings.migration_database_url, settings.database_url,
+            settings.bootstrap_database_url or (LOCAL_SUPERUSER if local else None))
     children: list[subprocess.Popen] = []
     me = [sys.executable, "-m", "services.common.cli"]
     try:
