@@ -64,7 +64,9 @@ def cmd_worker(args) -> int:
 def cmd_token(args) -> int:
     from services.common.auth import issue_token
 
-    print(issue_token(args.role, args.department, ttl_seconds=args.ttl))
+    if args.source and args.role != "provider":
+        raise SystemExit("--source is for provider tokens (admin may write any source)")
+    print(issue_token(args.role, args.department, ttl_seconds=args.ttl, sources=args.source))
     return 0
 
 
@@ -111,8 +113,11 @@ def cmd_dev(args) -> int:
             print(f"  {service:9s} API  {url}   docs: {url}/docs")
         print(f"  metering worker log: {worker_log}")
         print("\nTokens (valid 24 h):")
-        for role in ("admin", "provider", "finance"):
+        from services.demo.load import SOURCE as DEMO_SOURCE
+
+        for role in ("admin", "finance"):
             print(f"  {role:10s} {issue_token(role)}")
+        print(f"  provider   {issue_token('provider', sources=[DEMO_SOURCE])}   (source {DEMO_SOURCE})")
         if args.demo:
             from services.demo.load import DEMO_DEPARTMENTS, run_demo
 
@@ -185,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     token = sub.add_parser("token", help="print a signed JWT for a role")
     token.add_argument("--role", required=True, choices=["provider", "finance", "department", "admin"])
     token.add_argument("--department", default=None)
+    token.add_argument("--source", action="append", default=[],
+                       help="a CloudEvents source the provider token may write (repeat for more)")
     token.add_argument("--ttl", type=int, default=86_400, help="seconds the token is valid")
     token.set_defaults(func=cmd_token)
 

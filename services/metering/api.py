@@ -16,6 +16,7 @@ from services.common.config import get_settings
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
 from services.common.kafka import batch_records
+from services.metering.source_binding import require_writable_sources
 
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
@@ -43,6 +44,7 @@ async def ingest_events(
     if content_type in BATCH_TYPES and not isinstance(parsed, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body: a CloudEvents batch must be a JSON array")
     raws = parsed if isinstance(parsed, list) else [parsed]
+    require_writable_sources(principal, raws)
     if not raws:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="body: the batch is empty")
 
