@@ -11,9 +11,11 @@ from fastapi.responses import JSONResponse
 
 from schemas.api import IngestResult, RejectedEvent, Role
 from schemas.events import event_identity, validate_event
+from schemas.openapi import ErrorDetail, cloudevents_request_body
 from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
 from services.common.health import add_health_route
+from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.kafka import batch_records
 from services.metering.source_binding import require_writable_sources
@@ -21,6 +23,7 @@ from services.metering.source_binding import require_writable_sources
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
 add_health_route(app)
+document_error_details(app)
 
 BATCH_TYPES = ("application/cloudevents-batch+json",)
 
@@ -29,7 +32,9 @@ BATCH_TYPES = ("application/cloudevents-batch+json",)
     "/v1/events",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=IngestResult,
-    responses={400: {"description": "body is not JSON"}, 422: {"model": IngestResult}},
+    responses={400: {"model": ErrorDetail, "description": "body is not JSON"},
+               422: {"model": IngestResult, "description": "no valid event (or an empty batch: ErrorDetail)"}},
+    openapi_extra=cloudevents_request_body(),
 )
 async def ingest_events(
     request: Request, principal: Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.ADMIN))]

@@ -13,6 +13,7 @@ from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine
 from services.common.health import add_health_route
+from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.periods import parse_bound
 from services.common.response_cache import ResponseCache, with_response_cache
@@ -31,6 +32,7 @@ usage_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "usage_depart
 app = FastAPI(title="govmeter query API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)
+document_error_details(app)
 for module in (utilization, platform, waste, budget, warnings, focus):
     app.include_router(module.router)
 
