@@ -34,7 +34,14 @@ def cmd_migrate(args) -> int:
     from services.common.config import get_settings
     from services.common.migrate import migrate_from_settings
 
-    migrate_from_settings(get_settings())
+    import asyncpg
+
+    settings = get_settings()
+    try:
+        migrate_from_settings(settings)
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        raise SystemExit(f"{exc}: create the roles of GOVMETER_MIGRATION_DATABASE_URL and DATABASE_URL, or set "
+                         "GOVMETER_BOOTSTRAP_DATABASE_URL to a superuser's URL and `govmeter migrate` creates them")
     print("database migrated to the newest schema; the services' role has its grants")
     return 0
 
