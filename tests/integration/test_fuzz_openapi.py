@@ -59,7 +59,7 @@ def _on_database(url: str, database: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def fuzz_apis(broker, settings, tmp_path_factory):
+def fuzz_apis(broker, database, settings, tmp_path_factory):  # database: the run's roles, dropped at its end
     database = make_url(settings.database_url).database + "_fuzz"
     app_url = _on_database(settings.database_url, database)
     migrate(_on_database(settings.migration_database_url, database), app_url, SUPERUSER_URL)
