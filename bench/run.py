@@ -49,11 +49,14 @@ from services.common.migrate import migrate  # noqa: E402
 from schemas.events import validate_event  # noqa: E402
 from services.demo.load import (  # noqa: E402
     DEMO_DEPARTMENTS,
+    SOURCE,
     demo_resources,
     lifecycle_event,
     register_departments_and_prices,
     usage_events,
 )
+
+PROBE_SOURCE = "bench:probe"
 
 SIZES = {
     #            worker events/run, runs, ingest events/run, freshness s, year events, query requests/client
@@ -329,7 +332,8 @@ async def bench_ingest(size: dict, load: Load, logs: Path) -> tuple[Figure, floa
     prefix = f"bench-{STAMP}-ingest"
     api = spawn(["api", "metering"], env_for(prefix), logs / "metering-api.log")
     await wait_healthy("metering", api)
-    provider = {"Authorization": f"Bearer {issue_token('provider')}", "content-type": "application/json"}
+    provider = {"Authorization": f"Bearer {issue_token('provider', sources=[SOURCE, PROBE_SOURCE])}",
+                "content-type": "application/json"}
     rates = []
     try:
         for _ in range(size["runs"]):
@@ -390,7 +394,8 @@ async def freshness_run(size: dict, load: Load, logs: Path, run: int) -> tuple[f
     procs = [spawn(["api", "metering"], env, logs / f"fresh-{run}-metering.log"),
              spawn(["api", "query"], env, logs / f"fresh-{run}-query.log"),
              spawn(["worker", "metering"], env, logs / f"fresh-{run}-worker.log")]
-    provider = {"Authorization": f"Bearer {issue_token('provider')}", "content-type": "application/json"}
+    provider = {"Authorization": f"Bearer {issue_token('provider', sources=[SOURCE, PROBE_SOURCE])}",
+                "content-type": "application/json"}
     finance = {"Authorization": f"Bearer {issue_token('finance')}"}
     probe_hour = datetime(2024, 6, 1, tzinfo=UTC) + timedelta(hours=random.randint(0, 5000))
     sent_at: dict[str, float] = {}
@@ -420,7 +425,7 @@ async def freshness_run(size: dict, load: Load, logs: Path, run: int) -> tuple[f
             for n, i in enumerate(range(0, size["freshness"] * 5000, per_tick)):
                 probe_id = f"probe-{uuid.uuid4().hex[:12]}"
                 probe = orjson.dumps({
-                    "specversion": "1.0", "id": probe_id, "source": "bench:probe", "type": "gov.cloud.usage.v1",
+                    "specversion": "1.0", "id": probe_id, "source": PROBE_SOURCE, "type": "gov.cloud.usage.v1",
                     "subject": probe_id, "time": (probe_hour + timedelta(minutes=5)).isoformat(),
                     "data": {"meter": "compute.vcpu", "quantity": "1", "start": probe_hour.isoformat(),
                              "end": (probe_hour + timedelta(minutes=5)).isoformat()}})

@@ -51,11 +51,13 @@ class IngestResult(BaseModel):
 
 
 DEPARTMENT_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# PostgreSQL text cannot hold NUL: refused with a 422 naming the field rather than failing in the database (500).
+NO_NUL = r"^[^\x00]*$"
 
 
 class DepartmentIn(BaseModel):
     id: Annotated[str, Field(min_length=1, max_length=64, pattern=DEPARTMENT_ID_PATTERN)]
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class DepartmentOut(DepartmentIn):
@@ -89,7 +91,7 @@ class RateCardIn(BaseModel):
         "prices": {"compute.vcpu": "0.12", "compute.memory": "0.05"},
     }]})
 
-    version: Annotated[str, Field(min_length=1, max_length=64)]
+    version: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
     effective_from: AwareDatetime
     currency: Literal["CNY"] = "CNY"
     prices: dict[str, UnitPrice | TieredPrice]

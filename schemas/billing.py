@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
+from schemas.api import NO_NUL
 from services.common.money import MAX_AMOUNT, yuan_text
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -166,10 +167,10 @@ class AdjustmentIn(BaseModel):
         "reference": "INC-2026-1107", "month": "2026-11",
     }]})
 
-    department_id: Annotated[str, Field(min_length=1, max_length=64)]
+    department_id: Annotated[str, Field(min_length=1, max_length=64, pattern=NO_NUL)]
     amount: Annotated[FenAmount, AfterValidator(_not_zero)] = Field(description="yuan; negative: a credit")
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
-    reference: Annotated[str, Field(max_length=200)] | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=500, pattern=NO_NUL)]
+    reference: Annotated[str, Field(max_length=200, pattern=NO_NUL)] | None = None
     month: Month | None = Field(None, description="the open period whose bill carries it; default: this month")
 
 

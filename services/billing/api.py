@@ -56,6 +56,7 @@ from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.decimal_json import DecimalJSONRoute
 from services.common.health import add_health_route
+from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, answer_statement_timeouts
 from services.common.periods import LOCAL_TZ, parse_month
@@ -78,11 +79,14 @@ app = FastAPI(title="govmeter billing API", version="1.0",
 app.router.route_class = DecimalJSONRoute  # JSON numbers in bodies (prices, amounts) parsed as Decimal
 add_health_route(app)
 answer_statement_timeouts(app)
+document_error_details(app)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
 Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Role.DEPARTMENT))]
 AnyRole = Annotated[Principal, Depends(require_roles(*Role.ALL))]
+# A budget year, as PUT /v1/budgets/{department}/{year} takes it (an unbounded int overflowed the query: 500).
+YearFilter = Annotated[int | None, Query(ge=2000, le=2999)]
 
 
 async def billing_clock() -> datetime:
@@ -292,7 +296,7 @@ async def set_budget(department_id: str, year: Annotated[int, Path(ge=2000, le=2
 
 
 @app.get("/v1/budgets", response_model=list[BudgetOut], tags=["budgets"])
-async def get_budgets(principal: Reader, year: int | None = None, department: DepartmentParam = None):
+async def get_budgets(principal: Reader, year: YearFilter = None, department: DepartmentParam = None):
     """Budgets with the year's spend so far."""
     engine = get_engine()
     rows = await list_budgets(engine, scoped_department(principal, department), year)
@@ -305,7 +309,7 @@ async def get_budgets(principal: Reader, year: int | None = None, department: De
 
 
 @app.get("/v1/alerts", response_model=list[AlertOut], tags=["budgets"])
-async def get_alerts(principal: Reader, year: int | None = None, department: DepartmentParam = None):
+async def get_alerts(principal: Reader, year: YearFilter = None, department: DepartmentParam = None):
     """Budget alerts (finance and admin: all; a department: its own)."""
     return await list_alerts(get_engine(), scoped_department(principal, department), year)
 

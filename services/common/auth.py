@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Iterable
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
@@ -18,13 +18,17 @@ class Principal:
     subject: str
     role: str
     department: str | None
+    sources: frozenset[str] = frozenset()  # the event sources a provider token may write (claim ``sources``)
 
     def may_read_department(self, department_id: str | None) -> bool:
         return self.role != Role.DEPARTMENT or department_id == self.department
 
+    def may_write_source(self, source: str) -> bool:
+        return self.role == Role.ADMIN or source in self.sources
+
 
 def issue_token(role: str, department: str | None = None, subject: str | None = None, ttl_seconds: int = 86_400,
-                secret: str | None = None) -> str:
+                secret: str | None = None, sources: Iterable[str] = ()) -> str:
     if role not in Role.ALL:
         raise ValueError(f"role must be one of {', '.join(Role.ALL)}")
     if role == Role.DEPARTMENT and not department:
@@ -32,6 +36,8 @@ def issue_token(role: str, department: str | None = None, subject: str | None = 
     claims = {"sub": subject or (department or role), "role": role, "exp": int(time.time()) + ttl_seconds}
     if department:
         claims["department"] = department
+    if sources:
+        claims["sources"] = sorted(set(sources))
     return jwt.encode(claims, secret or get_settings().jwt_secret, algorithm="HS256")
 
 
@@ -56,7 +62,10 @@ async def principal_from(request: Request) -> Principal:
     department = claims.get("department")
     if role == Role.DEPARTMENT and not department:
         raise _unauthorized("Authorization: a department token must name its department")
-    return Principal(str(claims["sub"]), role, department)
+    sources = claims.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s for s in sources):
+        raise _unauthorized("Authorization: token claim sources must be a list of source names")
+    return Principal(str(claims["sub"]), role, department, frozenset(sources))
 
 
 def require_roles(*roles: str):

@@ -16,6 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BROKER_SCRIPT = REPO / "scripts" / "kafka-broker.sh"
 POSTGRES_SCRIPT = REPO / "scripts" / "postgres.sh"
+LOCAL_SUPERUSER = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"  # what postgres.sh sets up
 APIS = {"metering": "services.metering.api:app", "billing": "services.billing.api:app", "query": "services.query.api:app"}
 
 
@@ -31,10 +32,17 @@ def cmd_broker(args) -> int:
 
 def cmd_migrate(args) -> int:
     from services.common.config import get_settings
-    from services.common.migrate import migrate
+    from services.common.migrate import migrate_from_settings
 
-    migrate(get_settings().database_url)
-    print("database migrated to the newest schema")
+    import asyncpg
+
+    settings = get_settings()
+    try:
+        migrate_from_settings(settings)
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        raise SystemExit(f"{exc}: create the roles of GOVMETER_MIGRATION_DATABASE_URL and DATABASE_URL, or set "
+                         "GOVMETER_BOOTSTRAP_DATABASE_URL to a superuser's URL and `govmeter migrate` creates them")
+    print("database migrated to the newest schema; the services' role has its grants")
     return 0
 
 
@@ -63,18 +71,24 @@ def cmd_worker(args) -> int:
 def cmd_token(args) -> int:
     from services.common.auth import issue_token
 
-    print(issue_token(args.role, args.department, ttl_seconds=args.ttl))
+    if args.source and args.role != "provider":
+        raise SystemExit("--source is for provider tokens (admin may write any source)")
+    print(issue_token(args.role, args.department, ttl_seconds=args.ttl, sources=args.source))
     return 0
 
 
-def _ensure_postgres(database_url: str) -> None:
+def _ensure_postgres(database_url: str) -> bool:
+    """Start the local development server if the database is on loopback and nothing answers; True if the
+    database is the local one."""
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
     host, port = url.host or "127.0.0.1", url.port or 5432
-    if not _port_open(host, port) and host in ("127.0.0.1", "localhost"):
+    local = host in ("127.0.0.1", "localhost") and port == 5432
+    if not _port_open(host, port) and local:
         print("PostgreSQL is not answering; starting it (installing from Debian's packages if needed)")
         subprocess.check_call(["bash", str(POSTGRES_SCRIPT)])
+    return local
 
 
 def cmd_dev(args) -> int:
@@ -85,8 +99,10 @@ def cmd_dev(args) -> int:
     settings = get_settings()
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         subprocess.check_call(["bash", str(BROKER_SCRIPT), "start"])
-    _ensure_postgres(settings.database_url)
-    migrate(settings.database_url)
+    local = _ensure_postgres(settings.database_url)
+    # On the development server the roles are made with its superuser (scripts/postgres.sh's credentials).
+    migrate(settings.migration_database_url, settings.database_url,
+            settings.bootstrap_database_url or (LOCAL_SUPERUSER if local else None))
     children: list[subprocess.Popen] = []
     me = [sys.executable, "-m", "services.common.cli"]
     try:
@@ -104,8 +120,11 @@ def cmd_dev(args) -> int:
             print(f"  {service:9s} API  {url}   docs: {url}/docs")
         print(f"  metering worker log: {worker_log}")
         print("\nTokens (valid 24 h):")
-        for role in ("admin", "provider", "finance"):
+        from services.demo.load import SOURCE as DEMO_SOURCE
+
+        for role in ("admin", "finance"):
             print(f"  {role:10s} {issue_token(role)}")
+        print(f"  provider   {issue_token('provider', sources=[DEMO_SOURCE])}   (source {DEMO_SOURCE})")
         if args.demo:
             from services.demo.load import DEMO_DEPARTMENTS, run_demo
 
@@ -178,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     token = sub.add_parser("token", help="print a signed JWT for a role")
     token.add_argument("--role", required=True, choices=["provider", "finance", "department", "admin"])
     token.add_argument("--department", default=None)
+    token.add_argument("--source", action="append", default=[],
+                       help="a CloudEvents source the provider token may write (repeat for more)")
     token.add_argument("--ttl", type=int, default=86_400, help="seconds the token is valid")
     token.set_defaults(func=cmd_token)
 

@@ -11,10 +11,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
+    # The services connect as a role with only the grants they need (services/common/privileges.py); the
+    # migrations run as the owner of every object; a superuser, when given, only makes the two roles and the
+    # database (`govmeter migrate`). The defaults are the loopback development server's (scripts/postgres.sh).
     database_url: str = Field(
-        "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter",
+        "postgresql+asyncpg://govmeter_app:govmeter_app@127.0.0.1:5432/govmeter",
         validation_alias=AliasChoices("DATABASE_URL", "GOVMETER_DATABASE_URL"),
     )
+    migration_database_url: str = Field(
+        "postgresql+asyncpg://govmeter_owner:govmeter_owner@127.0.0.1:5432/govmeter",
+        validation_alias="GOVMETER_MIGRATION_DATABASE_URL",
+    )
+    bootstrap_database_url: str | None = Field(None, validation_alias="GOVMETER_BOOTSTRAP_DATABASE_URL")
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:19092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "GOVMETER_KAFKA")
     )

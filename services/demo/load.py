@@ -118,7 +118,7 @@ async def register_departments_and_prices(client: httpx.AsyncClient, billing_url
 
 async def run_demo(urls: dict[str, str], rate: float = 200.0, duration: float = 0.0, resources: int = 2000) -> None:
     """Set up departments, a rate card and resources, then stream usage at ``rate`` events/s."""
-    provider = {"Authorization": f"Bearer {issue_token('provider')}"}
+    provider = {"Authorization": f"Bearer {issue_token('provider', sources=[SOURCE])}"}
     fleet = demo_resources(resources)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     since = now - timedelta(days=2)

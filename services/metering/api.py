@@ -11,15 +11,19 @@ from fastapi.responses import JSONResponse
 
 from schemas.api import IngestResult, RejectedEvent, Role
 from schemas.events import event_identity, validate_event
+from schemas.openapi import ErrorDetail, cloudevents_request_body
 from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
 from services.common.health import add_health_route
+from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.kafka import batch_records
+from services.metering.source_binding import require_writable_sources
 
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
 add_health_route(app)
+document_error_details(app)
 
 BATCH_TYPES = ("application/cloudevents-batch+json",)
 
@@ -28,7 +32,9 @@ BATCH_TYPES = ("application/cloudevents-batch+json",)
     "/v1/events",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=IngestResult,
-    responses={400: {"description": "body is not JSON"}, 422: {"model": IngestResult}},
+    responses={400: {"model": ErrorDetail, "description": "body is not JSON"},
+               422: {"model": IngestResult, "description": "no valid event (or an empty batch: ErrorDetail)"}},
+    openapi_extra=cloudevents_request_body(),
 )
 async def ingest_events(
     request: Request, principal: Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.ADMIN))]
@@ -43,6 +49,7 @@ async def ingest_events(
     if content_type in BATCH_TYPES and not isinstance(parsed, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body: a CloudEvents batch must be a JSON array")
     raws = parsed if isinstance(parsed, list) else [parsed]
+    require_writable_sources(principal, raws)
     if not raws:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="body: the batch is empty")
 

@@ -5,6 +5,7 @@ dedupe keys, dead letters and rollup changes commit together. Running a batch tw
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -79,6 +80,33 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
     return incoming, dead
 
 
+async def split_unknown_departments(conn, lifecycle: list[IncomingEvent]) -> tuple[list[IncomingEvent],
+                                                                                   list[DeadLetterRow]]:
+    """Lifecycle events that attribute a resource to a department that does not exist are not stored (their
+    usage would be billed to nobody's bill): they become dead letters with that reason. A termination attributes
+    nothing, so it is never held back."""
+    def owner(item: IncomingEvent) -> str | None:
+        data = item.event["data"]
+        return None if data["action"] == "terminated" else data.get("department_id")
+
+    named = {owner(i) for i in lifecycle} - {None}
+    if not named:
+        return lifecycle, []
+    known = {r["id"] for r in await conn.fetch("SELECT id FROM departments WHERE id = ANY($1::text[])", list(named))}
+    kept, dead = [], []
+    for item in lifecycle:
+        department = owner(item)
+        if department is None or department in known:
+            kept.append(item)
+            continue
+        source, event_id = item.key
+        digest = hashlib.sha256(item.payload).hexdigest()
+        dead.append(DeadLetterRow(f"unknown-department:{source}:{event_id}:{digest}", source, event_id,
+                                  "unknown department", [f"data.department_id: department {department} does not exist"],
+                                  item.payload.decode()))
+    return kept, dead
+
+
 class MeteringPipeline:
     """Applies batches to PostgreSQL. Keeps ownership and rate cards cached while their versions hold."""
 
@@ -100,6 +128,8 @@ class MeteringPipeline:
             await lock_attribution(conn, exclusive=bool(lifecycle))
             conflicts: list[DeadLetterRow] = []
             if lifecycle:
+                lifecycle, unknown = await split_unknown_departments(conn, lifecycle)
+                conflicts += unknown
                 new_lifecycle, found = await store_events(conn, lifecycle)
                 conflicts += found
                 outcome.new_lifecycle = len(new_lifecycle)

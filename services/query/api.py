@@ -14,6 +14,7 @@ from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.health import add_health_route
+from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
 from services.common.periods import parse_bound
@@ -34,6 +35,7 @@ app = FastAPI(title="govmeter query API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)
 answer_statement_timeouts(app)
+document_error_details(app)
 for module in (utilization, platform, waste, budget, warnings, focus):
     app.include_router(module.router)
 

@@ -12,13 +12,15 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
 from services.common.config import get_settings
-from services.common.db import drop_database, get_engine
+from services.common.db import asyncpg_dsn, drop_database, get_engine
 from services.common.kafka import broker_reachable, ensure_topics
-from services.common.migrate import migrate
+from services.common.migrate import migrate_from_settings
+from tests.conftest import APP_ROLE, OWNER_ROLE, SUPERUSER_DATABASE_URL, SUPERUSER_URL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,9 +40,19 @@ def broker(settings):
 
 @pytest.fixture(scope="session")
 def database(settings):
-    migrate(settings.database_url)
+    migrate_from_settings(settings)  # as `govmeter migrate`: roles, database, schema, grants
     yield settings.database_url
-    asyncio.run(drop_database(settings.database_url))
+    asyncio.run(drop_database(SUPERUSER_DATABASE_URL))
+    asyncio.run(drop_roles(SUPERUSER_URL, OWNER_ROLE, APP_ROLE))
+
+
+async def drop_roles(superuser_url: str, *roles: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(superuser_url))
+    try:
+        for role in roles:
+            await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+    finally:
+        await conn.close()
 
 
 class WorkerProcess:

@@ -16,11 +16,12 @@ from services.common.db import get_engine
 SOURCE = "urn:test:provider"
 
 
-def auth(role: str, department: str | None = None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(role, department)}"}
+def auth(role: str, department: str | None = None, sources: tuple[str, ...] = ()) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(role, department, sources=sources)}"}
 
 
-ADMIN, PROVIDER, FINANCE = auth("admin"), auth("provider"), auth("finance")
+ADMIN, FINANCE = auth("admin"), auth("finance")
+PROVIDER = auth("provider", sources=(SOURCE,))
 
 async def wait_until(check, timeout: float = 60.0, interval: float = 0.1, worker=None):
     """Poll an async ``check`` until it returns something truthy."""

@@ -13,6 +13,7 @@ import pytest
 
 from services.billing.replay import replay
 from services.common.db import asyncpg_dsn, get_engine
+from tests.conftest import SUPERUSER_DATABASE_URL
 from tests.integration.conftest import REPO
 from tests.integration.support import ADMIN, lifecycle_event, usage_event
 from tests.integration.test_billing import close, department, get_bill, local, new_id, publish, rate_card
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 async def superuser(settings):
     """A plain connection that bypasses the append-only triggers, as someone tampering with the database
     directly would (session_replication_role = replica)."""
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    conn = await asyncpg.connect(asyncpg_dsn(SUPERUSER_DATABASE_URL))
     try:
         await conn.execute("SET session_replication_role = replica")
         yield conn
@@ -135,7 +136,8 @@ async def test_the_ledger_names_edited_deleted_and_reordered_entries_and_changed
 
 
 async def asyncpg_connection_without_bypass(settings, query: str, *args):
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    # a superuser without the bypass: the trigger holds even where the grants do not apply
+    conn = await asyncpg.connect(asyncpg_dsn(SUPERUSER_DATABASE_URL))
     try:
         await conn.execute(query, *args)
     finally:

@@ -1,0 +1,135 @@
+"""Least privilege in PostgreSQL: an owner role runs the migrations and owns every object; the services (APIs,
+worker, CLI commands) connect as an app role that holds only the grants below.
+
+Closed periods, final bills (the ``bills`` table holds final bills only: drafts are computed when read),
+adjustments, usage baselines and the ledger get SELECT and INSERT, nothing else, so UPDATE, DELETE and TRUNCATE
+are refused by the grants before the append-only triggers of migration 0002 are reached; the triggers still hold
+for the owner. Dropping or disabling a trigger needs ownership, which the app role never has. The event store and
+the dead letters are append-only too. Where the services update a few columns of a row (an upsert of a budget,
+an alert marked published), only those columns are granted.
+
+``govmeter migrate`` applies this after every upgrade; a table that has no entry here stops it, so a new table
+gets a decision rather than a default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import make_url
+
+APPEND_ONLY = "SELECT, INSERT"
+PROJECTION = "SELECT, INSERT, UPDATE, DELETE"  # derived state, re-derived in place (re-attribution, re-pricing)
+
+APP_GRANTS: dict[str, str | None] = {
+    "events": APPEND_ONLY,
+    "dead_letters": APPEND_ONLY,
+    "departments": APPEND_ONLY,
+    "rate_cards": APPEND_ONLY,  # a new price is a new card
+    "projection_state": "SELECT, UPDATE (ownership_version, rate_card_version)",
+    "resource_intervals": PROJECTION,
+    "usage_hourly": PROJECTION,
+    "usage_daily": PROJECTION,
+    "usage_department_daily": PROJECTION,
+    "usage_monthly": PROJECTION,
+    "utilization_hourly": "SELECT, INSERT, UPDATE",
+    "spend_warnings": "SELECT, INSERT, UPDATE (published_at)",
+    "budgets": "SELECT, INSERT, UPDATE (amount, updated_by, updated_at)",
+    "budget_alerts": "SELECT, INSERT, UPDATE (published_at)",
+    # closed periods, final bills, adjustments and the ledger (and the usage fingerprints a close recorded)
+    "billing_periods": APPEND_ONLY,
+    "bills": APPEND_ONLY,
+    "adjustments": APPEND_ONLY,
+    "usage_baselines": APPEND_ONLY,
+    "ledger_entries": APPEND_ONLY,
+    "alembic_version": None,
+}
+
+
+@dataclass(frozen=True)
+class Login:
+    """A role named by a database URL, and the database it names."""
+
+    role: str
+    password: str | None
+    database: str
+
+    @classmethod
+    def of(cls, url: str) -> Login:
+        parsed = make_url(url)
+        if not parsed.username or not parsed.database:
+            raise ValueError("a database URL must name its user and its database")
+        return cls(parsed.username, parsed.password, parsed.database)
+
+
+async def _run(conn, template: str, *values: str) -> None:
+    """A utility statement with identifiers (%I) and literals (%L) quoted by PostgreSQL's own format()."""
+    arguments = ", ".join(f"${i + 1}::text" for i in range(len(values)))
+    await conn.execute(await conn.fetchval(f"SELECT format('{template}', {arguments})", *values))
+
+
+async def ensure_login_role(conn, login: Login) -> bool:
+    """Create the role (LOGIN, nothing more) if it is missing; True if created. ``conn`` may create roles."""
+    import asyncpg
+
+    if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", login.role):
+        return False
+    try:
+        await _run(conn, "CREATE ROLE %I LOGIN PASSWORD %L", login.role, login.password or "")
+    except asyncpg.DuplicateObjectError:  # another migrate created it meanwhile
+        return False
+    return True
+
+
+async def adopt_database(conn, owner: str) -> None:
+    """Make ``owner`` the owner of the connected database and of what lives in its public schema (a database
+    migrated before the roles existed belongs to whoever ran the migrations). ``conn`` is a superuser's."""
+    await _run(conn, "ALTER DATABASE %I OWNER TO %I", await conn.fetchval("SELECT current_database()"), owner)
+    schema_owner = await conn.fetchval("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'public'")
+    if schema_owner not in (owner, "pg_database_owner"):  # PostgreSQL < 15 gives public to the bootstrap superuser
+        await _run(conn, "ALTER SCHEMA public OWNER TO %I", owner)
+    relations = await conn.fetch(
+        """
+        SELECT c.oid::regclass::text AS name, c.relkind FROM pg_class c
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
+          AND c.relowner <> $1::regrole
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                          AND d.deptype IN ('a', 'i'))  -- identity and owned sequences follow their table
+        """,
+        owner,
+    )
+    for r in relations:
+        kind = {"S": "SEQUENCE", "v": "VIEW", "m": "MATERIALIZED VIEW"}.get(r["relkind"], "TABLE")
+        await conn.execute(f'ALTER {kind} {r["name"]} OWNER TO "{owner}"')
+    for signature in await conn.fetch(
+        "SELECT p.oid::regprocedure::text AS f FROM pg_proc p "
+        "WHERE p.pronamespace = 'public'::regnamespace AND p.proowner <> $1::regrole", owner,
+    ):
+        await conn.execute(f'ALTER FUNCTION {signature["f"]} OWNER TO "{owner}"')
+
+
+async def grant_app_role(conn, app: str) -> None:
+    """Give the app role exactly ``APP_GRANTS`` on the public schema of the connected database. ``conn`` is the
+    owner's, inside a transaction; idempotent."""
+    database = await conn.fetchval("SELECT current_database()")
+    if await conn.fetchval("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = $1", app):
+        raise RuntimeError(f"the services' role {app} (DATABASE_URL) is a superuser: least privilege needs a plain role")
+    if app == await conn.fetchval("SELECT current_user"):
+        raise RuntimeError(f"DATABASE_URL and the migration URL use the same role ({app}): the services would own "
+                           "the tables, triggers included")
+    tables = {r["relname"] for r in await conn.fetch(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')")}
+    undecided = sorted(tables - APP_GRANTS.keys())
+    if undecided:
+        raise RuntimeError(f"no grant decided for table(s) {', '.join(undecided)}: add them to "
+                           "services.common.privileges.APP_GRANTS")
+    # Nobody but the two roles connects; CREATE: `govmeter replay` builds its scratch schema (replay_<id>) and
+    # drops it, owning only what it made. TEMPORARY: the worker stages batches in session tables.
+    await _run(conn, "REVOKE ALL ON DATABASE %I FROM PUBLIC", database)
+    await _run(conn, "GRANT CONNECT, TEMPORARY, CREATE ON DATABASE %I TO %I", database, app)
+    await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    await _run(conn, "GRANT USAGE ON SCHEMA public TO %I", app)
+    await _run(conn, "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM %I", app)
+    await _run(conn, "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM %I", app)  # identity columns need none
+    for table in sorted(tables):
+        if APP_GRANTS[table]:
+            await _run(conn, f"GRANT {APP_GRANTS[table]} ON TABLE %I TO %I", table, app)
