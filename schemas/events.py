@@ -8,6 +8,8 @@ start, an owner for an activation) and the quantity's precision follow in plain 
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -34,7 +36,20 @@ CONTRACT_QUANTITY = TypeAdapter(Annotated[Decimal, Field(ge=0, max_digits=QUANTI
 Quantity = Annotated[Decimal, Field(ge=0), WithJsonSchema(CONTRACT_QUANTITY.json_schema())]  # documents the rule
 _MAX_WHOLE_DIGITS = QUANTITY_DIGITS - QUANTITY_PLACES
 Percent = Annotated[Decimal, Field(ge=0, le=100)]
-NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+
+# Limits of what the store holds, checked at the edge (HTTP and Kafka alike) so that nothing valid here is refused
+# later by PostgreSQL or explodes in the worker. Documented in the README ("Input limits").
+MAX_TEXT = 256  # characters of an id, source, subject, department id, system, spec value
+# C0 and C1 control characters (NUL above all: PostgreSQL text cannot hold it) have no place in an identifier.
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]+$"
+NonEmpty = Annotated[str, Field(min_length=1, max_length=MAX_TEXT, pattern=_PRINTABLE)]
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+EARLIEST_INSTANT = datetime(2000, 1, 1, tzinfo=UTC)  # instants (time, start, end, effective_at) lie in
+LATEST_INSTANT = datetime(2100, 1, 1, tzinfo=UTC)  # [2000-01-01, 2100-01-01) UTC
+MAX_INTERVAL = timedelta(days=31)  # a usage or utilisation interval covers at most a calendar month's length
+MAX_NESTING = 16  # levels of JSON objects and arrays in one event (the envelope and data are two)
+MAX_EVENT_BYTES = 64 * 1024  # one event's JSON
+MAX_SPEC_ENTRIES = 64
 
 
 # CloudEvents extension attributes (and extra data fields) are accepted and kept in the stored payload, which is the
@@ -55,7 +70,7 @@ class UsageData(TypedDict):
 class ResourceData(TypedDict):
     action: Literal["activated", "changed", "terminated"]
     department_id: NotRequired[NonEmpty | None]  # required unless terminated
-    system: NotRequired[str]
+    system: NotRequired[Text]
     effective_at: AwareDatetime
     kind: Literal["vm", "volume", "bucket", "ip", "bandwidth", "lb", "security"]
     spec: NotRequired[dict[str, Any]]
@@ -76,7 +91,7 @@ class _Envelope(TypedDict):
     source: NonEmpty
     subject: NonEmpty
     time: AwareDatetime
-    datacontenttype: NotRequired[str | None]
+    datacontenttype: NotRequired[Text | None]
 
 
 class UsageEvent(_Envelope):
@@ -105,6 +120,8 @@ resource_data_adapter = TypeAdapter(ResourceData)
 
 def _describe(error: dict[str, Any]) -> str:
     field = ".".join(str(part) for part in error["loc"]) or "event"
+    if error["type"] == "string_pattern_mismatch":  # the only patterns here are _PRINTABLE's
+        return f"{field}: must not contain control characters"
     return f"{field}: {error['msg']}"
 
 
@@ -119,32 +136,116 @@ def _quantity_errors(quantity: Decimal, raw: Any) -> list[str]:
     return []
 
 
+def _instant_errors(event: dict) -> list[str]:
+    data = event["data"]
+    for field, instant in (("time", event["time"]), ("data.start", data.get("start")), ("data.end", data.get("end")),
+                           ("data.effective_at", data.get("effective_at"))):
+        if instant is not None and not EARLIEST_INSTANT <= instant < LATEST_INSTANT:
+            return [f"{field}: must lie in [{EARLIEST_INSTANT:%Y-%m-%d}, {LATEST_INSTANT:%Y-%m-%d}) UTC, got {instant}"]
+    if "end" in data:
+        if data["end"] <= data["start"]:
+            return ["data.end: must be after data.start"]
+        if data["end"] - data["start"] > MAX_INTERVAL:
+            return [f"data.end: an interval covers at most {MAX_INTERVAL.days} days"]
+    return []
+
+
+def _spec_errors(spec: dict[str, Any]) -> list[str]:
+    if len(spec) > MAX_SPEC_ENTRIES:
+        return [f"data.spec: at most {MAX_SPEC_ENTRIES} entries"]
+    for path, text in _strings(spec, "data.spec"):
+        if len(text) > MAX_TEXT or _CONTROL.search(text):
+            return [f"{path}: at most {MAX_TEXT} characters, no control characters"]
+    return []
+
+
 def _cross_field_errors(event: dict, raw: dict) -> list[str]:
     data = event["data"]
     if "quantity" in data:
         errors = _quantity_errors(data["quantity"], raw["data"]["quantity"])
         if errors:
             return errors
-    if "end" in data and data["end"] <= data["start"]:
-        return ["data.end: must be after data.start"]
+    errors = _instant_errors(event)
+    if errors:
+        return errors
     if data.get("action") in ("activated", "changed") and not data.get("department_id"):
         return [f"data.department_id: required when action is {data['action']}"]
+    if data.get("spec"):
+        return _spec_errors(data["spec"])
+    return []
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _strings(value: Any, path: str):
+    """(path, text) of every key and string value inside ``value``."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield f"{path}.{key}", key
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}.{index}")
+
+
+def _too_deep(value: Any, path: str, depth: int) -> str | None:
+    if depth > MAX_NESTING:
+        return path
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in children:
+        if isinstance(item, (dict, list)):
+            found = _too_deep(item, f"{path}.{key}" if path else str(key), depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _storable_errors(raw: dict) -> list[str]:
+    """What PostgreSQL and the worker cannot hold, anywhere in the event: NUL characters, deep nesting, sheer size.
+    One C-level serialisation answers the common case; the walks run only when it shows a suspect."""
+    try:
+        text = orjson.dumps(raw)
+    except (TypeError, orjson.JSONEncodeError):  # orjson stops at 254 levels; the walk stops at MAX_NESTING
+        return [f"{_too_deep(raw, '', 1) or 'event'}: nested deeper than {MAX_NESTING} levels"]
+    if len(text) > MAX_EVENT_BYTES:
+        return [f"event: {len(text)} bytes of JSON, at most {MAX_EVENT_BYTES}"]
+    if text.count(b"{") + text.count(b"[") > MAX_NESTING:
+        path = _too_deep(raw, "", 1)
+        if path is not None:
+            return [f"{path or 'event'}: nested deeper than {MAX_NESTING} levels"]
+    if b"\\u0000" in text:
+        for path, string in _strings(raw, ""):
+            if "\x00" in string:
+                return [f"{path.lstrip('.') or 'event'}: contains a NUL character, which cannot be stored"]
     return []
 
 
 def validate_event(raw: Any) -> tuple[dict | None, list[str]]:
-    """Return the typed event (a dict), or None and a list of ``"field: why"`` errors."""
+    """Return the typed event (a dict), or None and a list of ``"field: why"`` errors. Never raises: whatever JSON
+    arrives, the answer is an event or its errors."""
     if not isinstance(raw, dict):
         return None, [f"event: must be a JSON object, got {type(raw).__name__}"]
-    adapter = EVENT_ADAPTERS.get(raw.get("type"))  # type: ignore[arg-type]
+    kind = raw.get("type")
+    adapter = EVENT_ADAPTERS.get(kind) if isinstance(kind, str) else None
     if adapter is None:
-        return None, [f"type: must be one of {', '.join(EVENT_TYPES)}, got {raw.get('type')!r}"]
+        return None, [f"type: must be one of {', '.join(EVENT_TYPES)}, got {_short(kind)}"]
+    errors = _storable_errors(raw)
+    if errors:
+        return None, errors
     try:
         event = adapter.validate_python(raw)
     except ValidationError as exc:
         return None, [_describe(e) for e in exc.errors(include_url=False)]
     errors = _cross_field_errors(event, raw)
     return (None, errors) if errors else (event, [])
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def event_identity(raw: Any) -> tuple[str | None, str | None]:

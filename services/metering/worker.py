@@ -58,20 +58,6 @@ def pipeline() -> MeteringPipeline:
     return _pipeline
 
 
-async def apply_until_committed(incoming, dead):
-    """Retry a batch until its transaction commits; never skip it (a skipped batch would lose usage)."""
-    delay = 0.5
-    while True:
-        try:
-            return await pipeline().apply(incoming, dead)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("batch of %d events failed; retrying in %.1fs", len(incoming), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-
-
 @app.agent(events_topic, concurrency=1)
 async def meter_events(stream):
     async for batch in stream.take_events(settings.worker_batch_records, within=settings.worker_batch_seconds):
@@ -96,7 +82,7 @@ async def apply_batches():
     """Apply decoded batches, one transaction each; release their messages for commit afterwards."""
     while True:
         batch, incoming, dead = await _ready.get()
-        outcome = await apply_until_committed(incoming, dead)
+        outcome = await pipeline().apply_isolating(incoming, dead)
         for event in batch:
             event.ack()  # release the hold
         for letter in outcome.dead_letters:
