@@ -60,6 +60,13 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def cmd_drill(args) -> int:
+    sys.path.insert(0, str(REPO))
+    from bench.drills import main as drill
+
+    return drill(args.drill_args)
+
+
 def cmd_token(args) -> int:
     from services.common.auth import issue_token
 
@@ -174,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     worker = sub.add_parser("worker", help="run a stream worker")
     worker.add_argument("service", choices=["metering"])
     worker.set_defaults(func=cmd_worker)
+
+    drill = sub.add_parser("drill", help="fault drills on a private PostgreSQL and broker (bench/drills.py)",
+                           add_help=False)
+    drill.add_argument("drill_args", nargs=argparse.REMAINDER)
+    drill.set_defaults(func=cmd_drill)
 
     token = sub.add_parser("token", help="print a signed JWT for a role")
     token.add_argument("--role", required=True, choices=["provider", "finance", "department", "admin"])

@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated
 
 import orjson
+from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
@@ -28,7 +29,9 @@ BATCH_TYPES = ("application/cloudevents-batch+json",)
     "/v1/events",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=IngestResult,
-    responses={400: {"description": "body is not JSON"}, 422: {"model": IngestResult}},
+    responses={400: {"description": "body is not JSON"}, 422: {"model": IngestResult},
+               503: {"description": "the broker did not acknowledge in time: nothing is confirmed; send the same "
+                                    "events (same ids) again after Retry-After seconds, they are counted once"}},
 )
 async def ingest_events(
     request: Request, principal: Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.ADMIN))]
@@ -59,8 +62,24 @@ async def ingest_events(
         return JSONResponse(result.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     settings = get_settings()
-    producer = request.app.state.producer
-    sends = [await producer.send(settings.events_topic, record)
-             for record in batch_records(accepted, max_events=settings.ingest_record_events)]
-    await asyncio.gather(*sends)  # every record acknowledged by the broker (acks=all) before we say accepted
+    records = batch_records(accepted, max_events=settings.ingest_record_events)
+    try:
+        # Every record acknowledged by the broker (acks=all) before we say accepted, or a bounded 503: a provider
+        # must be able to tell "counted" from "try again". Records the broker takes after the 503 count once, as
+        # the resent copies dedupe on (source, id).
+        await asyncio.wait_for(publish(request.app.state.producer, settings.events_topic, records),
+                               timeout=settings.ingest_ack_timeout_seconds)
+    except (TimeoutError, KafkaError) as exc:
+        retry_after = max(1, round(settings.ingest_ack_timeout_seconds))
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"broker: the events were not acknowledged ({type(exc).__name__}); nothing is confirmed, send the "
+                   f"same events again after {retry_after} s (the same ids are counted once)",
+            headers={"Retry-After": str(retry_after)},
+        ) from None
     return result
+
+
+async def publish(producer, topic: str, records: list[bytes]) -> None:
+    sends = [await producer.send(topic, record) for record in records]
+    await asyncio.gather(*sends)

@@ -31,7 +31,7 @@ REFUSAL_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
 REFUSAL_EXCEPTIONS: tuple[type[BaseException], ...] = (DecimalException, OverflowError, ValueError)
 
 RETRY_FIRST_DELAY = 0.5
-RETRY_MAX_DELAY = 30.0
+RETRY_MAX_DELAY = 5.0  # an outage's end is noticed within this
 
 
 def is_refusal(exc: BaseException) -> bool:
