@@ -479,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the drill's logs directory")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="govmeter-drill-logs-"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the cleanup below runs
     drill = Drill(SIZES[args.size], args.pg_outage, args.broker_outage, workdir)
     try:
         drill.start()

@@ -7,13 +7,17 @@ from typing import Annotated
 
 import orjson
 from aiokafka.errors import KafkaError
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from schemas.api import IngestResult, RejectedEvent, Role
-from schemas.events import event_identity, validate_event
+from sqlalchemy import select
+
+from schemas.api import DeadLetterOut, DeadLetterPage, IngestResult, RejectedEvent, Role
+from schemas.events import MAX_TEXT, PRINTABLE, event_identity, validate_event
 from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
+from services.common.db import get_sessionmaker
+from services.common.models import DeadLetter
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
 from services.common.kafka import batch_records
@@ -83,3 +87,26 @@ async def ingest_events(
 async def publish(producer, topic: str, records: list[bytes]) -> None:
     sends = [await producer.send(topic, record) for record in records]
     await asyncio.gather(*sends)
+
+
+@app.get("/v1/dead-letters", response_model=DeadLetterPage)
+async def list_dead_letters(
+    principal: Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.ADMIN))],
+    source: Annotated[str | None, Query(max_length=MAX_TEXT, pattern=PRINTABLE)] = None,
+    reason: Annotated[str | None, Query(max_length=MAX_TEXT, pattern=PRINTABLE)] = None,
+    after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+):
+    """What the worker could not count, oldest first, with the reason and the raw record: invalid input produced
+    straight into Kafka, conflicting duplicates, events the database refused. Page with ``after_id``."""
+    query = select(DeadLetter).where(DeadLetter.id > after_id).order_by(DeadLetter.id).limit(limit + 1)
+    if source is not None:
+        query = query.where(DeadLetter.source == source)
+    if reason is not None:
+        query = query.where(DeadLetter.reason == reason)
+    async with get_sessionmaker()() as session:
+        rows = (await session.scalars(query)).all()
+    page = [DeadLetterOut(id=r.id, received_at=r.created_at, reason=r.reason, errors=r.errors, source=r.source,
+                          event_id=r.event_id, topic=r.topic, partition=r.partition, offset=r.offset,
+                          payload=r.payload) for r in rows[:limit]]
+    return DeadLetterPage(dead_letters=page, next_after_id=page[-1].id if len(rows) > limit else None)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, canonical_payload, event_identity, validate_event
+from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, event_identity, judge_event
 from services.common.db import raw_transaction
 from services.metering.domain.attribution import Ownership, lifecycle_from_hours
 from services.metering.domain.rating import RateCardPrices, rate_usage
@@ -79,9 +79,9 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
             continue
         for index, raw in enumerate(body if isinstance(body, list) else [body]):
             try:
-                event, errors = validate_event(raw)
+                event, errors, payload = judge_event(raw)
                 if event is not None:
-                    incoming.append(incoming_event(event, raw, canonical_payload(raw), instant_text))
+                    incoming.append(incoming_event(event, raw, payload, instant_text))
                     continue
             except Exception as exc:  # a validator bug must cost one event, not the agent
                 log.exception("event %s of record %s could not be judged", index, where)

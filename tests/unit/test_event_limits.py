@@ -44,6 +44,7 @@ HOSTILE = [
     (USAGE, "source", "urn:\x1bcollector", "source"),
     (USAGE, "subject", "v" * (MAX_TEXT + 1), "subject"),
     (USAGE, "time", "9999-12-31T00:00:00Z", "time"),
+    (USAGE, "time", "2100-01-01T00:00:00+08:00", "time"),
     (USAGE, "data.start", "1970-01-01T00:00:00Z", "data.start"),
     (USAGE, "data.end", "2099-10-01T00:00:00+08:00", "data.end"),  # an interval of 73 years
     (USAGE, "data.quantity", "1" * 40, "data.quantity"),
