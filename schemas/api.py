@@ -50,6 +50,27 @@ class IngestResult(BaseModel):
     rejected: list[RejectedEvent]
 
 
+class DeadLetterOut(BaseModel):
+    """Input that was not counted, with why: invalid at the edge of the Kafka path, a conflicting duplicate, or
+    refused by the database. ``payload`` is the record or event as received (NUL spelled ``\\u0000``)."""
+
+    id: int
+    received_at: datetime
+    reason: str
+    errors: list[str]
+    source: str | None
+    event_id: str | None
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    payload: str
+
+
+class DeadLetterPage(BaseModel):
+    dead_letters: list[DeadLetterOut]
+    next_after_id: int | None = Field(description="pass as after_id for the next page; null on the last page")
+
+
 DEPARTMENT_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
 # PostgreSQL text cannot hold NUL: refused with a 422 naming the field rather than failing in the database (500).
 NO_NUL = r"^[^\x00]*$"

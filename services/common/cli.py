@@ -68,6 +68,13 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def cmd_drill(drill_args: list[str]) -> int:
+    sys.path.insert(0, str(REPO))
+    from bench.drills import main as drill
+
+    return drill(drill_args)
+
+
 def cmd_token(args) -> int:
     from services.common.auth import issue_token
 
@@ -194,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("service", choices=["metering"])
     worker.set_defaults(func=cmd_worker)
 
+    # The drill parses its own options (bench/drills.py); listed here for --help.
+    sub.add_parser("drill", help="fault drills on a private PostgreSQL and broker (bench/drills.py)")
+
     token = sub.add_parser("token", help="print a signed JWT for a role")
     token.add_argument("--role", required=True, choices=["provider", "finance", "department", "admin"])
     token.add_argument("--department", default=None)
@@ -208,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     register_billing(sub)
     register_query(sub)
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["drill"]:
+        return cmd_drill(argv[1:])
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -36,10 +36,17 @@ class Settings(BaseSettings):
     # The worker takes up to this many Kafka records (each may carry a batch of events) per transaction.
     worker_batch_records: int = Field(20, validation_alias="GOVMETER_WORKER_BATCH_RECORDS")
     worker_batch_seconds: float = Field(0.2, validation_alias="GOVMETER_WORKER_BATCH_SECONDS")
+    # Kafka static group membership (services/metering/worker.py): a restarted worker takes its partitions back at
+    # once under the same instance id. Unset, each worker process of a host takes the first free slot, host-N.
+    worker_instance_id: str | None = Field(None, validation_alias="GOVMETER_WORKER_INSTANCE_ID")
+    # A crashed worker that is not restarted keeps its partitions this long (the broker's minimum is 6 s).
+    worker_session_timeout_seconds: float = Field(6.0, ge=6.0, validation_alias="GOVMETER_WORKER_SESSION_TIMEOUT_SECONDS")
     # Batches in their transaction at once in one worker (see services/metering/worker.py).
     worker_transactions: int = Field(2, validation_alias="GOVMETER_WORKER_TRANSACTIONS")
     # The largest batch the ingest API puts in one Kafka record.
     ingest_record_events: int = Field(1000, validation_alias="GOVMETER_INGEST_RECORD_EVENTS")
+    # POST /v1/events answers 503 with Retry-After when the broker has not acknowledged within this bound.
+    ingest_ack_timeout_seconds: float = Field(5.0, gt=0, validation_alias="GOVMETER_INGEST_ACK_TIMEOUT_SECONDS")
     # Spend anomaly warnings: the query API evaluates the last completed local days this often (0: never).
     warnings_interval_seconds: float = Field(3600.0, validation_alias="GOVMETER_WARNINGS_INTERVAL_SECONDS")
     warnings_lookback_days: int = Field(2, validation_alias="GOVMETER_WARNINGS_LOOKBACK_DAYS")

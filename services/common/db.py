@@ -102,7 +102,15 @@ async def drop_database(url: str) -> None:
 async def raw_connection(engine: AsyncEngine):
     """The asyncpg connection under a pooled SQLAlchemy connection, for array-heavy SQL (``unnest``)."""
     async with engine.connect() as sa_conn:
-        yield (await sa_conn.get_raw_connection()).driver_connection
+        driver = (await sa_conn.get_raw_connection()).driver_connection
+        try:
+            yield driver
+        except BaseException:
+            # Errors raised by asyncpg itself bypass SQLAlchemy's disconnect detection: a connection the server
+            # closed (a restart, an outage) would go back to the pool and fail every later use.
+            if driver.is_closed():
+                await sa_conn.invalidate()
+            raise
 
 
 @asynccontextmanager

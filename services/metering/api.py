@@ -6,14 +6,19 @@ import asyncio
 from typing import Annotated
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from aiokafka.errors import KafkaError
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from schemas.api import IngestResult, RejectedEvent, Role
-from schemas.events import event_identity, validate_event
+from sqlalchemy import select
+
+from schemas.api import DeadLetterOut, DeadLetterPage, IngestResult, RejectedEvent, Role
+from schemas.events import MAX_TEXT, PRINTABLE, event_identity, validate_event
 from schemas.openapi import ErrorDetail, cloudevents_request_body
 from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
+from services.common.db import get_sessionmaker
+from services.common.models import DeadLetter
 from services.common.health import add_health_route
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
@@ -33,7 +38,9 @@ BATCH_TYPES = ("application/cloudevents-batch+json",)
     status_code=status.HTTP_202_ACCEPTED,
     response_model=IngestResult,
     responses={400: {"model": ErrorDetail, "description": "body is not JSON"},
-               422: {"model": IngestResult, "description": "no valid event (or an empty batch: ErrorDetail)"}},
+               422: {"model": IngestResult, "description": "no valid event (or an empty batch: ErrorDetail)"},
+               503: {"model": ErrorDetail, "description": "the broker did not acknowledge in time: nothing is "
+                     "confirmed; send the same events (same ids) again after Retry-After seconds, counted once"}},
     openapi_extra=cloudevents_request_body(),
 )
 async def ingest_events(
@@ -66,8 +73,50 @@ async def ingest_events(
         return JSONResponse(result.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     settings = get_settings()
-    producer = request.app.state.producer
-    sends = [await producer.send(settings.events_topic, record)
-             for record in batch_records(accepted, max_events=settings.ingest_record_events)]
-    await asyncio.gather(*sends)  # every record acknowledged by the broker (acks=all) before we say accepted
+    records = batch_records(accepted, max_events=settings.ingest_record_events)
+    try:
+        # Every record acknowledged by the broker (acks=all) before we say accepted, or a bounded 503: a provider
+        # must be able to tell "counted" from "try again". Records the broker takes after the 503 count once, as
+        # the resent copies dedupe on (source, id).
+        await asyncio.wait_for(publish(request.app.state.producer, settings.events_topic, records),
+                               timeout=settings.ingest_ack_timeout_seconds)
+    except (TimeoutError, KafkaError) as exc:
+        retry_after = max(1, round(settings.ingest_ack_timeout_seconds))
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"broker: the events were not acknowledged ({type(exc).__name__}); nothing is confirmed, send the "
+                   f"same events again after {retry_after} s (the same ids are counted once)",
+            headers={"Retry-After": str(retry_after)},
+        ) from None
     return result
+
+
+async def publish(producer, topic: str, records: list[bytes]) -> None:
+    sends = [await producer.send(topic, record) for record in records]
+    await asyncio.gather(*sends)
+
+
+@app.get("/v1/dead-letters", response_model=DeadLetterPage)
+async def list_dead_letters(
+    principal: Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.ADMIN))],
+    source: Annotated[str | None, Query(max_length=MAX_TEXT, pattern=PRINTABLE)] = None,
+    reason: Annotated[str | None, Query(max_length=MAX_TEXT, pattern=PRINTABLE)] = None,
+    after_id: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+):
+    """What the worker could not count, oldest first, with the reason and the raw record: invalid input produced
+    straight into Kafka, conflicting duplicates, events the database refused. Page with ``after_id``. A provider
+    sees the letters of its token's sources; admin sees all, including records with no readable source."""
+    query = select(DeadLetter).where(DeadLetter.id > after_id).order_by(DeadLetter.id).limit(limit + 1)
+    if source is not None:
+        query = query.where(DeadLetter.source == source)
+    if principal.role == Role.PROVIDER:  # a collector sees what it sent: its sources' letters, not another's
+        query = query.where(DeadLetter.source.in_(sorted(principal.sources)))
+    if reason is not None:
+        query = query.where(DeadLetter.reason == reason)
+    async with get_sessionmaker()() as session:
+        rows = (await session.scalars(query)).all()
+    page = [DeadLetterOut(id=r.id, received_at=r.created_at, reason=r.reason, errors=r.errors, source=r.source,
+                          event_id=r.event_id, topic=r.topic, partition=r.partition, offset=r.offset,
+                          payload=r.payload) for r in rows[:limit]]
+    return DeadLetterPage(dead_letters=page, next_after_id=page[-1].id if len(rows) > limit else None)

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, canonical_payload, event_identity, validate_event
+from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, event_identity, judge_event
 from services.common.db import raw_transaction
 from services.metering.domain.attribution import Ownership, lifecycle_from_hours
 from services.metering.domain.rating import RateCardPrices, rate_usage
+from services.metering.isolation import apply_isolating
 from services.metering.store import (
     DeadLetterRow,
     IncomingEvent,
@@ -53,10 +54,20 @@ class BatchOutcome:
     duplicates: int = 0
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
 
+    def absorb(self, part: BatchOutcome) -> None:
+        """Add the outcome of one part of a bisected batch."""
+        self.events += part.events
+        self.new_usage += part.new_usage
+        self.new_lifecycle += part.new_lifecycle
+        self.new_other += part.new_other
+        self.duplicates += part.duplicates
+        self.dead_letters += part.dead_letters
+
 
 def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], list[DeadLetterRow]]:
     """Each record holds one CloudEvent (a JSON object) or a batch (a JSON array). Invalid input becomes a dead
-    letter keyed by its Kafka position, so a redelivered record does not file it twice."""
+    letter keyed by its Kafka position, so a redelivered record does not file it twice. Nothing a record holds can
+    make this raise: a record that breaks decoding in an unforeseen way is a dead letter too."""
     incoming: list[IncomingEvent] = []
     dead: list[DeadLetterRow] = []
     instant_text = InstantText()
@@ -65,19 +76,35 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
         try:
             body = orjson.loads(record.value)
         except orjson.JSONDecodeError as exc:
-            dead.append(DeadLetterRow(f"{where}:-", None, None, "invalid JSON", [f"body: {exc}"],
-                                      record.value.decode("utf-8", "replace"), record.topic, record.partition,
-                                      record.offset))
+            dead.append(_record_letter(record, f"{where}:-", "invalid JSON", f"body: {exc}"))
             continue
         for index, raw in enumerate(body if isinstance(body, list) else [body]):
-            event, errors = validate_event(raw)
-            if event is None:
-                source, event_id = event_identity(raw)
-                dead.append(DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors,
-                                          orjson.dumps(raw).decode(), record.topic, record.partition, record.offset))
-            else:
-                incoming.append(incoming_event(event, raw, canonical_payload(raw), instant_text))
+            try:
+                event, errors, payload = judge_event(raw)
+                if event is not None:
+                    incoming.append(incoming_event(event, raw, payload, instant_text))
+                    continue
+            except Exception as exc:  # a validator bug must cost one event, not the agent
+                log.exception("event %s of record %s could not be judged", index, where)
+                errors = [f"event: could not be validated ({type(exc).__name__})"]
+            source, event_id = event_identity(raw)
+            dead.append(DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors,
+                                      _raw_text(raw, record), record.topic, record.partition, record.offset))
     return incoming, dead
+
+
+def _record_letter(record: KafkaRecord, key: str, reason: str, error: str) -> DeadLetterRow:
+    return DeadLetterRow(key, None, None, reason, [error], record.value.decode("utf-8", "backslashreplace"),
+                         record.topic, record.partition, record.offset)
+
+
+def _raw_text(raw, record: KafkaRecord) -> str:
+    """The event as received, for the dead letter; the whole record when the event cannot be written back
+    (orjson refuses nesting past 254 levels, which JSON parsing allows up to 1,024)."""
+    try:
+        return orjson.dumps(raw).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return record.value.decode("utf-8", "backslashreplace")
 
 
 async def split_unknown_departments(conn, lifecycle: list[IncomingEvent]) -> tuple[list[IncomingEvent],
@@ -118,7 +145,15 @@ class MeteringPipeline:
 
     async def process(self, records: list[KafkaRecord]) -> BatchOutcome:
         incoming, dead = decode_records(records)
-        return await self.apply(incoming, dead)
+        return await self.apply_isolating(incoming, dead)
+
+    async def apply_isolating(self, incoming: list[IncomingEvent], dead: list[DeadLetterRow]) -> BatchOutcome:
+        """``apply`` until committed: transient failures retried, refused events dead-lettered one by one."""
+        return await apply_isolating(self.apply, incoming, dead, BatchOutcome, on_failure=self.forget_state)
+
+    def forget_state(self) -> None:
+        # A failed transaction may have loaded ownership it then rolled back; the next one reloads.
+        self._versions = None
 
     async def apply(self, incoming: list[IncomingEvent], dead: list[DeadLetterRow]) -> BatchOutcome:
         outcome = BatchOutcome(events=len(incoming))

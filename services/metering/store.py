@@ -84,6 +84,12 @@ class DeadLetterRow:
     offset: int | None = None
 
 
+def storable_text(text: str | None) -> str | None:
+    """Text as PostgreSQL can hold it: NUL (refused by text and jsonb) spelled out. A dead letter must always be
+    storable, whatever it carries, or filing it would fail like the input did."""
+    return None if text is None else text.replace("\x00", "\\u0000")
+
+
 async def insert_dead_letters(conn, rows: list[DeadLetterRow]) -> int:
     if not rows:
         return 0
@@ -96,12 +102,12 @@ async def insert_dead_letters(conn, rows: list[DeadLetterRow]) -> int:
         ON CONFLICT (dedupe_key) DO NOTHING
         RETURNING id
         """,
-        [r.dedupe_key for r in rows],
-        [r.source for r in rows],
-        [r.event_id for r in rows],
-        [r.reason for r in rows],
-        [orjson.dumps(r.errors).decode() for r in rows],
-        [r.payload for r in rows],
+        [storable_text(r.dedupe_key) for r in rows],
+        [storable_text(r.source) for r in rows],
+        [storable_text(r.event_id) for r in rows],
+        [storable_text(r.reason) for r in rows],
+        [orjson.dumps([storable_text(e) for e in r.errors]).decode() for r in rows],
+        [storable_text(r.payload) for r in rows],
         [r.topic for r in rows],
         [r.partition for r in rows],
         [r.offset for r in rows],

@@ -9,8 +9,10 @@ message. Concurrency stays 1 (faust-streaming#606)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
+import socket
 import tempfile
 
 import faust
@@ -23,6 +25,28 @@ from services.metering.pipeline import KafkaRecord, MeteringPipeline, decode_rec
 
 log = logging.getLogger("govmeter.worker")
 settings = get_settings()
+_slot_locks: list[int] = []
+
+
+def instance_id() -> str:
+    """This process's static group member id (KIP-345): stable across restarts, so that a restarted worker takes
+    back its partitions at once instead of waiting for the dead member's session to expire and a rebalance.
+    Two live members must never share an id (the broker fences the older), so without a configured id each worker
+    process on a host holds a lock on the first free slot; the OS releases it when the process dies, however it dies."""
+    if settings.worker_instance_id:
+        return settings.worker_instance_id
+    for slot in range(256):
+        path = os.path.join(tempfile.gettempdir(), f"govmeter-{settings.worker_group}-worker-{slot}.lock")
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _slot_locks.append(fd)  # held for the life of the process
+        return f"{socket.gethostname()}-{slot}"
+    raise SystemExit("no free worker slot: set GOVMETER_WORKER_INSTANCE_ID")
+
 
 app = faust.App(
     settings.worker_group,
@@ -39,6 +63,13 @@ app = faust.App(
     broker_commit_interval=1.0,
     stream_buffer_maxsize=100,  # records (each up to ~1,000 events) read ahead: bounds the memory
     consumer_max_fetch_size=4 * 1024**2,  # per partition: a fetch brings a batch's worth, not 1 MB of it
+    # Recovery in seconds, not minutes: static membership lets a restarted worker rejoin without a rebalance; a
+    # short session bounds how long a dead worker that stays dead holds its partitions; a rebalance waits at most
+    # this long for members to rejoin.
+    consumer_group_instance_id=instance_id(),
+    broker_session_timeout=settings.worker_session_timeout_seconds,
+    broker_heartbeat_interval=settings.worker_session_timeout_seconds / 4,
+    broker_rebalance_timeout=10.0,
 )
 events_topic = app.topic(settings.events_topic, value_type=bytes, value_serializer="raw",
                          partitions=settings.event_partitions)
@@ -56,20 +87,6 @@ def pipeline() -> MeteringPipeline:
     if _pipeline is None:
         _pipeline = MeteringPipeline(get_engine())
     return _pipeline
-
-
-async def apply_until_committed(incoming, dead):
-    """Retry a batch until its transaction commits; never skip it (a skipped batch would lose usage)."""
-    delay = 0.5
-    while True:
-        try:
-            return await pipeline().apply(incoming, dead)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("batch of %d events failed; retrying in %.1fs", len(incoming), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 @app.agent(events_topic, concurrency=1)
@@ -96,7 +113,7 @@ async def apply_batches():
     """Apply decoded batches, one transaction each; release their messages for commit afterwards."""
     while True:
         batch, incoming, dead = await _ready.get()
-        outcome = await apply_until_committed(incoming, dead)
+        outcome = await pipeline().apply_isolating(incoming, dead)
         for event in batch:
             event.ack()  # release the hold
         for letter in outcome.dead_letters:
