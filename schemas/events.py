@@ -8,6 +8,7 @@ start, an owner for an activation) and the quantity's precision follow in plain 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -252,7 +253,11 @@ def _storable_errors(raw: dict) -> tuple[list[str], bytes | None]:
     try:
         text = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):  # orjson stops at 254 levels; the walk stops at MAX_NESTING
-        return [f"{_too_deep(raw, '', 1) or 'event'}: nested deeper than {MAX_NESTING} levels"], None
+        too_deep = _too_deep(raw, "", 1)
+        if too_deep is not None:
+            return [f"{too_deep or 'event'}: nested deeper than {MAX_NESTING} levels"], None
+        # An integer beyond 64 bits (only a Python caller can hand one over: orjson parses such numbers as floats)
+        text = json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
     if (len(text) <= MAX_EVENT_BYTES and b"\\u0000" not in text
             and text.count(b"{") + text.count(b"[") <= MAX_NESTING):
         return [], text
