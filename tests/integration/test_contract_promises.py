@@ -17,6 +17,7 @@ from services.common.auth import issue_token
 from services.common.config import get_settings
 from services.common.db import get_engine, raw_connection
 from services.common.periods import LOCAL_TZ
+from tests.conftest import SUPERUSER_DATABASE_URL
 from tests.integration.support import (
     ADMIN,
     FINANCE,
@@ -52,8 +53,10 @@ class _NotRefused(Exception):
 
 
 async def attempt(statement: str) -> str:
-    """Run ``statement`` in a transaction that is always rolled back; what the database said."""
-    async with raw_connection(get_engine()) as conn:
+    """Run ``statement`` in a transaction that is always rolled back; what the database said. As a superuser: the
+    services' role is refused by its grants before any trigger runs (test_least_privilege proves that); the triggers
+    hold against the tables' owner and anyone else who has the privilege."""
+    async with raw_connection(get_engine(SUPERUSER_DATABASE_URL)) as conn:
         try:
             async with conn.transaction():
                 await conn.execute(statement)
