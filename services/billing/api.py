@@ -148,8 +148,9 @@ async def get_rate_cards(principal: AnyRole):
 @app.get("/v1/periods", response_model=list[PeriodOut], tags=["billing"])
 async def get_periods(principal: Reader):
     """Billing periods (local calendar months): closed ones with their close, open ones with usage and when
-    they close by themselves (``GOVMETER_CLOSE_GRACE_DAYS`` local days after the month ends)."""
-    return await list_periods(get_engine(), get_settings().close_grace_days)
+    they close by themselves (``GOVMETER_CLOSE_GRACE_DAYS`` local days after the month ends). A department
+    sees its own bill count and total of each closed period, not the city's."""
+    return await list_periods(get_engine(), get_settings().close_grace_days, scoped_department(principal, None))
 
 
 @app.post("/v1/periods/{month}/close", response_model=CloseResult, tags=["billing"],
