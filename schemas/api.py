@@ -39,8 +39,12 @@ class IngestResult(BaseModel):
     rejected: list[RejectedEvent]
 
 
+# A department's id, in the API and in a department token's ``department`` claim.
+DepartmentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
 class DepartmentIn(BaseModel):
-    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    id: DepartmentId
     name: Annotated[str, Field(min_length=1, max_length=200)]
 
 

@@ -2,6 +2,7 @@
 service module is imported: each test run gets its own database and its own topics on the real broker."""
 
 import os
+import secrets
 import uuid
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -10,5 +11,5 @@ os.environ["DATABASE_URL"] = os.environ.get(
     "GOVMETER_TEST_DATABASE_URL", "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter_test_" + RUN_ID
 )
 os.environ["GOVMETER_TOPIC_PREFIX"] = f"govmeter-test-{RUN_ID}"
-os.environ["GOVMETER_JWT_SECRET"] = "govmeter-test-secret-at-least-32-bytes-long"
+os.environ["GOVMETER_JWT_SECRET"] = secrets.token_urlsafe(48)  # this run's own; the worker inherits it
 os.environ["GOVMETER_WORKER_BATCH_SECONDS"] = "0.05"

@@ -54,6 +54,7 @@ from services.billing.store import AlreadyExists, add_department, add_rate_card,
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
+from services.common.guard import guard
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
 from services.common.periods import LOCAL_TZ, parse_month
@@ -74,6 +75,7 @@ bill_digests = DigestMemo(bills_cache)  # closed months' usage fingerprints, kep
 app = FastAPI(title="govmeter billing API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
 add_health_route(app)
+guard(app, "billing")
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -44,7 +45,14 @@ def cmd_api(args) -> int:
     from services.common.config import get_settings
     from services.common.runtime import tune_garbage_collector
 
+    from services.common.auth import MissingSecret, jwt_secret
+
     settings = get_settings()
+    try:
+        jwt_secret(settings)
+    except MissingSecret as exc:
+        print(f"govmeter api {args.service}: {exc}", file=sys.stderr)
+        return 2
     port = args.port or getattr(settings, f"{args.service}_port")
     module, _, attribute = APIS[args.service].partition(":")
     app = getattr(importlib.import_module(module), attribute)
@@ -61,9 +69,13 @@ def cmd_worker(args) -> int:
 
 
 def cmd_token(args) -> int:
-    from services.common.auth import issue_token
+    from services.common.auth import MissingSecret, issue_token
 
-    print(issue_token(args.role, args.department, ttl_seconds=args.ttl))
+    try:
+        print(issue_token(args.role, args.department, ttl_seconds=args.ttl, audience=args.audience))
+    except (MissingSecret, ValueError) as exc:
+        print(f"govmeter token: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -82,6 +94,10 @@ def cmd_dev(args) -> int:
     from services.common.config import get_settings
     from services.common.migrate import migrate
 
+    own_secret = bool(os.environ.get("GOVMETER_JWT_SECRET"))
+    if not own_secret:  # a secret of this run only, inherited by the children; its tokens are printed below
+        os.environ["GOVMETER_JWT_SECRET"] = secrets.token_urlsafe(48)
+        get_settings.cache_clear()
     settings = get_settings()
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         subprocess.check_call(["bash", str(BROKER_SCRIPT), "start"])
@@ -103,7 +119,9 @@ def cmd_dev(args) -> int:
         for service, url in urls.items():
             print(f"  {service:9s} API  {url}   docs: {url}/docs")
         print(f"  metering worker log: {worker_log}")
-        print("\nTokens (valid 24 h):")
+        print("\nTokens (valid 24 h, for all three APIs" + (")" if own_secret else
+              "; signed with a secret made for this run: set GOVMETER_JWT_SECRET to keep one and mint more with "
+              "`govmeter token`)") + ":")
         for role in ("admin", "provider", "finance"):
             print(f"  {role:10s} {issue_token(role)}")
         if args.demo:
@@ -178,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     token = sub.add_parser("token", help="print a signed JWT for a role")
     token.add_argument("--role", required=True, choices=["provider", "finance", "department", "admin"])
     token.add_argument("--department", default=None)
-    token.add_argument("--ttl", type=int, default=86_400, help="seconds the token is valid")
+    token.add_argument("--ttl", type=int, default=86_400,
+                       help="seconds the token is valid (at most GOVMETER_JWT_MAX_LIFETIME_SECONDS, default 86400)")
+    token.add_argument("--audience", action="append", choices=["metering", "billing", "query"],
+                       help="an API the token is for (repeat for several; default: all three)")
     token.set_defaults(func=cmd_token)
 
     from services.billing.cli import register as register_billing

@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from services.common.auth import jwt_secret
 from services.common.config import Settings, get_settings
 from services.common.kafka import ensure_topics, start_producer
 
@@ -22,6 +23,7 @@ def producer_lifespan(background: BackgroundLoop | None = None):
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         settings = get_settings()
+        jwt_secret(settings)  # no API starts without a signing secret (MissingSecret says what to set)
         await ensure_topics(settings)
         app.state.producer = await start_producer(settings)
         loop = background(app.state.producer, settings) if background else None

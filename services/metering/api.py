@@ -13,6 +13,7 @@ from schemas.api import IngestResult, RejectedEvent, Role
 from schemas.events import event_identity, validate_event
 from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
+from services.common.guard import check_event_count, guard
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
 from services.common.kafka import batch_records
@@ -20,6 +21,7 @@ from services.common.kafka import batch_records
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
 add_health_route(app)
+guard(app, "metering")
 
 BATCH_TYPES = ("application/cloudevents-batch+json",)
 
@@ -43,6 +45,7 @@ async def ingest_events(
     if content_type in BATCH_TYPES and not isinstance(parsed, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body: a CloudEvents batch must be a JSON array")
     raws = parsed if isinstance(parsed, list) else [parsed]
+    check_event_count(len(raws))
     if not raws:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="body: the batch is empty")
 

@@ -12,6 +12,7 @@ from schemas.api import Role, UsageReport
 from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine
+from services.common.guard import guard
 from services.common.health import add_health_route
 from services.common.lifespan import producer_lifespan
 from services.common.periods import parse_bound
@@ -31,6 +32,7 @@ usage_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "usage_depart
 app = FastAPI(title="govmeter query API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)
+guard(app, "query")
 for module in (utilization, platform, waste, budget, warnings, focus):
     app.include_router(module.router)
 
