@@ -52,7 +52,7 @@ class Principal:
         return self.role != Role.DEPARTMENT or department_id == self.department
 
 
-class InvalidToken(Exception):
+class InvalidToken(ValueError):
     pass
 
 
