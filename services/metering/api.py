@@ -30,7 +30,8 @@ BATCH_TYPES = ("application/cloudevents-batch+json",)
     "/v1/events",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=IngestResult,
-    responses={400: {"description": "body is not JSON"}, 422: {"model": IngestResult}},
+    responses={400: {"description": "body is not JSON"}, 422: {"model": IngestResult},
+               413: {"description": "over GOVMETER_MAX_EVENTS_PER_REQUEST events or GOVMETER_MAX_BODY_BYTES"}},
 )
 async def ingest_events(
     request: Request, principal: Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.ADMIN))]
