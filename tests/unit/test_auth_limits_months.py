@@ -128,6 +128,10 @@ def echo_app(limit: int):
     async def echo(request: Request, principal: Annotated[Principal, Depends(require_roles(Role.ADMIN))]):
         return {"bytes": len(await request.body())}
 
+    @app.post("/v1/parsed")
+    async def parsed(body: dict, principal: Annotated[Principal, Depends(require_roles(Role.ADMIN))]):
+        return {"keys": len(body)}
+
     return RequestGuard(app, AUDIENCES["metering"], max_body_bytes=limit)
 
 
@@ -140,6 +144,12 @@ async def test_a_streamed_body_is_cut_off_as_soon_as_it_passes_the_limit():
     assert exchange.read == 4  # 120 bytes: no further chunk was read
     within = await Exchange("POST", [b"x" * 30] * 3, ADMIN_TOKEN).through(echo_app(100))
     assert (within.status, orjson.loads(within.body)) == (200, {"bytes": 90})
+    # the same where FastAPI itself reads and parses the body (a body parameter)
+    json_body = {**ADMIN_TOKEN, "content-type": "application/json"}
+    parsed = Exchange("POST", [b'{"a": "', *[b"x" * 30] * 10, b'"}'], json_body)
+    parsed.scope["path"], parsed.scope["raw_path"] = "/v1/parsed", b"/v1/parsed"
+    await parsed.through(echo_app(100))  # 7 + 4 × 30 bytes: the fifth chunk passes the limit
+    assert (parsed.status, parsed.read) == (413, 5) and b"GOVMETER_MAX_BODY_BYTES" in parsed.body
 
 
 async def test_a_declared_length_over_the_limit_is_413_before_anything_is_read():
