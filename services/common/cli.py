@@ -42,13 +42,12 @@ def cmd_migrate(args) -> int:
 def cmd_api(args) -> int:
     import uvicorn
 
+    from services.common.auth import MissingSecret, jwt_secret
     from services.common.config import get_settings
     from services.common.runtime import tune_garbage_collector
 
-    from services.common.auth import MissingSecret, jwt_secret
-
     settings = get_settings()
-    try:
+    try:  # refuse before anything starts, in one line rather than a failed lifespan's traceback
         jwt_secret(settings)
     except MissingSecret as exc:
         print(f"govmeter api {args.service}: {exc}", file=sys.stderr)
