@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ BENCH_DB = os.environ.get("GOVMETER_BENCH_DATABASE_URL",
 os.environ["DATABASE_URL"] = BENCH_DB
 os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 os.environ["GOVMETER_TOPIC_PREFIX"] = f"bench-{STAMP}"
+os.environ["GOVMETER_JWT_SECRET"] = secrets.token_urlsafe(48)  # this run's own; its processes inherit it
 _PORT_BASE = int(os.environ.get("GOVMETER_BENCH_PORT_BASE", "18000"))  # another bench at once: another base
 PORTS = {"metering": _PORT_BASE + 1, "billing": _PORT_BASE + 2, "query": _PORT_BASE + 3}
 

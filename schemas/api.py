@@ -72,12 +72,14 @@ class DeadLetterPage(BaseModel):
 
 
 DEPARTMENT_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# A department's id, in the API and in a department token's ``department`` claim.
+DepartmentId = Annotated[str, Field(min_length=1, max_length=64, pattern=DEPARTMENT_ID_PATTERN)]
 # PostgreSQL text cannot hold NUL: refused with a 422 naming the field rather than failing in the database (500).
 NO_NUL = r"^[^\x00]*$"
 
 
 class DepartmentIn(BaseModel):
-    id: Annotated[str, Field(min_length=1, max_length=64, pattern=DEPARTMENT_ID_PATTERN)]
+    id: DepartmentId
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
 
 

@@ -11,9 +11,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializ
 
 from schemas.api import NO_NUL
 from services.common.money import MAX_AMOUNT, yuan_text
+from services.common.periods import MONTH_PATTERN, canonical_month
 
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-Month = Annotated[str, Field(pattern=MONTH_PATTERN, examples=["2026-11"])]
+# Checked by the one month parser (services.common.periods); the pattern is only shown in the JSON Schema.
+Month = Annotated[str, AfterValidator(canonical_month),
+                  Field(examples=["2026-11"], json_schema_extra={"pattern": MONTH_PATTERN})]
 Yuan = Annotated[Decimal, PlainSerializer(yuan_text, return_type=str, when_used="json")]
 
 

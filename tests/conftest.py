@@ -31,7 +31,7 @@ os.environ["DATABASE_URL"] = _url(APP_ROLE)
 os.environ["GOVMETER_MIGRATION_DATABASE_URL"] = _url(OWNER_ROLE)
 os.environ["GOVMETER_BOOTSTRAP_DATABASE_URL"] = SUPERUSER_URL
 os.environ["GOVMETER_TOPIC_PREFIX"] = f"govmeter-test-{RUN_ID}"
-os.environ["GOVMETER_JWT_SECRET"] = "govmeter-test-secret-at-least-32-bytes-long"
+os.environ["GOVMETER_JWT_SECRET"] = secrets.token_urlsafe(48)  # this run's own; the worker inherits it
 os.environ["GOVMETER_WORKER_BATCH_SECONDS"] = "0.05"
 # The run's database as the superuser: for tests that tamper with it the way an intruder with full rights would.
 SUPERUSER_DATABASE_URL = _url()

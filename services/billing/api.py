@@ -55,6 +55,7 @@ from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.decimal_json import DecimalJSONRoute
+from services.common.guard import guard
 from services.common.health import add_health_route
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
@@ -80,6 +81,7 @@ app.router.route_class = DecimalJSONRoute  # JSON numbers in bodies (prices, amo
 add_health_route(app)
 answer_statement_timeouts(app)
 document_error_details(app)
+guard(app, "billing")
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
@@ -156,8 +158,9 @@ async def get_rate_cards(principal: AnyRole):
 @app.get("/v1/periods", response_model=list[PeriodOut], tags=["billing"])
 async def get_periods(principal: Reader):
     """Billing periods (local calendar months): closed ones with their close, open ones with usage and when
-    they close by themselves (``GOVMETER_CLOSE_GRACE_DAYS`` local days after the month ends)."""
-    return await list_periods(get_engine(), get_settings().close_grace_days)
+    they close by themselves (``GOVMETER_CLOSE_GRACE_DAYS`` local days after the month ends). A department
+    sees its own bill count and total of each closed period, not the city's."""
+    return await list_periods(get_engine(), get_settings().close_grace_days, scoped_department(principal, None))
 
 
 @app.post("/v1/periods/{month}/close", response_model=CloseResult, tags=["billing"],

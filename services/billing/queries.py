@@ -91,10 +91,22 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, department: st
     return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))
 
 
-async def list_periods(engine: AsyncEngine, grace_days: int) -> list[dict]:
-    """Closed periods with their close, and open periods that have usage, with when they will close."""
+async def list_periods(engine: AsyncEngine, grace_days: int, department: str | None = None) -> list[dict]:
+    """Closed periods with their close, and open periods that have usage, with when they will close. With
+    ``department`` a closed period's bill count and total are that department's alone (Art. 18)."""
     async with snapshot(engine) as conn:
-        closed = await conn.fetch("SELECT period, closed_at, closed_by, bills, total FROM billing_periods")
+        if department is None:
+            closed = await conn.fetch("SELECT period, closed_at, closed_by, bills, total FROM billing_periods")
+        else:
+            closed = await conn.fetch(
+                """
+                SELECT p.period, p.closed_at, p.closed_by, count(b.bill_id)::int AS bills,
+                       coalesce(sum(b.total), 0) AS total
+                FROM billing_periods p LEFT JOIN bills b ON b.period = p.period AND b.department_id = $1
+                GROUP BY p.period, p.closed_at, p.closed_by
+                """,
+                department,
+            )
         periods = [{"period": r["period"], "status": "closed", "closes_at": None, "closed_at": r["closed_at"],
                     "closed_by": r["closed_by"], "bills": r["bills"], "total": r["total"]} for r in closed]
         for period in await open_periods(conn):

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -49,10 +50,16 @@ def cmd_migrate(args) -> int:
 def cmd_api(args) -> int:
     import uvicorn
 
+    from services.common.auth import MissingSecret, jwt_secret
     from services.common.config import get_settings
     from services.common.runtime import tune_garbage_collector
 
     settings = get_settings()
+    try:  # refuse before anything starts, in one line rather than a failed lifespan's traceback
+        jwt_secret(settings)
+    except MissingSecret as exc:
+        print(f"govmeter api {args.service}: {exc}", file=sys.stderr)
+        return 2
     port = args.port or getattr(settings, f"{args.service}_port")
     module, _, attribute = APIS[args.service].partition(":")
     app = getattr(importlib.import_module(module), attribute)
@@ -76,11 +83,16 @@ def cmd_drill(drill_args: list[str]) -> int:
 
 
 def cmd_token(args) -> int:
-    from services.common.auth import issue_token
+    from services.common.auth import MissingSecret, issue_token
 
     if args.source and args.role != "provider":
         raise SystemExit("--source is for provider tokens (admin may write any source)")
-    print(issue_token(args.role, args.department, ttl_seconds=args.ttl, sources=args.source))
+    try:
+        print(issue_token(args.role, args.department, ttl_seconds=args.ttl, audience=args.audience,
+                          sources=args.source))
+    except (MissingSecret, ValueError) as exc:
+        print(f"govmeter token: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -103,6 +115,10 @@ def cmd_dev(args) -> int:
     from services.common.config import get_settings
     from services.common.migrate import migrate
 
+    own_secret = bool(os.environ.get("GOVMETER_JWT_SECRET"))
+    if not own_secret:  # a secret of this run only, inherited by the children; its tokens are printed below
+        os.environ["GOVMETER_JWT_SECRET"] = secrets.token_urlsafe(48)
+        get_settings.cache_clear()
     settings = get_settings()
     if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         subprocess.check_call(["bash", str(BROKER_SCRIPT), "start"])
@@ -126,7 +142,9 @@ def cmd_dev(args) -> int:
         for service, url in urls.items():
             print(f"  {service:9s} API  {url}   docs: {url}/docs")
         print(f"  metering worker log: {worker_log}")
-        print("\nTokens (valid 24 h):")
+        print("\nTokens (valid 24 h, for all three APIs" + (")" if own_secret else
+              "; signed with a secret made for this run: set GOVMETER_JWT_SECRET to keep one and mint more with "
+              "`govmeter token`)") + ":")
         from services.demo.load import SOURCE as DEMO_SOURCE
 
         for role in ("admin", "finance"):
@@ -209,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--department", default=None)
     token.add_argument("--source", action="append", default=[],
                        help="a CloudEvents source the provider token may write (repeat for more)")
-    token.add_argument("--ttl", type=int, default=86_400, help="seconds the token is valid")
+    token.add_argument("--ttl", type=int, default=86_400,
+                       help="seconds the token is valid (at most GOVMETER_JWT_MAX_LIFETIME_SECONDS, default 86400)")
+    token.add_argument("--audience", action="append", choices=["metering", "billing", "query"],
+                       help="an API the token is for (repeat for several; default: all three)")
     token.set_defaults(func=cmd_token)
 
     from services.billing.cli import register as register_billing

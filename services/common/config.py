@@ -26,7 +26,14 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:19092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "GOVMETER_KAFKA")
     )
-    jwt_secret: str = Field("govmeter-development-secret-change-me-in-production", validation_alias="GOVMETER_JWT_SECRET")
+    # No default: every API refuses to start without a secret of at least 32 bytes (services.common.auth).
+    jwt_secret: str | None = Field(None, validation_alias="GOVMETER_JWT_SECRET")
+    # A token is refused when exp - iat exceeds this (so a leaked token is not good for ever).
+    jwt_max_lifetime_seconds: int = Field(86_400, ge=60, validation_alias="GOVMETER_JWT_MAX_LIFETIME_SECONDS")
+    # Request bodies larger than this are refused with 413 by every API (services.common.guard).
+    max_body_bytes: int = Field(8 * 2**20, ge=1024, validation_alias="GOVMETER_MAX_BODY_BYTES")
+    # POST /v1/events takes at most this many events in one request (413 above).
+    max_events_per_request: int = Field(10_000, ge=1, validation_alias="GOVMETER_MAX_EVENTS_PER_REQUEST")
     topic_prefix: str = Field("govmeter", validation_alias="GOVMETER_TOPIC_PREFIX")
     event_partitions: int = Field(4, validation_alias="GOVMETER_EVENT_PARTITIONS")
     host: str = Field("127.0.0.1", validation_alias="GOVMETER_HOST")

@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from services.common.auth import jwt_secret
 from services.common.config import Settings, get_settings
 from services.common.db import get_engine, limit_statement_time
 from services.common.kafka import ensure_topics, start_producer
@@ -23,6 +24,7 @@ def producer_lifespan(background: BackgroundLoop | None = None):
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         settings = get_settings()
+        jwt_secret(settings)  # no API starts without a signing secret (MissingSecret says what to set)
         limit_statement_time(settings.statement_timeout_seconds)
         await get_engine().dispose()  # connections made before (none when served) get the limit when made anew
         await ensure_topics(settings)

@@ -4,11 +4,16 @@ Stored instants are UTC; only here do local days and months appear."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 HOUR = timedelta(hours=1)
+# A billing period as stored and compared: ASCII digits only. ``\d`` and ``int()`` also take full-width and other
+# Unicode digits ("２０２６-10"), a second spelling of a month that equality checks on stored periods would miss.
+MONTH_PATTERN = r"^([0-9]{4})-(0[1-9]|1[0-2])$"
+_MONTH = re.compile(MONTH_PATTERN)
 
 
 def floor_hour(instant: datetime) -> datetime:
@@ -55,14 +60,18 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 
 
 def parse_month(month: str) -> tuple[int, int]:
-    try:
-        year_text, mon_text = month.split("-")
-        year, mon = int(year_text), int(mon_text)
-    except ValueError:
-        raise ValueError(f"{month!r} is not a month in the form YYYY-MM") from None
-    if len(year_text) != 4 or len(mon_text) != 2 or not 1 <= mon <= 12:
+    """(year, month) of a canonical ``YYYY-MM`` (ASCII digits, nothing around it); anything else is a ValueError.
+    Every month that reaches the store or a comparison with stored periods goes through here."""
+    match = _MONTH.fullmatch(month) if isinstance(month, str) else None
+    if match is None:
         raise ValueError(f"{month!r} is not a month in the form YYYY-MM")
-    return year, mon
+    return int(match.group(1)), int(match.group(2))
+
+
+def canonical_month(month: str) -> str:
+    """``month`` itself if it is a canonical ``YYYY-MM`` (a validator: raises ValueError otherwise)."""
+    parse_month(month)
+    return month
 
 
 def next_month(month: str) -> str:

@@ -19,6 +19,7 @@ from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
 from services.common.db import get_sessionmaker
 from services.common.models import DeadLetter
+from services.common.guard import check_event_count, guard
 from services.common.health import add_health_route
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
@@ -29,6 +30,7 @@ from services.metering.source_binding import require_writable_sources
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
 add_health_route(app)
 document_error_details(app)
+guard(app, "metering")
 
 BATCH_TYPES = ("application/cloudevents-batch+json",)
 
@@ -38,6 +40,8 @@ BATCH_TYPES = ("application/cloudevents-batch+json",)
     status_code=status.HTTP_202_ACCEPTED,
     response_model=IngestResult,
     responses={400: {"model": ErrorDetail, "description": "body is not JSON"},
+               413: {"model": ErrorDetail,
+                     "description": "over GOVMETER_MAX_EVENTS_PER_REQUEST events or GOVMETER_MAX_BODY_BYTES"},
                422: {"model": IngestResult, "description": "no valid event (or an empty batch: ErrorDetail)"},
                503: {"model": ErrorDetail, "description": "the broker did not acknowledge in time: nothing is "
                      "confirmed; send the same events (same ids) again after Retry-After seconds, counted once"}},
@@ -56,6 +60,7 @@ async def ingest_events(
     if content_type in BATCH_TYPES and not isinstance(parsed, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body: a CloudEvents batch must be a JSON array")
     raws = parsed if isinstance(parsed, list) else [parsed]
+    check_event_count(len(raws))
     require_writable_sources(principal, raws)
     if not raws:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="body: the batch is empty")

@@ -13,6 +13,7 @@ from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
+from services.common.guard import guard
 from services.common.health import add_health_route
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
@@ -36,6 +37,7 @@ app = FastAPI(title="govmeter query API", version="1.0",
 add_health_route(app)
 answer_statement_timeouts(app)
 document_error_details(app)
+guard(app, "query")
 for module in (utilization, platform, waste, budget, warnings, focus):
     app.include_router(module.router)
 

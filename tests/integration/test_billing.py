@@ -8,6 +8,7 @@ import logging
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -443,6 +444,49 @@ async def auto_close(settings, now: datetime, only: set[str]):
 
     (outcome,) = await wait_until(round_done, timeout=120)
     return outcome
+
+
+async def test_a_department_sees_only_its_own_figures_of_the_closed_periods(apps, worker):
+    mine, theirs = await two_departments_with_usage(apps, worker, 2063)
+    await close(apps, "2063-01", local(2063, 2, 1))
+
+    async def january(headers) -> dict:
+        response = await apps["billing"].get("/v1/periods", headers=headers)
+        assert response.status_code == 200, response.text
+        return {p["period"]: p for p in response.json()}["2063-01"]
+
+    city = await january(FINANCE)
+    assert city["bills"] >= 2 and city["total"] == "8.00"
+    for dep, total in ((mine, "1.00"), (theirs, "7.00")):
+        own = await january(auth("department", dep))
+        assert (own["status"], own["bills"], own["total"]) == ("closed", 1, total)
+    without_a_bill = await january(auth("department", await department(apps, "市档案馆")))
+    assert (without_a_bill["bills"], without_a_bill["total"]) == (0, "0.00")
+
+
+async def test_a_month_in_other_digits_is_refused_and_cannot_open_a_phantom_period(apps, worker):
+    dep, _ = await department_using_a_vm(apps, worker, 2064, ("2", local(2064, 1, 5)))
+    await close(apps, "2064-01", local(2064, 2, 1))
+    body = {"department_id": dep, "amount": "-5.00", "reason": "补偿"}
+    closed = await apps["billing"].post("/v1/adjustments", json={**body, "month": "2064-01"}, headers=ADMIN)
+    assert closed.status_code == 409, closed.text
+    # full-width, Arabic-Indic and other Unicode digits, a trailing newline, a sign, an underscore: not YYYY-MM
+    for spelling in ("２０６４-01", "2064-０1", "٢٠٦٤-01", "2064-01\n", "+206-01", "2_06-01", " 2064-01"):
+        posted = await apps["billing"].post("/v1/adjustments", json={**body, "month": spelling}, headers=ADMIN)
+        assert posted.status_code == 422 and "month" in str(posted.json()["detail"][0]["loc"]), (spelling, posted.text)
+        for response in (
+            await apps["billing"].get("/v1/bills", params={"month": spelling}, headers=FINANCE),
+            await apps["billing"].get("/v1/adjustments", params={"month": spelling}, headers=FINANCE),
+            await apps["billing"].post(f"/v1/periods/{quote(spelling)}/close", headers=ADMIN),
+        ):
+            assert response.status_code in (404, 422), (spelling, response.text)
+            assert response.status_code == 404 or response.json()["detail"].startswith("month:"), response.text
+    assert (await apps["billing"].get("/v1/bills/GM-２０６４-01-" + dep, headers=FINANCE)).status_code == 404
+    periods = [p["period"] for p in (await apps["billing"].get("/v1/periods", headers=FINANCE)).json()]
+    assert [p for p in periods if not p.isascii() or p.endswith("64-01")] == ["2064-01"]
+    assert [a["period"] for a in (await apps["billing"].get(
+        "/v1/adjustments", params={"department": dep}, headers=FINANCE)).json()] == []
+    assert (await get_bill(apps, f"GM-2064-01-{dep}"))["total"] == "2.00"
 
 
 async def test_one_round_closes_a_backlog_of_due_months_even_those_without_usage(apps, worker, settings):

@@ -13,11 +13,12 @@ from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Iterable, Mapping, Sequence
 
 from services.common.money import EXACT_DIGITS, FEN, exact, round_fen
+from services.common.periods import parse_month
 from services.metering.domain.rating import RateCardPrices, Tier, graduated_charge
 
 ZERO = Decimal(0)
 _EARLIEST = datetime.min.replace(tzinfo=None)
-BILL_NUMBER = re.compile(r"^GM-(\d{4}-\d{2})-(.+)$")
+BILL_NUMBER = re.compile(r"^GM-([^-]+-[^-]+)-(.+)$")
 
 
 def bill_number(period: str, department_id: str) -> str:
@@ -27,8 +28,14 @@ def bill_number(period: str, department_id: str) -> str:
 
 def parse_bill_number(bill_id: str) -> tuple[str, str] | None:
     """(period, department_id) of a bill number, or None if it is not one."""
-    match = BILL_NUMBER.match(bill_id)
-    return (match.group(1), match.group(2)) if match else None
+    match = BILL_NUMBER.fullmatch(bill_id)
+    if match is None:
+        return None
+    try:
+        parse_month(match.group(1))
+    except ValueError:
+        return None
+    return match.group(1), match.group(2)
 
 
 @dataclass(frozen=True, slots=True)
