@@ -133,7 +133,9 @@ async def test_expired_wrong_secret_and_unsigned_tokens_are_refused_on_every_api
     secret = get_settings().jwt_secret
     now = int(time.time())
     tokens = {
-        "expired": issue_token("admin", ttl_seconds=-60),
+        "expired": jwt.encode({"sub": "admin", "role": "admin", "iat": now - 3600, "exp": now - 60,
+                               "aud": ["govmeter-metering", "govmeter-billing", "govmeter-query"]},
+                              secret, algorithm="HS256"),  # beyond the 30 s leeway
         "wrong secret": issue_token("admin", secret="not-the-secret-but-just-as-long-as-it-32"),
         "no expiry": jwt.encode({"sub": "admin", "role": "admin"}, secret, algorithm="HS256"),
         "unsigned": jwt.encode({"sub": "admin", "role": "admin", "exp": now + 600}, None, algorithm="none"),

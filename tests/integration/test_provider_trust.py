@@ -3,6 +3,8 @@ that attributes a resource to a department that does not exist is a dead letter,
 
 from __future__ import annotations
 
+import time
+
 import jwt
 import pytest
 
@@ -47,8 +49,9 @@ async def test_a_provider_token_writes_only_the_sources_it_lists(apps, worker):
 async def test_a_token_whose_sources_claim_is_not_a_list_of_names_is_refused(apps):
     from services.common.config import get_settings
 
-    token = jwt.encode({"sub": "p", "role": "provider", "exp": 2**40, "sources": "urn:everything"},
-                       get_settings().jwt_secret, algorithm="HS256")
+    now = int(time.time())
+    token = jwt.encode({"sub": "p", "role": "provider", "iat": now, "exp": now + 600, "aud": "govmeter-metering",
+                        "sources": "urn:everything"}, get_settings().jwt_secret, algorithm="HS256")
     response = await post_events(apps["metering"], [usage_event("vm-x", "compute.vcpu", "1", local(2063, 1, 1))],
                                  headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401 and "sources" in response.json()["detail"]
@@ -58,7 +61,8 @@ def test_govmeter_token_binds_a_provider_to_its_sources(capsys):
     from services.common.config import get_settings
 
     assert govmeter(["token", "--role", "provider", "--source", "urn:b", "--source", "urn:a"]) == 0
-    claims = jwt.decode(capsys.readouterr().out.strip(), get_settings().jwt_secret, algorithms=["HS256"])
+    claims = jwt.decode(capsys.readouterr().out.strip(), get_settings().jwt_secret, algorithms=["HS256"],
+                        audience="govmeter-metering")
     assert claims["role"] == "provider" and claims["sources"] == ["urn:a", "urn:b"]
 
 

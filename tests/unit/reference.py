@@ -9,7 +9,7 @@ def naive_fen(amount) -> Decimal:
     """Round to the fen, half away from zero (the README's "half-up"), by integer arithmetic."""
     exact = Fraction(amount)
     fen = int(abs(exact) * 100 + Fraction(1, 2))  # floor of |x| × 100 + ½
-    return Decimal(-fen if exact < 0 else fen) / 100
+    return Decimal(f"{'-' if exact < 0 else ''}{fen}E-2")  # exact: arithmetic would round past 28 digits
 
 
 def naive_cumulative(tiers, units) -> Fraction:
