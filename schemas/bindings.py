@@ -100,14 +100,16 @@ def kafka_message(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes]) ->
     if not is_binary(content_type, (k for k, _ in pairs), KAFKA_PREFIX):
         return None
     attributes: dict[str, str] = {}
+    errors: list[str] = []
     for name, value in pairs:
         if name[:3].lower() != KAFKA_PREFIX:
             continue
         text = _text(value)
         if text is None:
-            return {}, content_type, [f"{name.lower()}: not UTF-8"]
-        attributes[name[3:].lower()] = text
-    return attributes, content_type, []
+            errors.append(f"{name.lower()}: not UTF-8")
+        else:
+            attributes[name[3:].lower()] = text
+    return attributes, content_type, errors  # with errors, the attributes still name the dead letter
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -139,10 +141,21 @@ def decode_data_base64(raw: dict) -> tuple[dict, list[str]]:
 
 
 def judge_structured(raw: Any) -> tuple[Any, dict | None, list[str], bytes | None]:
-    """``judge_event`` on the structured form of ``raw`` (``data_base64`` decoded): that form (what is published
-    and stored), the typed event or None, the errors, the canonical JSON. A plain event costs one key lookup."""
-    if type(raw) is dict and "data_base64" in raw:
-        raw, errors = decode_data_base64(raw)
-        if errors:
-            return raw, None, errors, None
+    """``judge_event`` on the structured form of ``raw``: that form (what is published and stored), the typed event
+    or None, the errors, the canonical JSON."""
+    event, errors, payload = judge_event(raw)
+    if event is None:
+        return rejudge_base64(raw, errors)
+    return raw, event, errors, payload
+
+
+def rejudge_base64(raw: Any, errors: list[str]) -> tuple[Any, dict | None, list[str], bytes | None]:
+    """After ``judge_event`` refused ``raw`` with ``errors``: when it carries ``data_base64``, the event with that
+    decoded as its ``data``, judged again (as ``judge_structured``). Only refused events pay for this: an event
+    with ``data_base64`` has no ``data`` and is always refused first."""
+    if type(raw) is not dict or "data_base64" not in raw:
+        return raw, None, errors, None
+    raw, errors = decode_data_base64(raw)
+    if errors:
+        return raw, None, errors, None
     return (raw, *judge_event(raw))

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.bindings import KAFKA_PREFIX, from_binary, judge_structured, kafka_message, rename_errors
-from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, event_identity
+from schemas.bindings import (KAFKA_PREFIX, from_binary, judge_structured, kafka_message, rejudge_base64,
+                              rename_errors)
+from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, event_identity, judge_event
 from services.common.db import raw_transaction
 from services.metering.domain.attribution import Ownership, lifecycle_from_hours
 from services.metering.domain.rating import RateCardPrices, rate_usage
@@ -84,7 +85,7 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
                     reason = "invalid JSON" if errors[0].startswith("data:") else "invalid event"
                     dead.append(_record_letter(record, f"{where}:0", reason, *errors, identity=attributes))
                 else:
-                    _judge(raw, 0, record, where, instant_text, incoming, dead, KAFKA_PREFIX)
+                    _judge_binary(raw, record, where, instant_text, incoming, dead)
                 continue
         try:
             body = orjson.loads(record.value)
@@ -92,7 +93,16 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
             dead.append(_record_letter(record, f"{where}:-", "invalid JSON", f"body: {exc}"))
             continue
         for index, raw in enumerate(body if isinstance(body, list) else [body]):
-            _judge(raw, index, record, where, instant_text, incoming, dead)
+            try:
+                event, errors, payload = judge_event(raw)
+                if event is None:  # data_base64 is decoded only then: valid events pay nothing for it
+                    raw, event, errors, payload = rejudge_base64(raw, errors)
+                if event is not None:
+                    incoming.append(incoming_event(event, raw, payload, instant_text))
+                    continue
+            except Exception as exc:  # a validator bug must cost one event, not the agent
+                errors = _judging_failed(exc, index, where)
+            dead.append(_event_letter(raw, index, record, where, errors))
     return incoming, dead
 
 
@@ -112,21 +122,28 @@ def _binary_event(record: KafkaRecord, where: str) -> tuple[dict | None, list[st
         return None, [f"headers: could not be read ({type(exc).__name__})"], {}
 
 
-def _judge(raw, index: int, record: KafkaRecord, where: str, instant_text: InstantText,
-           incoming: list[IncomingEvent], dead: list[DeadLetterRow], binary_prefix: str | None = None) -> None:
+def _judge_binary(raw: dict, record: KafkaRecord, where: str, instant_text: InstantText,
+                  incoming: list[IncomingEvent], dead: list[DeadLetterRow]) -> None:
     try:
         raw, event, errors, payload = judge_structured(raw)
         if event is not None:
             incoming.append(incoming_event(event, raw, payload, instant_text))
             return
-        if binary_prefix:
-            errors = rename_errors(errors, binary_prefix)
+        errors = rename_errors(errors, KAFKA_PREFIX)  # ce_type: …, as the producer wrote it
     except Exception as exc:  # a validator bug must cost one event, not the agent
-        log.exception("event %s of record %s could not be judged", index, where)
-        errors = [f"event: could not be validated ({type(exc).__name__})"]
+        errors = _judging_failed(exc, 0, where)
+    dead.append(_event_letter(raw, 0, record, where, errors))
+
+
+def _judging_failed(exc: Exception, index: int, where: str) -> list[str]:
+    log.exception("event %s of record %s could not be judged", index, where)
+    return [f"event: could not be validated ({type(exc).__name__})"]
+
+
+def _event_letter(raw, index: int, record: KafkaRecord, where: str, errors: list[str]) -> DeadLetterRow:
     source, event_id = event_identity(raw)
-    dead.append(DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors,
-                              _raw_text(raw, record), record.topic, record.partition, record.offset))
+    return DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors, _raw_text(raw, record),
+                         record.topic, record.partition, record.offset)
 
 
 def _record_letter(record: KafkaRecord, key: str, reason: str, *errors: str, identity: dict | None = None
