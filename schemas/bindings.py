@@ -41,8 +41,7 @@ def is_binary(content_type: str | None, header_names: Iterable[str], prefix: str
     return any(name[:3].lower() == prefix for name in header_names)
 
 
-def from_binary(attributes: dict[str, str], content_type: str | None, body: bytes,
-                prefix: str) -> tuple[dict | None, list[str]]:
+def from_binary(attributes: dict[str, str], content_type: str | None, body: bytes) -> tuple[dict | None, list[str]]:
     """The structured event of a binary-mode message: ``attributes`` (names without the prefix, values decoded),
     the data's content type and the body. Errors name the header or the body; None then."""
     raw: dict[str, Any] = dict(attributes)

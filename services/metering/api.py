@@ -113,7 +113,7 @@ def binary_event(request: Request, content_type: str | None, body: bytes) -> dic
     attributes, errors = http_attributes(request.headers.items())
     raw = None
     if not errors:
-        raw, errors = from_binary(attributes, content_type, body, HTTP_PREFIX)
+        raw, errors = from_binary(attributes, content_type, body)
     if raw is None:
         code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE if errors[0].startswith("content-type") else \
             status.HTTP_400_BAD_REQUEST

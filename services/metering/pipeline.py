@@ -116,7 +116,7 @@ def _binary_event(record: KafkaRecord, where: str) -> tuple[dict | None, list[st
         attributes, content_type, errors = message
         if errors:
             return None, errors, attributes
-        return (*from_binary(attributes, content_type, record.value, KAFKA_PREFIX), attributes)
+        return (*from_binary(attributes, content_type, record.value), attributes)
     except Exception as exc:  # odd headers must cost one dead letter, not the agent
         log.exception("the headers of record %s could not be read", where)
         return None, [f"headers: could not be read ({type(exc).__name__})"], {}
