@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.catalogue import meters
+from schemas.catalogue import Meter, meters
 from schemas.events import QUANTITY_PLACES
 from services.common.money import MAX_QUANTITY, MAX_UNIT_PRICE
 
@@ -37,6 +37,12 @@ class Role:
     DEPARTMENT = "department"
     ADMIN = "admin"
     ALL = ("provider", "finance", "department", "admin")
+
+
+class MeterCatalogue(BaseModel):
+    """``GET /v1/meters``: the twelve meters of ``schemas/meters.json`` in its order, with units and names."""
+
+    meters: list[Meter]
 
 
 class RejectedEvent(BaseModel):

@@ -21,6 +21,7 @@ CONTRACTS: dict[str, type[BaseModel] | TypeAdapter] = {
     "department": api.DepartmentIn,
     "rate-card": api.RateCardIn,
     "usage-report": api.UsageReport,
+    "meter-catalogue": api.MeterCatalogue,
 }
 
 

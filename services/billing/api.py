@@ -57,6 +57,7 @@ from services.common.db import get_engine
 from services.common.decimal_json import DecimalJSONRoute
 from services.common.guard import guard
 from services.common.health import add_health_route
+from services.common.meters import add_meters_route
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, answer_statement_timeouts
@@ -79,6 +80,7 @@ app = FastAPI(title="govmeter billing API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
 app.router.route_class = DecimalJSONRoute  # JSON numbers in bodies (prices, amounts) parsed as Decimal
 add_health_route(app)
+add_meters_route(app)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "billing")

@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from schemas.api import DeadLetterOut, DeadLetterPage, IngestResult, RejectedEvent, Role
-from schemas.events import MAX_TEXT, PRINTABLE, event_identity, validate_event
+from schemas.bindings import HTTP_PREFIX, from_binary, http_attributes, is_binary, judge_structured, rename_errors
+from schemas.events import MAX_TEXT, PRINTABLE, event_identity
 from schemas.openapi import ErrorDetail, cloudevents_request_body
 from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
@@ -21,6 +22,7 @@ from services.common.db import get_sessionmaker
 from services.common.models import DeadLetter
 from services.common.guard import check_event_count, guard
 from services.common.health import add_health_route
+from services.common.meters import add_meters_route
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.kafka import batch_records
@@ -29,6 +31,7 @@ from services.metering.source_binding import require_writable_sources
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
 add_health_route(app)
+add_meters_route(app)
 document_error_details(app)
 guard(app, "metering")
 
@@ -39,9 +42,10 @@ BATCH_TYPES = ("application/cloudevents-batch+json",)
     "/v1/events",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=IngestResult,
-    responses={400: {"model": ErrorDetail, "description": "body is not JSON"},
+    responses={400: {"model": ErrorDetail, "description": "body not JSON, or a ce- header not UTF-8"},
                413: {"model": ErrorDetail,
                      "description": "over GOVMETER_MAX_EVENTS_PER_REQUEST events or GOVMETER_MAX_BODY_BYTES"},
+               415: {"model": ErrorDetail, "description": "binary mode: the data (Content-Type) is not JSON"},
                422: {"model": IngestResult, "description": "no valid event (or an empty batch: ErrorDetail)"},
                503: {"model": ErrorDetail, "description": "the broker did not acknowledge in time: nothing is "
                      "confirmed; send the same events (same ids) again after Retry-After seconds, counted once"}},
@@ -50,16 +54,16 @@ BATCH_TYPES = ("application/cloudevents-batch+json",)
 async def ingest_events(
     request: Request, principal: Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.ADMIN))]
 ):
-    """Take one CloudEvent (an object) or a batch (an array, or ``application/cloudevents-batch+json``)."""
+    """Take one CloudEvent (an object) or a batch (an array, or ``application/cloudevents-batch+json``) in
+    structured mode, or one event in binary mode: its attributes in ``ce-*`` headers (percent-encoded), its JSON
+    data as the body, ``Content-Type`` its datacontenttype. ``data_base64`` (base64 of the JSON data) is taken for
+    ``data``. Every mode is judged by the same validator; binary-mode errors name the header (``ce-type: …``)."""
     body = await request.body()
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"body: not valid JSON ({exc})") from None
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in BATCH_TYPES and not isinstance(parsed, list):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body: a CloudEvents batch must be a JSON array")
-    raws = parsed if isinstance(parsed, list) else [parsed]
+    content_type = request.headers.get("content-type")
+    if is_binary(content_type, request.headers.keys(), HTTP_PREFIX):
+        raws, binary = [binary_event(request, content_type, body)], True
+    else:
+        raws, binary = structured_events(content_type, body), False
     check_event_count(len(raws))
     require_writable_sources(principal, raws)
     if not raws:
@@ -68,11 +72,12 @@ async def ingest_events(
     accepted: list[bytes] = []
     rejected: list[RejectedEvent] = []
     for index, raw in enumerate(raws):
-        event, errors = validate_event(raw)
+        raw, event, errors, _ = judge_structured(raw)
         if event is None:
+            errors = rename_errors(errors, HTTP_PREFIX) if binary else errors
             rejected.append(RejectedEvent(index=index, id=event_identity(raw)[1], errors=errors))
         else:
-            accepted.append(orjson.dumps(raw))
+            accepted.append(orjson.dumps(raw))  # the structured form, whatever the mode it came in
     result = IngestResult(accepted=len(accepted), rejected=rejected)
     if not accepted:
         return JSONResponse(result.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
@@ -94,6 +99,31 @@ async def ingest_events(
             headers={"Retry-After": str(retry_after)},
         ) from None
     return result
+
+
+def structured_events(content_type: str | None, body: bytes) -> list:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"body: not valid JSON ({exc})") from None
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type in BATCH_TYPES and not isinstance(parsed, list):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body: a CloudEvents batch must be a JSON array")
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+def binary_event(request: Request, content_type: str | None, body: bytes) -> dict:
+    """The structured event of a binary-mode request; 400 (415 for data that is not JSON) naming the header or
+    the body when it cannot be read as one."""
+    attributes, errors = http_attributes(request.headers.items())
+    raw = None
+    if not errors:
+        raw, errors = from_binary(attributes, content_type, body)
+    if raw is None:
+        code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE if errors[0].startswith("content-type") else \
+            status.HTTP_400_BAD_REQUEST
+        raise HTTPException(code, detail="; ".join(errors))
+    return raw
 
 
 async def publish(producer, topic: str, records: list[bytes]) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.bindings import (KAFKA_PREFIX, from_binary, judge_structured, kafka_message, rejudge_base64,
+                              rename_errors)
 from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, event_identity, judge_event
 from services.common.db import raw_transaction
 from services.metering.domain.attribution import Ownership, lifecycle_from_hours
@@ -43,6 +45,7 @@ class KafkaRecord:
     partition: int
     offset: int
     value: bytes
+    headers: tuple | list | None = ()  # (name, bytes) pairs; ce_* ones make a binary-mode CloudEvent
 
 
 @dataclass
@@ -65,14 +68,25 @@ class BatchOutcome:
 
 
 def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], list[DeadLetterRow]]:
-    """Each record holds one CloudEvent (a JSON object) or a batch (a JSON array). Invalid input becomes a dead
-    letter keyed by its Kafka position, so a redelivered record does not file it twice. Nothing a record holds can
-    make this raise: a record that breaks decoding in an unforeseen way is a dead letter too."""
+    """Each record holds one CloudEvent (a JSON object) or a batch (a JSON array) in structured mode, or one event
+    in binary mode (``ce_*`` headers, the data as the value). Invalid input becomes a dead letter keyed by its Kafka
+    position, so a redelivered record does not file it twice. Nothing a record holds can make this raise: a record
+    that breaks decoding in an unforeseen way is a dead letter too."""
     incoming: list[IncomingEvent] = []
     dead: list[DeadLetterRow] = []
     instant_text = InstantText()
     for record in records:
         where = f"{record.topic}:{record.partition}:{record.offset}"
+        if record.headers:  # most records have none: binary mode costs them nothing
+            binary = _binary_event(record, where)
+            if binary is not None:
+                raw, errors, attributes = binary
+                if raw is None:
+                    reason = "invalid JSON" if errors[0].startswith("data:") else "invalid event"
+                    dead.append(_record_letter(record, f"{where}:0", reason, *errors, identity=attributes))
+                else:
+                    _judge_binary(raw, record, where, instant_text, incoming, dead)
+                continue
         try:
             body = orjson.loads(record.value)
         except orjson.JSONDecodeError as exc:
@@ -81,21 +95,72 @@ def decode_records(records: list[KafkaRecord]) -> tuple[list[IncomingEvent], lis
         for index, raw in enumerate(body if isinstance(body, list) else [body]):
             try:
                 event, errors, payload = judge_event(raw)
+                if event is None:  # data_base64 is decoded only then: valid events pay nothing for it
+                    raw, event, errors, payload = rejudge_base64(raw, errors)
                 if event is not None:
                     incoming.append(incoming_event(event, raw, payload, instant_text))
                     continue
             except Exception as exc:  # a validator bug must cost one event, not the agent
-                log.exception("event %s of record %s could not be judged", index, where)
-                errors = [f"event: could not be validated ({type(exc).__name__})"]
-            source, event_id = event_identity(raw)
-            dead.append(DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors,
-                                      _raw_text(raw, record), record.topic, record.partition, record.offset))
+                errors = _judging_failed(exc, index, where)
+            dead.append(_event_letter(raw, index, record, where, errors))
     return incoming, dead
 
 
-def _record_letter(record: KafkaRecord, key: str, reason: str, error: str) -> DeadLetterRow:
-    return DeadLetterRow(key, None, None, reason, [error], record.value.decode("utf-8", "backslashreplace"),
+def _binary_event(record: KafkaRecord, where: str) -> tuple[dict | None, list[str], dict] | None:
+    """The structured event of a binary-mode record (or None and why not) and its attributes; None when the
+    record is not in binary mode."""
+    try:
+        message = kafka_message(record.headers)
+        if message is None:
+            return None
+        attributes, content_type, errors = message
+        if errors:
+            return None, errors, attributes
+        return (*from_binary(attributes, content_type, record.value), attributes)
+    except Exception as exc:  # odd headers must cost one dead letter, not the agent
+        log.exception("the headers of record %s could not be read", where)
+        return None, [f"headers: could not be read ({type(exc).__name__})"], {}
+
+
+def _judge_binary(raw: dict, record: KafkaRecord, where: str, instant_text: InstantText,
+                  incoming: list[IncomingEvent], dead: list[DeadLetterRow]) -> None:
+    try:
+        raw, event, errors, payload = judge_structured(raw)
+        if event is not None:
+            incoming.append(incoming_event(event, raw, payload, instant_text))
+            return
+        errors = rename_errors(errors, KAFKA_PREFIX)  # ce_type: …, as the producer wrote it
+    except Exception as exc:  # a validator bug must cost one event, not the agent
+        errors = _judging_failed(exc, 0, where)
+    dead.append(_event_letter(raw, 0, record, where, errors))
+
+
+def _judging_failed(exc: Exception, index: int, where: str) -> list[str]:
+    log.exception("event %s of record %s could not be judged", index, where)
+    return [f"event: could not be validated ({type(exc).__name__})"]
+
+
+def _event_letter(raw, index: int, record: KafkaRecord, where: str, errors: list[str]) -> DeadLetterRow:
+    source, event_id = event_identity(raw)
+    return DeadLetterRow(f"{where}:{index}", source, event_id, "invalid event", errors, _raw_text(raw, record),
                          record.topic, record.partition, record.offset)
+
+
+def _record_letter(record: KafkaRecord, key: str, reason: str, *errors: str, identity: dict | None = None
+                   ) -> DeadLetterRow:
+    source, event_id = event_identity(identity)  # a binary record's headers name it even when its value is junk
+    return DeadLetterRow(key, source, event_id, reason, list(errors), _record_text(record), record.topic,
+                         record.partition, record.offset)
+
+
+def _record_text(record: KafkaRecord) -> str:
+    """The record as received: its value, or with headers a JSON object of both."""
+    value = record.value.decode("utf-8", "backslashreplace")
+    if not record.headers:
+        return value
+    pairs = record.headers.items() if isinstance(record.headers, dict) else record.headers
+    headers = {str(k): v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v for k, v in pairs}
+    return orjson.dumps({"headers": headers, "value": value}).decode()
 
 
 def _raw_text(raw, record: KafkaRecord) -> str:
@@ -104,7 +169,7 @@ def _raw_text(raw, record: KafkaRecord) -> str:
     try:
         return orjson.dumps(raw).decode()
     except (TypeError, orjson.JSONEncodeError):
-        return record.value.decode("utf-8", "backslashreplace")
+        return _record_text(record)
 
 
 async def split_unknown_departments(conn, lifecycle: list[IncomingEvent]) -> tuple[list[IncomingEvent],

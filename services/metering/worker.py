@@ -94,7 +94,9 @@ async def meter_events(stream):
     async for batch in stream.take_events(settings.worker_batch_records, within=settings.worker_batch_seconds):
         for event in batch:
             event.message.incref()  # hold: released only after the batch's transaction commits
-        records = [KafkaRecord(e.message.topic, e.message.partition, e.message.offset, e.value) for e in batch]
+        # The record headers carry a binary-mode CloudEvent's attributes (ce_*)
+        records = [KafkaRecord(e.message.topic, e.message.partition, e.message.offset, e.value, e.message.headers)
+                   for e in batch]
         incoming, dead = decode_records(records)
         await _ready.put((batch, incoming, dead))
 

@@ -15,6 +15,7 @@ from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.guard import guard
 from services.common.health import add_health_route
+from services.common.meters import add_meters_route
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
@@ -35,6 +36,7 @@ usage_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "usage_depart
 app = FastAPI(title="govmeter query API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)
+add_meters_route(app)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "query")
