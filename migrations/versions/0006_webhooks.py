@@ -31,7 +31,7 @@ def upgrade() -> None:
     sa.Column('department_id', sa.Text(), nullable=True),
     sa.Column('secret', sa.Text(), nullable=False),
     sa.Column('created_at', postgresql.TIMESTAMP(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.CheckConstraint("owner_role <> 'department' OR department_id = owner_department", name='department_scope'),
+    sa.CheckConstraint("owner_role <> 'department' OR coalesce(department_id = owner_department, false)", name='department_scope'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_subscriptions'))
     )
     op.create_table('webhook_deliveries',

@@ -170,11 +170,11 @@ class BudgetAlert(Base):
 class WebhookSubscription(Base):
     """Where a caller wants budget alerts and spend warnings delivered (services/billing/webhooks.py). ``department_id``
     is the scope (NULL: every department, finance and admin only); a department's own subscription is bound to its
-    department by a CHECK, so no code path can widen it (Art. 18). ``secret`` signs every delivery."""
+    department by a CHECK (a NULL scope included), so no code path can widen it (Art. 18). ``secret`` signs every delivery."""
 
     __tablename__ = "webhook_subscriptions"
     __table_args__ = (
-        CheckConstraint("owner_role <> 'department' OR department_id = owner_department",
+        CheckConstraint("owner_role <> 'department' OR coalesce(department_id = owner_department, false)",
                         name="department_scope"),
     )
 

@@ -97,9 +97,10 @@ async def test_app_role_may_not_redirect_or_rewrite_a_webhook_delivery(as_app):
             await as_app.execute(statement)
 
 
-async def test_the_database_refuses_a_department_subscription_scoped_to_another_department(as_app):
+@pytest.mark.parametrize("scope", [None, "dep-b"])
+async def test_the_database_refuses_a_department_subscription_scoped_beyond_its_department(as_app, scope):
     with pytest.raises(asyncpg.CheckViolationError, match="department_scope"):
         await as_app.execute(
             "INSERT INTO webhook_subscriptions (id, owner_role, owner_subject, owner_department, url, events, "
             "department_id, secret) VALUES (gen_random_uuid(), 'department', 'dep-a', 'dep-a', 'http://127.0.0.1/', "
-            "'{budget.alert}', NULL, 's')")
+            "'{budget.alert}', $1, 's')", scope)
