@@ -168,6 +168,7 @@ async def test_a_receiver_that_fails_twice_then_accepts_gets_the_delivery_on_the
     body = orjson.loads(body)
     assert body["type"] == "spend.warning" and body["data"]["id"] == warning
     assert body["data"]["department_id"] == dep and body["data"]["spend"] == "90.00"
+    assert body["data"]["baseline"] == {"spend": []}
 
     async def recorded():
         async with get_engine().connect() as conn:
