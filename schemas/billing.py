@@ -3,13 +3,14 @@ decimal string with two places, quantities as plain decimal strings."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
-from schemas.api import NO_NUL
+from schemas.api import DEPARTMENT_ID_PATTERN, NO_NUL
 from services.common.money import MAX_AMOUNT, yuan_text
 from services.common.periods import MONTH_PATTERN, canonical_month
 
@@ -236,3 +237,41 @@ class LedgerVerification(BaseModel):
     head_seq: int
     head_hash: str
     problems: list[LedgerProblemOut]
+
+
+# --- webhook subscriptions --------------------------------------------------------------------------------------
+
+WebhookEvent = Literal["budget.alert", "spend.warning"]
+AlertKind = Literal["spend_50", "spend_80", "spend_100", "projected_overrun"]
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"url": "https://hooks.example.gov.cn/govmeter", "events": ["budget.alert", "spend.warning"],
+         "alert_kinds": ["spend_80", "spend_100"], "department_id": "dep-001"}]})
+
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=NO_NUL,
+                              description="http or https; its host must be allowed by GOVMETER_WEBHOOK_ALLOWED_HOSTS")]
+    events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=2)]
+    alert_kinds: Annotated[list[AlertKind] | None, Field(
+        None, min_length=1, max_length=4, description="budget alerts of these kinds only (default: every kind)")]
+    department_id: Annotated[str | None, Field(
+        None, min_length=1, max_length=64, pattern=DEPARTMENT_ID_PATTERN,
+        description="the scope: one department (a department token: its own, the default); finance and admin may "
+                    "leave it out for every department")]
+
+
+class SubscriptionOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[WebhookEvent]
+    alert_kinds: list[AlertKind] | None
+    department_id: str | None
+    created_at: datetime
+    pending: int = Field(0, description="deliveries still being tried")
+    delivered: int = 0
+    failed: int = Field(0, description="deliveries given up after GOVMETER_WEBHOOK_MAX_ATTEMPTS attempts")
+
+
+class SubscriptionCreated(SubscriptionOut):
+    secret: str = Field(description="signs every delivery (Govmeter-Signature); shown only in this answer")

@@ -33,5 +33,8 @@ os.environ["GOVMETER_BOOTSTRAP_DATABASE_URL"] = SUPERUSER_URL
 os.environ["GOVMETER_TOPIC_PREFIX"] = f"govmeter-test-{RUN_ID}"
 os.environ["GOVMETER_JWT_SECRET"] = secrets.token_urlsafe(48)  # this run's own; the worker inherits it
 os.environ["GOVMETER_WORKER_BATCH_SECONDS"] = "0.05"
+# Webhook retries in tenths of seconds, not seconds (tests/integration/test_webhooks.py waits on them).
+os.environ["GOVMETER_WEBHOOK_POLL_SECONDS"] = "0.2"
+os.environ["GOVMETER_WEBHOOK_RETRY_BASE_SECONDS"] = "0.3"
 # The run's database as the superuser: for tests that tamper with it the way an intruder with full rights would.
 SUPERUSER_DATABASE_URL = _url()

@@ -4,6 +4,8 @@ only its own department's bills, adjustments, budgets and alerts."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
@@ -25,6 +27,9 @@ from schemas.billing import (
     CloseResult,
     LedgerVerification,
     PeriodOut,
+    SubscriptionCreated,
+    SubscriptionIn,
+    SubscriptionOut,
 )
 from schemas.catalogue import meters
 from services.billing.background import run_billing_loop
@@ -50,6 +55,8 @@ from services.billing.domain.bills import parse_bill_number
 from services.billing.domain.render import bill_csv, draft_bytes
 from services.billing.ledger import verify_ledger
 from services.billing.queries import FinalBill, bill_summaries, list_periods, read_bill
+from services.billing.domain.webhooks import url_refusal
+from services.billing.webhooks import create_subscription, delete_subscription, list_subscriptions, run_webhook_loop
 from services.billing.store import AlreadyExists, add_department, add_rate_card, list_departments, list_rate_cards
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
@@ -66,10 +73,18 @@ from services.common.response_cache import ResponseCache, with_response_cache
 
 
 def _billing_loop(producer, settings):
-    # Closes due periods, evaluates budgets and publishes alerts every billing_check_seconds.
+    # Closes due periods, evaluates budgets and publishes alerts every billing_check_seconds; delivers webhooks
+    # every webhook_poll_seconds.
+    loops = []
     if settings.billing_check_seconds > 0:
-        return run_billing_loop(get_engine(), settings, producer)
-    return None
+        loops.append(run_billing_loop(get_engine(), settings, producer))
+    if settings.webhook_poll_seconds > 0:
+        loops.append(run_webhook_loop(get_engine(), settings))
+    return _all(loops) if loops else None
+
+
+async def _all(loops) -> None:
+    await asyncio.gather(*loops)  # cancelling the task cancels each loop
 
 
 # What the bill list reads (see services.billing.queries.bill_summaries).
@@ -317,6 +332,42 @@ async def get_budgets(principal: Reader, year: YearFilter = None, department: De
 async def get_alerts(principal: Reader, year: YearFilter = None, department: DepartmentParam = None):
     """Budget alerts (finance and admin: all; a department: its own)."""
     return await list_alerts(get_engine(), scoped_department(principal, department), year)
+
+
+# --- webhook subscriptions --------------------------------------------------------------------------------------
+
+
+@app.post("/v1/subscriptions", status_code=status.HTTP_201_CREATED, response_model=SubscriptionCreated,
+          tags=["webhooks"])
+async def subscribe(subscription: SubscriptionIn, principal: Reader):
+    """Have budget alerts and/or spend warnings stored from now on POSTed to ``url``, signed with the secret in
+    this answer (shown once). Scope: one department (a department token: only its own), or, for finance and admin
+    without ``department_id``, every department. The URL's host must be allowed (GOVMETER_WEBHOOK_ALLOWED_HOSTS)."""
+    department = scoped_department(principal, subscription.department_id)
+    refusal = url_refusal(subscription.url, get_settings().webhook_hosts)
+    if refusal is not None:
+        raise _unprocessable(refusal)
+    try:
+        created = await create_subscription(get_engine(), principal, subscription.url, subscription.events,
+                                            subscription.alert_kinds, department)
+    except UnknownDepartment as exc:
+        raise _unprocessable(str(exc)) from None
+    return SubscriptionCreated(**created)
+
+
+@app.get("/v1/subscriptions", response_model=list[SubscriptionOut], tags=["webhooks"])
+async def get_subscriptions(principal: Reader):
+    """The caller's own subscriptions (a department: its department's) with their deliveries so far; no secrets."""
+    return await list_subscriptions(get_engine(), principal)
+
+
+@app.delete("/v1/subscriptions/{subscription_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["webhooks"],
+            response_class=Response, responses={404: {"description": "the caller has no subscription by that id"}})
+async def unsubscribe(subscription_id: uuid.UUID, principal: Reader):
+    """Delete one of the caller's subscriptions; its pending deliveries are not sent."""
+    if not await delete_subscription(get_engine(), principal, subscription_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"subscription_id: no subscription {subscription_id}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # --- ledger -----------------------------------------------------------------------------------------------------

@@ -6,10 +6,22 @@ and DELETE on them) and the budgets and their alerts."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Identity, Index, Integer, Text, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -153,3 +165,53 @@ class BudgetAlert(Base):
     message: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     published_at: Mapped[datetime | None]
+
+
+class WebhookSubscription(Base):
+    """Where a caller wants budget alerts and spend warnings delivered (services/billing/webhooks.py). ``department_id``
+    is the scope (NULL: every department, finance and admin only); a department's own subscription is bound to its
+    department by a CHECK (a NULL scope included), so no code path can widen it (Art. 18). ``secret`` signs every delivery."""
+
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (
+        CheckConstraint("owner_role <> 'department' OR coalesce(department_id = owner_department, false)",
+                        name="department_scope"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner_role: Mapped[str] = mapped_column(Text)
+    owner_subject: Mapped[str] = mapped_column(Text)
+    owner_department: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    alert_kinds: Mapped[list[str] | None] = mapped_column(ARRAY(Text))  # NULL: every kind
+    department_id: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class WebhookDelivery(Base):
+    """One alert or warning to one subscription: its body as first rendered (every attempt sends the same bytes
+    under the same id) and the state of its retries."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_type", "item_id"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at",
+              postgresql_where="delivered_at IS NULL AND failed_at IS NULL"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)  # Govmeter-Delivery
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(Text)  # budget.alert | spend.warning
+    item_id: Mapped[int] = mapped_column(BigInteger)  # budget_alerts.id or spend_warnings.id
+    department_id: Mapped[str] = mapped_column(Text)
+    body: Mapped[bytes]
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]  # given up after the last attempt
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

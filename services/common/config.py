@@ -75,6 +75,17 @@ class Settings(BaseSettings):
     statement_timeout_seconds: float = Field(15.0, ge=0, validation_alias="GOVMETER_STATEMENT_TIMEOUT_SECONDS")
     usage_max_rows: int = Field(100_000, ge=1, validation_alias="GOVMETER_USAGE_MAX_ROWS")
 
+    # Webhooks (services/billing/webhooks.py): the hosts a subscription URL may name (comma-separated: names,
+    # *.suffix, IP addresses or CIDR blocks; loopback only by default, for development), how often the billing API
+    # looks for due deliveries (0: never), and the retries: base·2^(n-1) seconds after the n-th failure, at most
+    # the cap, until max attempts.
+    webhook_allowed_hosts: str = Field("127.0.0.1,::1,localhost", validation_alias="GOVMETER_WEBHOOK_ALLOWED_HOSTS")
+    webhook_poll_seconds: float = Field(1.0, ge=0, validation_alias="GOVMETER_WEBHOOK_POLL_SECONDS")
+    webhook_retry_base_seconds: float = Field(2.0, gt=0, validation_alias="GOVMETER_WEBHOOK_RETRY_BASE_SECONDS")
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0, validation_alias="GOVMETER_WEBHOOK_RETRY_MAX_SECONDS")
+    webhook_max_attempts: int = Field(20, ge=1, validation_alias="GOVMETER_WEBHOOK_MAX_ATTEMPTS")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, validation_alias="GOVMETER_WEBHOOK_TIMEOUT_SECONDS")
+
     @property
     def events_topic(self) -> str:
         return f"{self.topic_prefix}.events"
@@ -94,6 +105,10 @@ class Settings(BaseSettings):
     @property
     def alerts_topic(self) -> str:
         return f"{self.topic_prefix}.alerts"
+
+    @property
+    def webhook_hosts(self) -> list[str]:
+        return [h.strip() for h in self.webhook_allowed_hosts.split(",") if h.strip()]
 
     @property
     def worker_group(self) -> str:

@@ -41,6 +41,11 @@ APP_GRANTS: dict[str, str | None] = {
     "adjustments": APPEND_ONLY,
     "usage_baselines": APPEND_ONLY,
     "ledger_entries": APPEND_ONLY,
+    # webhooks: a subscription is created and deleted, never edited (its deliveries go with it, by the
+    # foreign key's cascade, which runs with the owner's rights); a delivery's body and target never change
+    "webhook_subscriptions": "SELECT, INSERT, DELETE",
+    "webhook_deliveries": "SELECT, INSERT, UPDATE (attempts, next_attempt_at, delivered_at, failed_at, last_status, "
+                          "last_error)",
     "alembic_version": None,
 }
 

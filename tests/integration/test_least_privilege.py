@@ -83,3 +83,24 @@ async def test_migrate_again_keeps_the_grants_and_refuses_a_table_without_a_deci
 
 class _Rollback(Exception):
     pass
+
+
+async def test_app_role_may_not_redirect_or_rewrite_a_webhook_delivery(as_app):
+    """A subscription is never edited (its URL, scope and secret stay as created) and a delivery's body and target
+    never change; only its retry state does."""
+    await as_app.execute("UPDATE webhook_deliveries SET attempts = attempts, last_error = NULL WHERE false")
+    for statement in ("UPDATE webhook_deliveries SET body = body WHERE false",
+                      "UPDATE webhook_deliveries SET subscription_id = subscription_id WHERE false",
+                      "UPDATE webhook_subscriptions SET url = url WHERE false",
+                      "UPDATE webhook_subscriptions SET department_id = NULL WHERE false"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await as_app.execute(statement)
+
+
+@pytest.mark.parametrize("scope", [None, "dep-b"])
+async def test_the_database_refuses_a_department_subscription_scoped_beyond_its_department(as_app, scope):
+    with pytest.raises(asyncpg.CheckViolationError, match="department_scope"):
+        await as_app.execute(
+            "INSERT INTO webhook_subscriptions (id, owner_role, owner_subject, owner_department, url, events, "
+            "department_id, secret) VALUES (gen_random_uuid(), 'department', 'dep-a', 'dep-a', 'http://127.0.0.1/', "
+            "'{budget.alert}', $1, 's')", scope)
