@@ -94,9 +94,11 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, department: st
 async def list_periods(engine: AsyncEngine, grace_days: int) -> list[dict]:
     """Closed periods with their close, and open periods that have usage, with when they will close."""
     async with snapshot(engine) as conn:
-        closed = await conn.fetch("SELECT period, closed_at, closed_by, bills, total FROM billing_periods")
+        closed = await conn.fetch("SELECT period, closed_at, closed_by, bills, total, watermark_override::text AS o "
+                                  "FROM billing_periods")
         periods = [{"period": r["period"], "status": "closed", "closes_at": None, "closed_at": r["closed_at"],
-                    "closed_by": r["closed_by"], "bills": r["bills"], "total": r["total"]} for r in closed]
+                    "closed_by": r["closed_by"], "bills": r["bills"], "total": r["total"],
+                    "watermark_override": None if r["o"] is None else orjson.loads(r["o"])} for r in closed]
         for period in await open_periods(conn):
             periods.append({"period": period, "status": "open", "closes_at": closes_at(period, grace_days),
                             "closed_at": None, "closed_by": None, "bills": None, "total": None})
