@@ -10,6 +10,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -17,7 +18,8 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from services.common.db import get_engine
+from services.common.db import asyncpg_dsn, get_engine
+from tests.conftest import APP_ROLE, SUPERUSER_DATABASE_URL
 from tests.integration.conftest import REPO
 from tests.integration.support import (
     ADMIN,
@@ -44,8 +46,12 @@ async def producer(settings):
 
 
 async def execute(sql: str) -> None:
-    async with get_engine().begin() as conn:
-        await conn.execute(text(sql))
+    # As the superuser: the services' role may not create functions or triggers (least privilege).
+    conn = await asyncpg.connect(asyncpg_dsn(SUPERUSER_DATABASE_URL))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -54,6 +60,7 @@ async def refusing_trigger():
     fails those whose subject starts with 'flaky-' with a serialization failure (40001) twice, then takes them:
     a refusal and a transient failure, as the database itself raises them."""
     await execute("CREATE SEQUENCE IF NOT EXISTS test_flaky_attempts")
+    await execute(f'GRANT USAGE ON SEQUENCE test_flaky_attempts TO "{APP_ROLE}"')  # the worker's trigger calls
     await execute("""
         CREATE OR REPLACE FUNCTION test_refuse_or_fail() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
