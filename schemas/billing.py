@@ -157,6 +157,8 @@ class PeriodOut(BaseModel):
     bills: int | None
     total: Yuan | None
     watermark_override: WatermarkOverride | None = None
+    held_by: list[str] = Field([], description="open and ended: the active sources whose data has not reached "
+                                               "its end (it closes only once they have; GET /v1/sources)")
 
 
 class CloseIn(BaseModel):

@@ -158,10 +158,12 @@ async def get_rate_cards(principal: AnyRole):
 
 
 @app.get("/v1/periods", response_model=list[PeriodOut], tags=["billing"])
-async def get_periods(principal: Reader):
+async def get_periods(principal: Reader, now: Now):
     """Billing periods (local calendar months): closed ones with their close, open ones with usage and when
-    they close by themselves (``GOVMETER_CLOSE_GRACE_DAYS`` local days after the month ends)."""
-    return await list_periods(get_engine(), get_settings().close_grace_days)
+    they close by themselves (``GOVMETER_CLOSE_GRACE_DAYS`` local days after the month ends, once no active
+    event source is behind the month's end: ``held_by`` names those that are)."""
+    settings = get_settings()
+    return await list_periods(get_engine(), settings.close_grace_days, now, settings.source_active_days)
 
 
 @app.post("/v1/periods/{month}/close", response_model=CloseResult, tags=["billing"],

@@ -19,7 +19,9 @@ from services.billing.bills import (
     usage_digests,
 )
 from services.billing.domain.bills import Bill, parse_bill_number
-from services.billing.domain.periods import closes_at, next_open_period
+from services.billing.domain.periods import closes_at, has_ended, next_open_period
+from services.billing.domain.watermarks import sources_behind
+from services.billing.watermarks import load_marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +93,20 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, department: st
     return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))
 
 
-async def list_periods(engine: AsyncEngine, grace_days: int) -> list[dict]:
-    """Closed periods with their close, and open periods that have usage, with when they will close."""
+async def list_periods(engine: AsyncEngine, grace_days: int, now: datetime, active_days: int) -> list[dict]:
+    """Closed periods with their close, and open periods that have usage, with when they will close and, once
+    ended, the active sources whose data has not reached their end."""
     async with snapshot(engine) as conn:
+        marks = await load_marks(conn)
         closed = await conn.fetch("SELECT period, closed_at, closed_by, bills, total, watermark_override::text AS o "
                                   "FROM billing_periods")
         periods = [{"period": r["period"], "status": "closed", "closes_at": None, "closed_at": r["closed_at"],
                     "closed_by": r["closed_by"], "bills": r["bills"], "total": r["total"],
                     "watermark_override": None if r["o"] is None else orjson.loads(r["o"])} for r in closed]
         for period in await open_periods(conn):
+            behind = sources_behind(marks, period, now, active_days) if has_ended(period, now) else []
             periods.append({"period": period, "status": "open", "closes_at": closes_at(period, grace_days),
-                            "closed_at": None, "closed_by": None, "bills": None, "total": None})
+                            "closed_at": None, "closed_by": None, "bills": None, "total": None,
+                            "held_by": [m.source for m in behind]})
     return sorted(periods, key=lambda p: p["period"])
 

@@ -101,7 +101,8 @@ async def test_a_silent_source_holds_the_close_until_its_data_passes_the_month_e
     caplog.set_level(logging.WARNING, logger="services.billing")
     assert await auto_close_round(settings, {"2000-03"}) == []
     assert any(hypervisor in r.getMessage() and "2000-03" in r.getMessage() for r in caplog.records)
-    assert (await period(apps, "2000-03"))["status"] == "open"
+    march = await period(apps, "2000-03")
+    assert (march["status"], march["held_by"]) == ("open", [hypervisor])
 
     # the collector comes back and delivers the rest of March, and an hour past it: March is released
     await publish_as(apps, worker, (hypervisor,), [
