@@ -8,6 +8,8 @@ the real now, in months long past (2000) that no other test uses."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +19,7 @@ from sqlalchemy import text
 
 from services.billing.closing import close_due_periods
 from services.common.db import get_engine
+from tests.integration.conftest import REPO
 from tests.integration.support import FINANCE, auth, dead_letters, lifecycle_event, post_events, usage_event, \
     wait_stored, wait_until
 from tests.integration.test_billing import clock, department, local
@@ -132,15 +135,29 @@ async def test_a_silent_source_holds_the_close_until_its_data_passes_the_month_e
     again = await close(apps, "2000-04")  # closing a closed period: the same result, the override with it
     assert again.status_code == 200 and again.json() == forced.json()
 
-    # May (the next open period) is held by both while they are active; once they have been silent for longer
-    # than the activity window they no longer hold, and it closes without an override.
+    # May (the next open period) is held by both while they are active, from the command line too
     assert (await close(apps, "2000-05")).status_code == 409
+    refused = govmeter("period", "close", "2000-05")
+    assert refused.returncode == 1 and hypervisor in refused.stderr, refused.stderr
+    forced = govmeter("period", "close", "2000-05", "--by", "ops-wang", "--override-watermarks", "collector retired")
+    assert forced.returncode == 0, forced.stderr
+    may = await period(apps, "2000-05")
+    assert (may["watermark_override"]["by"], may["watermark_override"]["reason"]) == ("ops-wang", "collector retired")
+
+    # June: once both have been silent for longer than the activity window they no longer hold, and it closes
+    # without an override
     later = datetime.now(UTC) + timedelta(days=settings.source_active_days, minutes=1)
+    assert (await close(apps, "2000-06")).status_code == 409
     listed = await sources(apps, at=later)
     assert listed[hypervisor]["active"] is False and listed[hypervisor]["holds"] == []
-    may = await close(apps, "2000-05", at=later)
-    assert may.status_code == 200, may.text
-    assert may.json()["watermark_override"] is None
+    june = await close(apps, "2000-06", at=later)
+    assert june.status_code == 200, june.text
+    assert june.json()["watermark_override"] is None
+
+
+def govmeter(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "services.common.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
 
 
 async def watermark(source: str) -> dict | None:
