@@ -7,7 +7,7 @@ entries and the instant ``closed_at`` describe one consistent state of the rollu
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Collection
@@ -59,7 +59,7 @@ class CloseOutcome:
     total: Decimal
     bills: list[BillIssued]
     closed_now: bool  # False: it was already closed (closing is idempotent)
-    watermark_override: dict | None = field(default=None)  # closed past sources behind its end: who, when, why
+    watermark_override: dict | None = None  # closed past sources behind its end: who, when, why
 
 
 async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_by: str,
