@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from services.common.config import get_settings
 from services.common.db import asyncpg_dsn, get_engine
-from tests.conftest import APP_ROLE, SUPERUSER_DATABASE_URL
+from tests.conftest import APP_ROLE
 from tests.integration.conftest import REPO
 from tests.integration.support import (
     ADMIN,
@@ -46,8 +47,8 @@ async def producer(settings):
 
 
 async def execute(sql: str) -> None:
-    # As the superuser: the services' role may not create functions or triggers (least privilege).
-    conn = await asyncpg.connect(asyncpg_dsn(SUPERUSER_DATABASE_URL))
+    # As the tables' owner: the services' role may not create functions or triggers (least privilege).
+    conn = await asyncpg.connect(asyncpg_dsn(get_settings().migration_database_url))
     try:
         await conn.execute(sql)
     finally:
