@@ -134,14 +134,54 @@ class BillSummary(BaseModel):
 # --- periods ----------------------------------------------------------------------------------------------------
 
 
+class SourceBehind(BaseModel):
+    source: str
+    complete_up_to: datetime
+    last_seen_at: datetime
+    events: int
+
+
+class WatermarkOverride(BaseModel):
+    """An admin closed the period although these active sources had not delivered data up to its end."""
+
+    by: str
+    at: datetime
+    reason: str
+    sources_behind: list[SourceBehind]
+
+
 class PeriodOut(BaseModel):
     period: str
     status: Literal["open", "closed"]
-    closes_at: datetime | None = Field(description="open: when it closes by itself (month end + grace)")
+    closes_at: datetime | None = Field(description="open: when it closes by itself (month end + grace), once no "
+                                                   "active source is behind its end")
     closed_at: datetime | None
     closed_by: str | None
     bills: int | None
     total: Yuan | None
+    watermark_override: WatermarkOverride | None = None
+    held_by: list[str] = Field([], description="open and ended: the active sources whose data has not reached "
+                                               "its end (it closes only once they have; GET /v1/sources)")
+
+
+class CloseIn(BaseModel):
+    """Optional body of a close. A period waits for every active event source to deliver data up to its end;
+    ``override_watermarks`` closes it anyway, and the reason is recorded on the period."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "override_watermarks": True, "reason": "hv-cluster-3 collector decommissioned on 11-27 (CHG-2026-1201)"}]})
+
+    override_watermarks: bool = False
+    reason: Annotated[str, Field(min_length=1, max_length=500, pattern=NO_NUL)] | None = None
+
+
+class SourceOut(BaseModel):
+    source: str
+    complete_up_to: datetime | None = Field(description="the newest usage interval end stored for the source")
+    last_seen_at: datetime = Field(description="when a new event of the source was last stored")
+    events: int
+    active: bool = Field(description="last seen less than GOVMETER_SOURCE_ACTIVE_DAYS ago")
+    holds: list[str] = Field(description="open periods that have ended and that wait for this source")
 
 
 class IssuedBill(BaseModel):
@@ -159,6 +199,7 @@ class CloseResult(BaseModel):
     closed_by: str
     total: Yuan
     bills: list[IssuedBill]
+    watermark_override: WatermarkOverride | None = None
 
 
 # --- adjustments ------------------------------------------------------------------------------------------------

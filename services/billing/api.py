@@ -24,12 +24,14 @@ from schemas.billing import (
     BillSummary,
     BudgetIn,
     BudgetOut,
+    CloseIn,
     CloseResult,
     LedgerVerification,
     PeriodOut,
     SubscriptionCreated,
     SubscriptionIn,
     SubscriptionOut,
+    SourceOut,
 )
 from schemas.catalogue import meters
 from services.billing.background import run_billing_loop
@@ -58,6 +60,7 @@ from services.billing.queries import FinalBill, bill_summaries, list_periods, re
 from services.billing.domain.webhooks import url_refusal
 from services.billing.webhooks import create_subscription, delete_subscription, list_subscriptions, run_webhook_loop
 from services.billing.store import AlreadyExists, add_department, add_rate_card, list_departments, list_rate_cards
+from services.billing.watermarks import HeldBySources, source_report
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
@@ -103,6 +106,7 @@ guard(app, "billing")
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
 Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Role.DEPARTMENT))]
+SourceReader = Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.FINANCE, Role.ADMIN))]
 AnyRole = Annotated[Principal, Depends(require_roles(*Role.ALL))]
 # A budget year, as PUT /v1/budgets/{department}/{year} takes it (an unbounded int overflowed the query: 500).
 YearFilter = Annotated[int | None, Query(ge=2000, le=2999)]
@@ -173,26 +177,50 @@ async def get_rate_cards(principal: AnyRole):
 
 
 @app.get("/v1/periods", response_model=list[PeriodOut], tags=["billing"])
-async def get_periods(principal: Reader):
+async def get_periods(principal: Reader, now: Now):
     """Billing periods (local calendar months): closed ones with their close, open ones with usage and when
-    they close by themselves (``GOVMETER_CLOSE_GRACE_DAYS`` local days after the month ends). A department
-    sees its own bill count and total of each closed period, not the city's."""
-    return await list_periods(get_engine(), get_settings().close_grace_days, scoped_department(principal, None))
+    they close by themselves (``GOVMETER_CLOSE_GRACE_DAYS`` local days after the month ends, once no active
+    event source is behind the month's end: ``held_by`` names those that are). A department sees its own bill
+    count and total of each closed period, not the city's."""
+    settings = get_settings()
+    return await list_periods(get_engine(), settings.close_grace_days, now, settings.source_active_days,
+                              scoped_department(principal, None))
 
 
 @app.post("/v1/periods/{month}/close", response_model=CloseResult, tags=["billing"],
-          responses={409: {"description": "the month has not ended yet"}})
-async def close_billing_period(month: Annotated[str, Path(examples=["2026-11"])], principal: Admin, now: Now):
+          responses={409: {"description": "the month has not ended yet, or an active event source has not "
+                                          "delivered data up to its end (the detail names the sources)"}})
+async def close_billing_period(month: Annotated[str, Path(examples=["2026-11"])], principal: Admin, now: Now,
+                               body: CloseIn | None = None):
     """Close a period now, before its grace ends: every department's bill becomes final (its JSON, CSV and
     content hash are stored and never change) and its amounts go to the ledger. Departments with active
-    resources get a bill even at zero usage. Closing a closed period is harmless: 200 with the same result."""
+    resources get a bill even at zero usage. Closing a closed period is harmless: 200 with the same result.
+    While an active event source is behind the month's end (``GET /v1/sources``) the answer is 409 naming it;
+    ``{"override_watermarks": true, "reason": "..."}`` closes anyway and records who, when, why and which
+    sources were behind on the period."""
     _month("month", month)
+    body = body or CloseIn()
+    if body.override_watermarks and body.reason is None:
+        raise _unprocessable("reason: required with override_watermarks (it is recorded on the period)")
     try:
-        outcome = await close_period(get_engine(), month, now, closed_by=principal.subject)
-    except PeriodNotEnded as exc:
+        outcome = await close_period(get_engine(), month, now, closed_by=principal.subject,
+                                     active_days=get_settings().source_active_days,
+                                     override_reason=body.reason if body.override_watermarks else None)
+    except (PeriodNotEnded, HeldBySources) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     return CloseResult(period=outcome.period, closed_at=outcome.closed_at, closed_by=outcome.closed_by,
-                       total=outcome.total, bills=[asdict(b) for b in outcome.bills])
+                       total=outcome.total, bills=[asdict(b) for b in outcome.bills],
+                       watermark_override=outcome.watermark_override)
+
+
+@app.get("/v1/sources", response_model=list[SourceOut], tags=["billing"])
+async def get_sources(principal: SourceReader, now: Now):
+    """Each event source: the newest usage interval end stored for it (its data is complete up to there), when
+    a new event of it was last stored, whether it is active (last seen less than ``GOVMETER_SOURCE_ACTIVE_DAYS``
+    ago) and which ended open periods it holds: a period closes, by itself or by hand, only once no active
+    source is behind its end. A provider sees its token's sources."""
+    only = principal.sources if principal.role == Role.PROVIDER else None
+    return await source_report(get_engine(), now, get_settings().source_active_days, only)
 
 
 # --- bills ------------------------------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ async def billing_tick(engine: AsyncEngine, settings: Settings, producer, now: d
                        only: Collection[str] | None = None, instance: str | None = None) -> None:
     """One round. Each step is safe with several billing API instances: closing takes an advisory lock (and is
     idempotent), alerts are stored once, and publishing locks the rows it sends."""
-    closed = await close_due_periods(engine, now, settings.close_grace_days, only=only, instance=instance)
+    # A period an active source is behind is skipped with a warning naming it (see close_due_periods).
+    closed = await close_due_periods(engine, now, settings.close_grace_days, only=only, instance=instance,
+                                     active_days=settings.source_active_days)
     for outcome in closed or []:
         if outcome.closed_now:  # not a period another instance closed first
             log.info("period %s closed automatically by %s: %d bills", outcome.period, instance,

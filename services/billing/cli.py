@@ -26,6 +26,8 @@ def register(sub) -> None:
     close = period_actions.add_parser("close", help="close a period now: its bills become final (idempotent)")
     close.add_argument("month", help="YYYY-MM")
     close.add_argument("--by", default="cli", help="who closes it (recorded)")
+    close.add_argument("--override-watermarks", metavar="REASON",
+                       help="close although event sources are behind the month's end (the reason is recorded)")
     close.set_defaults(func=cmd_close)
 
 
@@ -87,6 +89,7 @@ def cmd_replay(args) -> int:
 
 def cmd_close(args) -> int:
     from services.billing.closing import PeriodNotEnded, close_period
+    from services.billing.watermarks import HeldBySources
     from services.common.periods import parse_month
 
     try:
@@ -96,8 +99,9 @@ def cmd_close(args) -> int:
         return 2
 
     try:
-        outcome = with_engine(lambda engine: close_period(engine, args.month, datetime.now(UTC), closed_by=args.by))
-    except PeriodNotEnded as exc:
+        outcome = with_engine(lambda engine: close_period(engine, args.month, datetime.now(UTC), closed_by=args.by,
+                                                          override_reason=args.override_watermarks))
+    except (PeriodNotEnded, HeldBySources) as exc:
         print(exc, file=sys.stderr)
         return 1
     state = "closed" if outcome.closed_now else "was already closed"

@@ -12,13 +12,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Collection
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.billing.bills import BILLING_LOCK, closed_periods, open_periods, period_bills
 from services.billing.domain.ledger import LedgerEntry
 from services.billing.domain.periods import due_periods, has_ended
 from services.billing.domain.render import issue
+from services.billing.domain.watermarks import override_record, sources_behind
 from services.billing.ledger import append_entries
+from services.billing.watermarks import HeldBySources, load_marks
+from services.common.config import get_settings
 from services.common.db import raw_connection, raw_transaction, without_statement_timeout
 from services.common.periods import month_bounds
 from services.metering.store import lock_attribution
@@ -55,13 +59,19 @@ class CloseOutcome:
     total: Decimal
     bills: list[BillIssued]
     closed_now: bool  # False: it was already closed (closing is idempotent)
+    watermark_override: dict | None = None  # closed past sources behind its end: who, when, why
 
 
 async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_by: str,
-                       instance: str | None = None) -> CloseOutcome:
+                       instance: str | None = None, active_days: int | None = None,
+                       override_reason: str | None = None) -> CloseOutcome:
     """Finalise every bill of ``period``. Closing a closed period changes nothing and returns the same outcome
-    (``closed_now`` False); a period whose month has not ended cannot close (PeriodNotEnded). ``instance`` names
-    the process that closes it, recorded with the period."""
+    (``closed_now`` False); a period whose month has not ended cannot close (PeriodNotEnded), nor one that an
+    active source has not delivered data up to the end of (HeldBySources; ``active_days``: the sources' activity
+    window, by default ``GOVMETER_SOURCE_ACTIVE_DAYS``), unless ``override_reason`` says why it closes anyway,
+    which is recorded with the period. ``instance`` names the process that closes it, recorded with the period."""
+    if active_days is None:
+        active_days = get_settings().source_active_days
     if not has_ended(period, now):
         raise PeriodNotEnded(f"period: {period} has not ended yet (it ends {month_bounds(period)[1].isoformat()})")
     async with raw_transaction(engine) as conn:
@@ -75,6 +85,14 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
         # start) before this instant. Those still open now began before it but wrote nothing yet (they would
         # hold the lock): what they write counts after the close, so their start instants are kept with it.
         closed_at = await conn.fetchval("SELECT clock_timestamp()")
+        # Read under the exclusive attribution lock: no batch is moving a watermark meanwhile.
+        behind = sources_behind(await load_marks(conn), period, now, active_days)
+        override = None
+        if behind:
+            if override_reason is None:
+                raise HeldBySources(period, behind)
+            override = override_record(closed_by, closed_at, override_reason, behind)
+            log.warning("closing %s past sources behind its end, by %s: %s", period, closed_by, override_reason)
         open_now = [r["xact_start"] for r in await conn.fetch(
             """
             SELECT xact_start FROM pg_stat_activity
@@ -101,10 +119,11 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
         close_seq = await conn.fetchval(
             """
             INSERT INTO billing_periods (period, closed_at, open_at_close, closed_by, bills, total, ledger_seq,
-                                         closed_by_instance)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING close_seq
+                                         closed_by_instance, watermark_override)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) RETURNING close_seq
             """,
             period, closed_at, open_now, closed_by, len(issued), total, linked[-1].seq if linked else None, instance,
+            None if override is None else orjson.dumps(override).decode(),
         )
         if issued:
             await conn.execute(
@@ -131,11 +150,14 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
             )
         log.info("closed %s: %d bills, total %s", period, len(issued), total)
         return CloseOutcome(period, closed_at, closed_by, total,
-                            [BillIssued(b.bill_id, b.department_id, b.total, p.content_hash) for b, p in issued], True)
+                            [BillIssued(b.bill_id, b.department_id, b.total, p.content_hash) for b, p in issued], True,
+                            override)
 
 
 async def _outcome(conn, period: str) -> CloseOutcome | None:
-    row = await conn.fetchrow("SELECT closed_at, closed_by, total FROM billing_periods WHERE period = $1", period)
+    row = await conn.fetchrow(
+        "SELECT closed_at, closed_by, total, watermark_override::text AS o FROM billing_periods WHERE period = $1",
+        period)
     if row is None:
         return None
     bills = await conn.fetch(
@@ -143,16 +165,18 @@ async def _outcome(conn, period: str) -> CloseOutcome | None:
     )
     return CloseOutcome(period, row["closed_at"], row["closed_by"], row["total"],
                         [BillIssued(b["bill_id"], b["department_id"], b["total"], b["content_hash"]) for b in bills],
-                        False)
+                        False, None if row["o"] is None else orjson.loads(row["o"]))
 
 
 async def close_due_periods(engine: AsyncEngine, now: datetime, grace_days: int, closed_by: str = "auto-close",
-                            only: Collection[str] | None = None, instance: str | None = None
-                            ) -> list[CloseOutcome] | None:
+                            only: Collection[str] | None = None, instance: str | None = None,
+                            active_days: int | None = None) -> list[CloseOutcome] | None:
     """Close every open period (see ``open_periods``) whose grace has passed (``only``: among these), until none
     is left: closing a month makes the one after it a candidate (it carries the late changes), so a backlog of
-    months without usage is closed in one round, not one month a round. Returns None when another instance is
-    doing it (a session advisory lock keeps closers from working in parallel)."""
+    months without usage is closed in one round, not one month a round. A period that an active source is behind
+    is skipped, with a warning naming the sources, and so are the periods after it (they end later still).
+    Returns None when another instance is doing it (a session advisory lock keeps closers from working in
+    parallel)."""
     outcomes: list[CloseOutcome] = []
     while True:
         async with raw_connection(engine) as conn:
@@ -169,7 +193,11 @@ async def close_due_periods(engine: AsyncEngine, now: datetime, grace_days: int,
         if not due:
             return outcomes
         for period in due:
-            outcomes.append(await close_period(engine, period, now, closed_by, instance))
+            try:
+                outcomes.append(await close_period(engine, period, now, closed_by, instance, active_days))
+            except HeldBySources as held:
+                log.warning("auto-close: %s", held)
+                return outcomes
 
 
 @dataclass(frozen=True, slots=True)

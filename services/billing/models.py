@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -47,6 +48,8 @@ class BillingPeriod(Base):
     open_at_close: Mapped[list[datetime]] = mapped_column(ARRAY(TIMESTAMP(timezone=True)))
     closed_by: Mapped[str] = mapped_column(Text)
     closed_by_instance: Mapped[str | None] = mapped_column(Text)  # the process that closed it (migration 0005)
+    # An admin closed it while sources were behind its end: who, when, why, and those sources (migration 0006).
+    watermark_override: Mapped[dict[str, Any] | None]
     bills: Mapped[int] = mapped_column(Integer)
     total: Mapped[Decimal]
     ledger_seq: Mapped[int | None] = mapped_column(BigInteger)  # the ledger's head after this close

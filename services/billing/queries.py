@@ -19,7 +19,9 @@ from services.billing.bills import (
     usage_digests,
 )
 from services.billing.domain.bills import Bill, parse_bill_number
-from services.billing.domain.periods import closes_at, next_open_period
+from services.billing.domain.periods import closes_at, has_ended, next_open_period
+from services.billing.domain.watermarks import sources_behind
+from services.billing.watermarks import load_marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,26 +93,33 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, department: st
     return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))
 
 
-async def list_periods(engine: AsyncEngine, grace_days: int, department: str | None = None) -> list[dict]:
-    """Closed periods with their close, and open periods that have usage, with when they will close. With
-    ``department`` a closed period's bill count and total are that department's alone (Art. 18)."""
+async def list_periods(engine: AsyncEngine, grace_days: int, now: datetime, active_days: int,
+                       department: str | None = None) -> list[dict]:
+    """Closed periods with their close, and open periods that have usage, with when they will close and, once
+    ended, the active sources whose data has not reached their end. With ``department`` a closed period's bill
+    count and total are that department's alone (Art. 18)."""
     async with snapshot(engine) as conn:
+        marks = await load_marks(conn)
         if department is None:
-            closed = await conn.fetch("SELECT period, closed_at, closed_by, bills, total FROM billing_periods")
+            closed = await conn.fetch("SELECT period, closed_at, closed_by, bills, total, "
+                                      "watermark_override::text AS o FROM billing_periods")
         else:
             closed = await conn.fetch(
                 """
                 SELECT p.period, p.closed_at, p.closed_by, count(b.bill_id)::int AS bills,
-                       coalesce(sum(b.total), 0) AS total
+                       coalesce(sum(b.total), 0) AS total, p.watermark_override::text AS o
                 FROM billing_periods p LEFT JOIN bills b ON b.period = p.period AND b.department_id = $1
-                GROUP BY p.period, p.closed_at, p.closed_by
+                GROUP BY p.period, p.closed_at, p.closed_by, p.watermark_override::text
                 """,
                 department,
             )
         periods = [{"period": r["period"], "status": "closed", "closes_at": None, "closed_at": r["closed_at"],
-                    "closed_by": r["closed_by"], "bills": r["bills"], "total": r["total"]} for r in closed]
+                    "closed_by": r["closed_by"], "bills": r["bills"], "total": r["total"],
+                    "watermark_override": None if r["o"] is None else orjson.loads(r["o"])} for r in closed]
         for period in await open_periods(conn):
+            behind = sources_behind(marks, period, now, active_days) if has_ended(period, now) else []
             periods.append({"period": period, "status": "open", "closes_at": closes_at(period, grace_days),
-                            "closed_at": None, "closed_by": None, "bills": None, "total": None})
+                            "closed_at": None, "closed_by": None, "bills": None, "total": None,
+                            "held_by": [m.source for m in behind]})
     return sorted(periods, key=lambda p: p["period"])
 

@@ -211,3 +211,16 @@ class DeadLetter(Base):
     partition: Mapped[int | None] = mapped_column(Integer)
     offset: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class SourceWatermark(Base):
+    """How far each event source's data has arrived, kept by the worker in the transaction of its events
+    (migration 0006): the newest usage interval end stored, when the source's last new event was stored, and
+    how many it has. Only ever moves forward, so a redelivered or bisected batch leaves it as it was."""
+
+    __tablename__ = "source_watermarks"
+
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    complete_up_to: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime]
+    events: Mapped[int] = mapped_column(BigInteger)

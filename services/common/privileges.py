@@ -32,6 +32,7 @@ APP_GRANTS: dict[str, str | None] = {
     "usage_department_daily": PROJECTION,
     "usage_monthly": PROJECTION,
     "utilization_hourly": "SELECT, INSERT, UPDATE",
+    "source_watermarks": "SELECT, INSERT, UPDATE (complete_up_to, last_seen_at, events)",
     "spend_warnings": "SELECT, INSERT, UPDATE (published_at)",
     "budgets": "SELECT, INSERT, UPDATE (amount, updated_by, updated_at)",
     "budget_alerts": "SELECT, INSERT, UPDATE (published_at)",

@@ -35,6 +35,7 @@ from services.metering.store import (
     store_events,
 )
 from services.metering.utilization import store_utilization
+from services.metering.watermarks import advance_watermarks
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,7 @@ class MeteringPipeline:
         outcome = BatchOutcome(events=len(incoming))
         lifecycle = [i for i in incoming if i.event["type"] == RESOURCE_TYPE]
         others = [i for i in incoming if i.event["type"] != RESOURCE_TYPE]
+        new_lifecycle: list[IncomingEvent] = []
         async with raw_transaction(self.engine) as conn:
             await lock_attribution(conn, exclusive=bool(lifecycle))
             conflicts: list[DeadLetterRow] = []
@@ -250,6 +252,7 @@ class MeteringPipeline:
                 await store_utilization(conn, new_utilization)
             outcome.dead_letters = dead + conflicts
             await insert_dead_letters(conn, outcome.dead_letters)
+            await advance_watermarks(conn, new_lifecycle + new_others)  # last: its rows stay locked until commit
         outcome.duplicates = len(incoming) - outcome.new_lifecycle - len(new_others)
         return outcome
 

@@ -10,6 +10,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -17,8 +18,9 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from services.common.db import get_engine
-from tests.conftest import SUPERUSER_DATABASE_URL
+from services.common.config import get_settings
+from services.common.db import asyncpg_dsn, get_engine
+from tests.conftest import APP_ROLE
 from tests.integration.conftest import REPO
 from tests.integration.support import (
     ADMIN,
@@ -45,8 +47,12 @@ async def producer(settings):
 
 
 async def execute(sql: str) -> None:
-    async with get_engine(SUPERUSER_DATABASE_URL).begin() as conn:  # the services' role may not create triggers
-        await conn.execute(text(sql))
+    # As the tables' owner: the services' role may not create functions or triggers (least privilege).
+    conn = await asyncpg.connect(asyncpg_dsn(get_settings().migration_database_url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
@@ -55,7 +61,7 @@ async def refusing_trigger():
     fails those whose subject starts with 'flaky-' with a serialization failure (40001) twice, then takes them:
     a refusal and a transient failure, as the database itself raises them."""
     await execute("CREATE SEQUENCE IF NOT EXISTS test_flaky_attempts")
-    await execute("GRANT USAGE ON SEQUENCE test_flaky_attempts TO PUBLIC")  # the worker's role counts attempts
+    await execute(f'GRANT USAGE ON SEQUENCE test_flaky_attempts TO "{APP_ROLE}"')  # the worker's trigger calls
     await execute("""
         CREATE OR REPLACE FUNCTION test_refuse_or_fail() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
