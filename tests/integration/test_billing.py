@@ -465,13 +465,13 @@ async def test_a_department_sees_only_its_own_figures_of_the_closed_periods(apps
 
 
 async def test_a_month_in_other_digits_is_refused_and_cannot_open_a_phantom_period(apps, worker):
-    dep, _ = await department_using_a_vm(apps, worker, 2064, ("2", local(2064, 1, 5)))
-    await close(apps, "2064-01", local(2064, 2, 1))
+    dep, _ = await department_using_a_vm(apps, worker, 2065, ("2", local(2065, 1, 5)))
+    await close(apps, "2065-01", local(2065, 2, 1))
     body = {"department_id": dep, "amount": "-5.00", "reason": "补偿"}
-    closed = await apps["billing"].post("/v1/adjustments", json={**body, "month": "2064-01"}, headers=ADMIN)
+    closed = await apps["billing"].post("/v1/adjustments", json={**body, "month": "2065-01"}, headers=ADMIN)
     assert closed.status_code == 409, closed.text
     # full-width, Arabic-Indic and other Unicode digits, a trailing newline, a sign, an underscore: not YYYY-MM
-    for spelling in ("２０６４-01", "2064-０1", "٢٠٦٤-01", "2064-01\n", "+206-01", "2_06-01", " 2064-01"):
+    for spelling in ("２０６５-01", "2065-０1", "٢٠٦٥-01", "2065-01\n", "+206-01", "2_06-01", " 2065-01"):
         posted = await apps["billing"].post("/v1/adjustments", json={**body, "month": spelling}, headers=ADMIN)
         assert posted.status_code == 422 and "month" in str(posted.json()["detail"][0]["loc"]), (spelling, posted.text)
         for response in (
@@ -481,12 +481,12 @@ async def test_a_month_in_other_digits_is_refused_and_cannot_open_a_phantom_peri
         ):
             assert response.status_code in (404, 422), (spelling, response.text)
             assert response.status_code == 404 or response.json()["detail"].startswith("month:"), response.text
-    assert (await apps["billing"].get("/v1/bills/GM-２０６４-01-" + dep, headers=FINANCE)).status_code == 404
+    assert (await apps["billing"].get("/v1/bills/GM-２０６５-01-" + dep, headers=FINANCE)).status_code == 404
     periods = [p["period"] for p in (await apps["billing"].get("/v1/periods", headers=FINANCE)).json()]
-    assert [p for p in periods if not p.isascii() or p.endswith("64-01")] == ["2064-01"]
+    assert [p for p in periods if not p.isascii() or p.endswith("65-01")] == ["2065-01"]
     assert [a["period"] for a in (await apps["billing"].get(
         "/v1/adjustments", params={"department": dep}, headers=FINANCE)).json()] == []
-    assert (await get_bill(apps, f"GM-2064-01-{dep}"))["total"] == "2.00"
+    assert (await get_bill(apps, f"GM-2065-01-{dep}"))["total"] == "2.00"
 
 
 async def test_one_round_closes_a_backlog_of_due_months_even_those_without_usage(apps, worker, settings):

@@ -16,11 +16,12 @@ ODD = ["市财政局", "\u202eevil\u202c", "a\x00b", "\r\n", "\ufeffbom", " ", "
 # Any Unicode (control and format characters, combining marks, astral planes), formula-like strings, odd ones,
 # and long ones (up to 5,000 characters).
 hostile_text = st.one_of(
-    st.text(max_size=24),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=24),
     st.text(st.characters(categories=("Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "So", "Lo", "Nd")), min_size=1,
             max_size=16),
     st.sampled_from(FORMULA_LIKE + ODD),
-    st.builds(lambda c, n: c * n, st.characters(), st.integers(256, 5000)),
+    # JSON text cannot carry a lone surrogate (orjson refuses it on the way in): every other character may come
+    st.builds(lambda c, n: c * n, st.characters(exclude_categories=("Cs",)), st.integers(256, 5000)),
 )
 
 
