@@ -66,7 +66,23 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-class Postgres:
+class Scratch:
+    """A server of the drill's own in a temporary directory: stopped and removed when the drill ends."""
+
+    dir: Path
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Postgres(Scratch):
     """A PostgreSQL cluster of the drill's own, from Debian's binaries."""
 
     def __init__(self) -> None:
@@ -96,15 +112,8 @@ class Postgres:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
 
-    def destroy(self) -> None:
-        try:
-            self.stop()
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.dir, ignore_errors=True)
 
-
-class Broker:
+class Broker(Scratch):
     """An Apache Kafka broker of the drill's own (scripts/kafka-broker.sh on other ports)."""
 
     def __init__(self) -> None:
@@ -123,13 +132,6 @@ class Broker:
 
     def stop(self) -> None:
         self._script("stop")
-
-    def destroy(self) -> None:
-        try:
-            self.stop()
-        except subprocess.CalledProcessError:
-            pass
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Process:

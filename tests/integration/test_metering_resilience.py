@@ -4,8 +4,6 @@ failure costs a retry, and the good events around them always count."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,10 +16,10 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from bench.drills import Broker
 from services.common.config import get_settings
 from services.common.db import asyncpg_dsn, get_engine
 from tests.conftest import APP_ROLE
-from tests.integration.conftest import REPO
 from tests.integration.support import (
     ADMIN,
     FINANCE,
@@ -216,32 +214,12 @@ async def test_hostile_input_is_a_dead_letter_or_a_4xx_and_the_good_event_after_
 
 # -- the broker away ------------------------------------------------------------------------------------------------
 
-class PrivateBroker:
-    """A broker of this test's own (scripts/kafka-broker.sh on free ports), so that stopping it harms no one."""
-
-    def __init__(self, tmp_path) -> None:
-        import socket
-
-        ports = []
-        for _ in range(2):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                ports.append(s.getsockname()[1])
-        self.bootstrap = f"127.0.0.1:{ports[0]}"
-        self.env = {**os.environ, "KAFKA_PORT": str(ports[0]), "KAFKA_CONTROLLER_PORT": str(ports[1]),
-                    "KAFKA_DATA_DIR": str(tmp_path / "kafka")}
-
-    def run(self, action: str) -> None:
-        subprocess.run(["bash", str(REPO / "scripts" / "kafka-broker.sh"), action], env=self.env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def test_with_the_broker_away_ingest_answers_503_with_retry_after_within_the_bound(apps, settings, tmp_path):
+async def test_with_the_broker_away_ingest_answers_503_with_retry_after_within_the_bound(apps, settings):
     from services.common.kafka import ensure_topics, start_producer
     from services.metering.api import app as metering_app
 
-    broker = PrivateBroker(tmp_path)
-    await asyncio.to_thread(broker.run, "start")
+    broker = Broker()  # of this test's own, on free ports: stopping it harms no one
+    await asyncio.to_thread(broker.start)
     private = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap})
     await ensure_topics(private)
     shared_producer, metering_app.state.producer = metering_app.state.producer, await start_producer(private)
@@ -249,7 +227,7 @@ async def test_with_the_broker_away_ingest_answers_503_with_retry_after_within_t
         first = usage_event(vm(), "compute.vcpu", "1", datetime(2031, 8, 1, tzinfo=UTC))
         assert (await post_events(apps["metering"], [first])).status_code == 202
 
-        await asyncio.to_thread(broker.run, "stop")
+        await asyncio.to_thread(broker.stop)
         event = usage_event(vm(), "compute.vcpu", "1", datetime(2031, 8, 1, tzinfo=UTC))
         began = time.monotonic()
         response = await post_events(apps["metering"], [event])
@@ -259,10 +237,10 @@ async def test_with_the_broker_away_ingest_answers_503_with_retry_after_within_t
         assert int(response.headers["retry-after"]) >= 1
         assert "send the same events again" in response.json()["detail"]
 
-        await asyncio.to_thread(broker.run, "start")
+        await asyncio.to_thread(broker.start)
         resent = await post_events(apps["metering"], [event])  # the provider resends the same ids
         assert resent.status_code == 202, resent.text
     finally:
         await metering_app.state.producer.stop()
         metering_app.state.producer = shared_producer
-        await asyncio.to_thread(broker.run, "stop")
+        await asyncio.to_thread(broker.destroy)
