@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     close_grace_days: int = Field(3, ge=0, validation_alias="GOVMETER_CLOSE_GRACE_DAYS")
     billing_check_seconds: float = Field(60.0, ge=0, validation_alias="GOVMETER_BILLING_CHECK_SECONDS")
     # A period closes only once every active event source has delivered usage up to its end (data-complete
-    # watermarks); a source is active while its last new event was stored less than this many days ago.
-    source_active_days: int = Field(14, ge=1, validation_alias="GOVMETER_SOURCE_ACTIVE_DAYS")
+    # watermarks); a source is active while its last new event was stored less than this many days ago. 0: no
+    # source is active, months close on the grace alone (a history backfill, where every source was just seen).
+    source_active_days: int = Field(14, ge=0, validation_alias="GOVMETER_SOURCE_ACTIVE_DAYS")
     # A month's run rate projects a budget overrun only once it covers at least this many hours of usage.
     budget_projection_min_hours: int = Field(24, ge=1, validation_alias="GOVMETER_BUDGET_PROJECTION_MIN_HOURS")
     # Response cache of the query and billing APIs' read endpoints (services/common/response_cache.py):
