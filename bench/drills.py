@@ -94,7 +94,12 @@ class Postgres(Scratch):
         self.dir = Path(tempfile.mkdtemp(prefix="govmeter-drill-pg-"))
         if os.geteuid() == 0:  # initdb refuses root: the cluster belongs to Debian's postgres user
             shutil.chown(self.dir, "postgres", "postgres")
-        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/govmeter_drill"
+        # As in production: migrations as the owner role, the services as the app role, both made by the superuser
+        # (the cluster trusts loopback, so the passwords are only what the URLs say).
+        at = f"127.0.0.1:{self.port}/govmeter_drill"
+        self.urls = {"GOVMETER_BOOTSTRAP_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres",
+                     "GOVMETER_MIGRATION_DATABASE_URL": f"postgresql+asyncpg://govmeter_owner:owner@{at}",
+                     "DATABASE_URL": f"postgresql+asyncpg://govmeter_app:app@{at}"}
 
     def _run(self, *args: str) -> None:
         command = [str(self.bin / args[0]), *args[1:]]
@@ -198,7 +203,7 @@ class Drill:
         self.postgres, self.broker = Postgres(), Broker()
         self.api_port = free_port()
         secret = secrets.token_urlsafe(48)
-        self.env = {**os.environ, "DATABASE_URL": self.postgres.url, "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
+        self.env = {**os.environ, **self.postgres.urls, "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
                     "GOVMETER_JWT_SECRET": secret, "GOVMETER_TOPIC_PREFIX": f"drill-{uuid.uuid4().hex[:8]}",
                     "GOVMETER_METERING_PORT": str(self.api_port), "GOVMETER_WORKER_INSTANCE_ID": "drill-worker-1"}
         os.environ.update({k: v for k, v in self.env.items() if k.startswith(("GOVMETER_", "DATABASE_", "KAFKA_B"))})
