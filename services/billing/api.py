@@ -56,6 +56,8 @@ from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.decimal_json import DecimalJSONRoute
 from services.common.health import add_health_route
+from services.common.metrics import observe_cache
+from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, answer_statement_timeouts
@@ -78,6 +80,8 @@ app = FastAPI(title="govmeter billing API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
 app.router.route_class = DecimalJSONRoute  # JSON numbers in bodies (prices, amounts) parsed as Decimal
 add_health_route(app)
+instrument(app, "billing")
+observe_cache("bills", bills_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 

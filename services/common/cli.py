@@ -57,7 +57,8 @@ def cmd_api(args) -> int:
     module, _, attribute = APIS[args.service].partition(":")
     app = getattr(importlib.import_module(module), attribute)
     tune_garbage_collector()  # after the imports, so that what they built is frozen
-    uvicorn.run(app, host=settings.host, port=port, log_level="warning", access_log=False)
+    # log_config=None: uvicorn keeps the JSON logging main() set up; the request log is the middleware's.
+    uvicorn.run(app, host=settings.host, port=port, log_level="warning", access_log=False, log_config=None)
     return 0
 
 
@@ -219,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     register_query(sub)
 
     argv = sys.argv[1:] if argv is None else argv
+    from services.common.logs import configure_logging
+
+    configure_logging()  # JSON lines on stdout (the worker's Faust sets the same up again)
     if argv[:1] == ["drill"]:
         return cmd_drill(argv[1:])
     args = parser.parse_args(argv)

@@ -23,11 +23,14 @@ from services.common.health import add_health_route
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.kafka import batch_records
+from services.common.metrics import count_ingest
+from services.common.observability import instrument, kafka_headers
 from services.metering.source_binding import require_writable_sources
 
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
 add_health_route(app)
+instrument(app, "metering")
 document_error_details(app)
 
 BATCH_TYPES = ("application/cloudevents-batch+json",)
@@ -70,6 +73,7 @@ async def ingest_events(
             accepted.append(orjson.dumps(raw))
     result = IngestResult(accepted=len(accepted), rejected=rejected)
     if not accepted:
+        count_ingest(raws, rejected, accepted=False)
         return JSONResponse(result.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     settings = get_settings()
@@ -88,11 +92,13 @@ async def ingest_events(
                    f"same events again after {retry_after} s (the same ids are counted once)",
             headers={"Retry-After": str(retry_after)},
         ) from None
+    count_ingest(raws, rejected, accepted=True)
     return result
 
 
 async def publish(producer, topic: str, records: list[bytes]) -> None:
-    sends = [await producer.send(topic, record) for record in records]
+    headers = kafka_headers()  # the request id, so that the worker's batch log names the requests it applied
+    sends = [await producer.send(topic, record, headers=headers) for record in records]
     await asyncio.gather(*sends)
 
 

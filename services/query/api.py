@@ -14,6 +14,8 @@ from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.health import add_health_route
+from services.common.metrics import observe_cache
+from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
@@ -34,6 +36,8 @@ usage_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "usage_depart
 app = FastAPI(title="govmeter query API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)
+instrument(app, "query")
+observe_cache("usage", usage_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 for module in (utilization, platform, waste, budget, warnings, focus):
