@@ -49,6 +49,8 @@ class GovmeterJsonFormatter(JsonFormatter):
         return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
     def process_log_record(self, log_data: dict) -> dict:
+        if log_data.get("request_id") is None:
+            log_data.pop("request_id", None)  # outside a request: no key rather than a null on every line
         for key, value in log_data.items():
             if isinstance(value, str):
                 log_data[key] = redact(value)
