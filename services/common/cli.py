@@ -114,10 +114,11 @@ def cmd_dev(args) -> int:
     children: list[subprocess.Popen] = []
     me = [sys.executable, "-m", "services.common.cli"]
     try:
-        for service in APIS:
-            children.append(subprocess.Popen([*me, "api", service], cwd=REPO))
         logs = REPO / ".cache" / "dev"
         logs.mkdir(parents=True, exist_ok=True)
+        for service in APIS:  # JSON lines, one per request: to a file, not over the demo's output
+            children.append(subprocess.Popen([*me, "api", service], cwd=REPO, stderr=subprocess.STDOUT,
+                                             stdout=open(logs / f"{service}-api.log", "ab")))
         worker_log = logs / "metering-worker.log"
         children.append(subprocess.Popen([*me, "worker", "metering"], cwd=REPO, stdout=open(worker_log, "ab"),
                                          stderr=subprocess.STDOUT))
@@ -126,7 +127,9 @@ def cmd_dev(args) -> int:
         print("\ngovmeter is running (Ctrl-C stops everything):")
         for service, url in urls.items():
             print(f"  {service:9s} API  {url}   docs: {url}/docs")
-        print(f"  metering worker log: {worker_log}")
+        print(f"  logs (JSON lines): {logs}/{{metering,billing,query}}-api.log, {worker_log.name}")
+        print(f"  metrics: {', '.join(u + '/metrics' for u in urls.values())}, "
+              f"http://{settings.host}:{settings.worker_metrics_port}/metrics (worker)")
         print("\nTokens (valid 24 h):")
         from services.demo.load import SOURCE as DEMO_SOURCE
 

@@ -8,13 +8,14 @@ No label carries department data: /metrics needs no token."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
+
+from services.common.config import get_settings
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -74,7 +75,7 @@ class BoundedLabel:
         return OTHER
 
 
-source_label = BoundedLabel(int(os.environ.get("GOVMETER_METRICS_MAX_SOURCES", "50")))
+source_label = BoundedLabel(get_settings().metrics_max_sources)
 reason_label = BoundedLabel(100)
 
 
