@@ -57,7 +57,9 @@ async def scrape_worker(worker) -> dict:
 
 async def test_each_api_and_the_worker_expose_metrics_that_move_with_real_requests_and_events(apps, worker,
                                                                                               settings):
-    year = 2083
+    # A year no other test uses, before those whose tests list a department's bills after this test (a close
+    # adds the next month's draft to every department active then); the VM is terminated within January.
+    year = 2066
     metering, billing, query = [await scrape(apps[name]) for name in ("metering", "billing", "query")]
     async def first_worker_scrape():
         try:
@@ -70,7 +72,8 @@ async def test_each_api_and_the_worker_expose_metrics_that_move_with_real_reques
     await rate_card(apps, local(year, 1, 1), compute_vcpu="1.00")
     vm = new_id("vm")
     events = [lifecycle_event(vm, "activated", dep, local(year, 1, 1)),
-              *(usage_event(vm, "compute.vcpu", "2", local(year, 1, 2) + timedelta(hours=h)) for h in range(3))]
+              *(usage_event(vm, "compute.vcpu", "2", local(year, 1, 2) + timedelta(hours=h)) for h in range(3)),
+              lifecycle_event(vm, "terminated", None, local(year, 1, 5))]
     bad = {**usage_event(vm, "compute.vcpu", "-1", local(year, 1, 2)), "id": "bad-" + uuid.uuid4().hex}
     request_id = f"ops-test-{uuid.uuid4().hex}"
     posted = await apps["metering"].post("/v1/events", content=orjson.dumps([*events, bad]),
@@ -79,17 +82,20 @@ async def test_each_api_and_the_worker_expose_metrics_that_move_with_real_reques
     assert posted.status_code == 202, posted.text
     assert posted.headers["x-request-id"] == request_id
     await wait_stored(events, worker)
-    # A record that is not JSON, produced straight into Kafka: a dead letter by the worker.
+    # An invalid event produced straight into Kafka: a dead letter by the worker (of a source of its own, so that
+    # no other test's listing of dead letters meets it).
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(settings.events_topic, b"{not json")
+        await producer.send_and_wait(settings.events_topic, orjson.dumps(
+            {"specversion": "1.0", "id": uuid.uuid4().hex, "source": f"urn:test:ops-{uuid.uuid4().hex[:8]}",
+             "type": "gov.cloud.nothing.v1"}))
     finally:
         await producer.stop()
 
     after = await scrape(apps["metering"])
     assert value(after, "govmeter_events_accepted_total", source=SOURCE) - \
-        value(metering, "govmeter_events_accepted_total", source=SOURCE) == 4
+        value(metering, "govmeter_events_accepted_total", source=SOURCE) == len(events)
     assert value(after, "govmeter_events_rejected_total", source=SOURCE, reason="data.quantity") - \
         value(metering, "govmeter_events_rejected_total", source=SOURCE, reason="data.quantity") == 1
     labels = dict(service="metering", method="POST", route="/v1/events")
@@ -103,12 +109,12 @@ async def test_each_api_and_the_worker_expose_metrics_that_move_with_real_reques
         now = await scrape_worker(worker)
         counted = (total(now, "govmeter_worker_events_total", outcome="new_usage")
                    - total(before_worker, "govmeter_worker_events_total", outcome="new_usage"))
-        dead = (total(now, "govmeter_dead_letters_total", reason="invalid JSON")
-                - total(before_worker, "govmeter_dead_letters_total", reason="invalid JSON"))
+        dead = (total(now, "govmeter_dead_letters_total", reason="invalid event")
+                - total(before_worker, "govmeter_dead_letters_total", reason="invalid event"))
         return now if counted >= 3 and dead >= 1 else None
     worker_after = await wait_until(worker_moved, timeout=60, worker=worker)
     assert total(worker_after, "govmeter_worker_events_total", outcome="new_lifecycle") - \
-        total(before_worker, "govmeter_worker_events_total", outcome="new_lifecycle") >= 1
+        total(before_worker, "govmeter_worker_events_total", outcome="new_lifecycle") >= 2
     for histogram in ("govmeter_worker_batch_seconds_count", "govmeter_worker_batch_records_count",
                       "govmeter_worker_batch_events_count"):
         assert total(worker_after, histogram) > total(before_worker, histogram)
