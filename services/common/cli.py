@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from services.common.logs import configure_logging
 
-    configure_logging()  # JSON lines on stdout (the worker's Faust sets the same up again)
+    configure_logging()  # JSON lines on stderr (the worker's Faust sets the same up again)
     if argv[:1] == ["drill"]:
         return cmd_drill(argv[1:])
     args = parser.parse_args(argv)

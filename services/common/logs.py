@@ -58,9 +58,10 @@ class GovmeterJsonFormatter(JsonFormatter):
 
 
 def logging_config(level: str | int = "INFO", stream=None) -> dict:
-    """A ``logging.config.dictConfig`` mapping: the root logger writes JSON lines to ``stream`` (stdout)."""
+    """A ``logging.config.dictConfig`` mapping: the root logger writes JSON lines to ``stream`` (stderr: stdout
+    stays for what a command prints, such as ``govmeter token`` or ``govmeter replay --json``)."""
     handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]}
-    handler["stream"] = stream if stream is not None else "ext://sys.stdout"
+    handler["stream"] = stream if stream is not None else "ext://sys.stderr"
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -76,4 +77,4 @@ def logging_config(level: str | int = "INFO", stream=None) -> dict:
 
 
 def configure_logging(level: str | int = "INFO", stream=None) -> None:
-    logging.config.dictConfig(logging_config(level, stream or sys.stdout))
+    logging.config.dictConfig(logging_config(level, stream or sys.stderr))

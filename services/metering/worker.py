@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     asyncio.run(ensure_topics(settings))  # Faust ignores a topic that is missing when it starts
     start_metrics_server(settings.worker_metrics_port, settings.host)
     # --without-web: the CLI's default (--with-web) would override web_enabled and bind 0.0.0.0:6066.
-    # --quiet: no start-up banner on stdout, which holds only JSON log lines.
+    # --quiet: no start-up banner on stdout: the process's output is only JSON log lines.
     sys.argv = ["govmeter-worker", "--quiet", "worker", "-l", "info", "--without-web", "--web-bind", "127.0.0.1",
                 *(argv or [])]
     app.main()
