@@ -593,7 +593,8 @@ async def bench_replay(size: dict, logs: Path) -> tuple[Figure, dict[str, float]
         if process.returncode != 0:
             return Figure("replay", float("nan"), "events/s", target="≥ 50,000 /s",
                           note=f"govmeter replay failed: see {log.name}"), rss
-        report = json.loads([line for line in stdout.decode().splitlines() if line.startswith("{")][-1])
+        report = json.loads([line for line in stdout.decode().splitlines()
+                             if line.startswith("{") and '"events_per_second"' in line][-1])  # not a log line
         rates.append(report["events_per_second"])
         events, identical = report.get("events", "?"), identical + [report.get("identical")]
     async with raw_connection(get_engine()) as conn:

@@ -68,6 +68,8 @@ from services.common.decimal_json import DecimalJSONRoute
 from services.common.guard import guard
 from services.common.health import add_health_route
 from services.common.meters import add_meters_route
+from services.common.metrics import observe_cache
+from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, answer_statement_timeouts
@@ -99,6 +101,8 @@ app = FastAPI(title="govmeter billing API", version="1.0",
 app.router.route_class = DecimalJSONRoute  # JSON numbers in bodies (prices, amounts) parsed as Decimal
 add_health_route(app)
 add_meters_route(app)
+instrument(app, "billing")
+observe_cache("bills", bills_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "billing")

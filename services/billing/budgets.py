@@ -17,6 +17,7 @@ from services.billing.domain.budgets import RunRate, budget_alerts
 from services.billing.domain.periods import next_open_period
 from services.billing.domain.render import local_text
 from services.common.db import raw_connection, raw_transaction
+from services.common.metrics import BUDGET_ALERTS
 from services.common.money import yuan_text
 from services.common.periods import HOUR, month_bounds
 
@@ -150,6 +151,8 @@ async def publish_alerts(engine: AsyncEngine, producer, topic: str) -> int:
         if rows:
             await conn.execute("UPDATE budget_alerts SET published_at = now() WHERE id = ANY($1::bigint[])",
                                [r["id"] for r in rows])
+    for row in rows:
+        BUDGET_ALERTS.labels(row["kind"]).inc()
     return len(rows)
 
 

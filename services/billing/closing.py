@@ -7,6 +7,7 @@ entries and the instant ``closed_at`` describe one consistent state of the rollu
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,6 +25,7 @@ from services.billing.ledger import append_entries
 from services.billing.watermarks import HeldBySources, load_marks
 from services.common.config import get_settings
 from services.common.db import raw_connection, raw_transaction, without_statement_timeout
+from services.common.metrics import PERIOD_CLOSE_SECONDS, PERIOD_CLOSES
 from services.common.periods import month_bounds
 from services.metering.store import lock_attribution
 
@@ -74,6 +76,7 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
         active_days = get_settings().source_active_days
     if not has_ended(period, now):
         raise PeriodNotEnded(f"period: {period} has not ended yet (it ends {month_bounds(period)[1].isoformat()})")
+    started = time.perf_counter()
     async with raw_transaction(engine) as conn:
         await without_statement_timeout(conn)
         await conn.execute("SELECT pg_advisory_xact_lock($1)", BILLING_LOCK)
@@ -148,6 +151,8 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
                 [b.department_id for b in computed.baselines], [b.period for b in computed.baselines],
                 [b.digest for b in computed.baselines], close_seq,
             )
+        PERIOD_CLOSES.labels("auto" if closed_by == "auto-close" else "manual").inc()
+        PERIOD_CLOSE_SECONDS.observe(time.perf_counter() - started)  # the lock waits included
         log.info("closed %s: %d bills, total %s", period, len(issued), total)
         return CloseOutcome(period, closed_at, closed_by, total,
                             [BillIssued(b.bill_id, b.department_id, b.total, p.content_hash) for b, p in issued], True,

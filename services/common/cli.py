@@ -64,7 +64,8 @@ def cmd_api(args) -> int:
     module, _, attribute = APIS[args.service].partition(":")
     app = getattr(importlib.import_module(module), attribute)
     tune_garbage_collector()  # after the imports, so that what they built is frozen
-    uvicorn.run(app, host=settings.host, port=port, log_level="warning", access_log=False)
+    # log_config=None: uvicorn keeps the JSON logging main() set up; the request log is the middleware's.
+    uvicorn.run(app, host=settings.host, port=port, log_level="warning", access_log=False, log_config=None)
     return 0
 
 
@@ -129,10 +130,11 @@ def cmd_dev(args) -> int:
     children: list[subprocess.Popen] = []
     me = [sys.executable, "-m", "services.common.cli"]
     try:
-        for service in APIS:
-            children.append(subprocess.Popen([*me, "api", service], cwd=REPO))
         logs = REPO / ".cache" / "dev"
         logs.mkdir(parents=True, exist_ok=True)
+        for service in APIS:  # JSON lines, one per request: to a file, not over the demo's output
+            children.append(subprocess.Popen([*me, "api", service], cwd=REPO, stderr=subprocess.STDOUT,
+                                             stdout=open(logs / f"{service}-api.log", "ab")))
         worker_log = logs / "metering-worker.log"
         children.append(subprocess.Popen([*me, "worker", "metering"], cwd=REPO, stdout=open(worker_log, "ab"),
                                          stderr=subprocess.STDOUT))
@@ -142,6 +144,9 @@ def cmd_dev(args) -> int:
         for service, url in urls.items():
             print(f"  {service:9s} API  {url}   docs: {url}/docs")
         print(f"  metering worker log: {worker_log}")
+        print(f"  logs (JSON lines): {logs}/{{metering,billing,query}}-api.log, {worker_log.name}")
+        print(f"  metrics: {', '.join(u + '/metrics' for u in urls.values())}, "
+              f"http://{settings.host}:{settings.worker_metrics_port}/metrics (worker)")
         print("\nTokens (valid 24 h, for all three APIs" + (")" if own_secret else
               "; signed with a secret made for this run: set GOVMETER_JWT_SECRET to keep one and mint more with "
               "`govmeter token`)") + ":")
@@ -240,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     register_query(sub)
 
     argv = sys.argv[1:] if argv is None else argv
+    from services.common.logs import configure_logging
+
+    configure_logging()  # JSON lines on stderr (the worker's Faust sets the same up again)
     if argv[:1] == ["drill"]:
         return cmd_drill(argv[1:])
     args = parser.parse_args(argv)

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     worker_instance_id: str | None = Field(None, validation_alias="GOVMETER_WORKER_INSTANCE_ID")
     # A crashed worker that is not restarted keeps its partitions this long (the broker's minimum is 6 s).
     worker_session_timeout_seconds: float = Field(6.0, ge=6.0, validation_alias="GOVMETER_WORKER_SESSION_TIMEOUT_SECONDS")
+    # The worker's Prometheus /metrics (prometheus-client's own HTTP server on GOVMETER_HOST; 0: none).
+    worker_metrics_port: int = Field(9101, ge=0, le=65535, validation_alias="GOVMETER_WORKER_METRICS_PORT")
+    # Sources a process labels its event metrics with by name; later ones are counted as "other".
+    metrics_max_sources: int = Field(50, ge=1, validation_alias="GOVMETER_METRICS_MAX_SOURCES")
     # Batches in their transaction at once in one worker (see services/metering/worker.py).
     worker_transactions: int = Field(2, validation_alias="GOVMETER_WORKER_TRANSACTIONS")
     # The largest batch the ingest API puts in one Kafka record.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from functools import lru_cache
@@ -105,10 +106,13 @@ async def raw_connection(engine: AsyncEngine):
         driver = (await sa_conn.get_raw_connection()).driver_connection
         try:
             yield driver
-        except BaseException:
+        except BaseException as exc:
             # Errors raised by asyncpg itself bypass SQLAlchemy's disconnect detection: a connection the server
-            # closed (a restart, an outage) would go back to the pool and fail every later use.
-            if driver.is_closed():
+            # closed (a restart, an outage) would go back to the pool and fail every later use. So would one whose
+            # task was cancelled: cancelled while awaiting BEGIN, asyncpg marks its transaction failed and never
+            # rolls it back, the server's transaction stays open (READ ONLY for a snapshot), and SQLAlchemy's
+            # reset on return only rolls back transactions it began itself.
+            if driver.is_closed() or driver.is_in_transaction() or isinstance(exc, asyncio.CancelledError):
                 await sa_conn.invalidate()
             raise
 

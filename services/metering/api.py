@@ -26,12 +26,15 @@ from services.common.meters import add_meters_route
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.kafka import batch_records
+from services.common.metrics import count_ingest
+from services.common.observability import instrument, kafka_headers
 from services.metering.source_binding import require_writable_sources
 
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
 add_health_route(app)
 add_meters_route(app)
+instrument(app, "metering")
 document_error_details(app)
 guard(app, "metering")
 
@@ -80,6 +83,7 @@ async def ingest_events(
             accepted.append(orjson.dumps(raw))  # the structured form, whatever the mode it came in
     result = IngestResult(accepted=len(accepted), rejected=rejected)
     if not accepted:
+        count_ingest(raws, rejected, accepted=False)
         return JSONResponse(result.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     settings = get_settings()
@@ -98,6 +102,7 @@ async def ingest_events(
                    f"same events again after {retry_after} s (the same ids are counted once)",
             headers={"Retry-After": str(retry_after)},
         ) from None
+    count_ingest(raws, rejected, accepted=True)
     return result
 
 
@@ -127,7 +132,8 @@ def binary_event(request: Request, content_type: str | None, body: bytes) -> dic
 
 
 async def publish(producer, topic: str, records: list[bytes]) -> None:
-    sends = [await producer.send(topic, record) for record in records]
+    headers = kafka_headers()  # the request id, so that the worker's batch log names the requests it applied
+    sends = [await producer.send(topic, record, headers=headers) for record in records]
     await asyncio.gather(*sends)
 
 

@@ -20,6 +20,9 @@ import orjson
 
 from services.common.config import get_settings
 from services.common.db import get_engine
+from services.common.logs import logging_config
+from services.common.metrics import BATCH_SECONDS, CONSUMER_LAG, Timer, count_batch, start_metrics_server
+from services.common.observability import KAFKA_REQUEST_ID_HEADER
 from services.common.runtime import tune_garbage_collector
 from services.metering.pipeline import KafkaRecord, MeteringPipeline, decode_records
 
@@ -70,6 +73,7 @@ app = faust.App(
     broker_session_timeout=settings.worker_session_timeout_seconds,
     broker_heartbeat_interval=settings.worker_session_timeout_seconds / 4,
     broker_rebalance_timeout=10.0,
+    logging_config=logging_config(),  # JSON lines, as every govmeter process (services/common/logs.py)
 )
 events_topic = app.topic(settings.events_topic, value_type=bytes, value_serializer="raw",
                          partitions=settings.event_partitions)
@@ -115,7 +119,10 @@ async def apply_batches():
     """Apply decoded batches, one transaction each; release their messages for commit afterwards."""
     while True:
         batch, incoming, dead = await _ready.get()
-        outcome = await pipeline().apply_isolating(incoming, dead)
+        with Timer() as took:
+            outcome = await pipeline().apply_isolating(incoming, dead)
+        BATCH_SECONDS.observe(took.seconds)
+        count_batch(len(batch), outcome)
         for event in batch:
             event.ack()  # release the hold
         for letter in outcome.dead_letters:
@@ -124,9 +131,7 @@ async def apply_batches():
                 "payload": letter.payload, "topic": letter.topic, "partition": letter.partition,
                 "offset": letter.offset,
             }))
-        log.debug("batch: %d records, %d events, %d new usage, %d lifecycle, %d duplicates, %d dead letters",
-                  len(batch), outcome.events, outcome.new_usage, outcome.new_lifecycle, outcome.duplicates,
-                  len(outcome.dead_letters))
+        log_batch(batch, outcome, took.seconds)
         for name, value in (("events", outcome.events), ("new usage", outcome.new_usage),
                             ("lifecycle", outcome.new_lifecycle), ("duplicates", outcome.duplicates),
                             ("dead letters", len(outcome.dead_letters))):
@@ -134,6 +139,36 @@ async def apply_batches():
 
 
 _totals: dict[str, int] = {}
+
+
+def log_batch(batch, outcome, seconds: float) -> None:
+    """One line per batch, naming the HTTP requests whose events it applied (their ``X-Request-ID``, carried in
+    a record header). At INFO when it has any (a batch is at most a few requests' records), else at DEBUG: records
+    produced straight into Kafka can come one event at a time, many batches a second."""
+    request_ids = sorted({value.decode("latin-1") for event in batch for key, value in (event.message.headers or ())
+                          if key == KAFKA_REQUEST_ID_HEADER})
+    log.log(logging.INFO if request_ids else logging.DEBUG,
+            "batch applied: %d records, %d events, %d new usage, %d lifecycle, %d duplicates, %d dead letters",
+            len(batch), outcome.events, outcome.new_usage, outcome.new_lifecycle, outcome.duplicates,
+            len(outcome.dead_letters),
+            extra={"request_ids": request_ids, "records": len(batch), "events": outcome.events,
+                   "dead_letters": len(outcome.dead_letters), "duration_ms": round(seconds * 1000, 2)})
+
+
+@app.timer(interval=5.0)
+async def measure_lag():
+    """Consumer lag per assigned partition: the partition's highwater (as of the last fetch) minus the offset
+    committed for it (0 before the first commit)."""
+    consumer = app.consumer
+    try:
+        lags = {tp: consumer.highwater(tp) - (consumer._committed_offset.get(tp) or 0)  # no public accessor
+                for tp in consumer.assignment() if tp.topic == settings.events_topic and consumer.highwater(tp) is not None}
+    except Exception as exc:  # not assigned yet, or rebalancing: measured next time
+        log.debug("consumer lag not measured: %s", exc)
+        return
+    CONSUMER_LAG.clear()  # partitions no longer assigned drop out
+    for tp, lag in lags.items():
+        CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, lag))
 
 
 @app.timer(interval=10.0)
@@ -155,7 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     from services.common.kafka import ensure_topics
 
     asyncio.run(ensure_topics(settings))  # Faust ignores a topic that is missing when it starts
+    start_metrics_server(settings.worker_metrics_port, settings.host)
     # --without-web: the CLI's default (--with-web) would override web_enabled and bind 0.0.0.0:6066.
-    sys.argv = ["govmeter-worker", "worker", "-l", "info", "--without-web", "--web-bind", "127.0.0.1",
+    # --quiet: no start-up banner on stdout: the process's output is only JSON log lines.
+    sys.argv = ["govmeter-worker", "--quiet", "worker", "-l", "info", "--without-web", "--web-bind", "127.0.0.1",
                 *(argv or [])]
     app.main()

@@ -16,6 +16,8 @@ from services.common.db import get_engine
 from services.common.guard import guard
 from services.common.health import add_health_route
 from services.common.meters import add_meters_route
+from services.common.metrics import observe_cache
+from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
@@ -37,6 +39,8 @@ app = FastAPI(title="govmeter query API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)
 add_meters_route(app)
+instrument(app, "query")
+observe_cache("usage", usage_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "query")

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -55,18 +56,26 @@ async def drop_roles(superuser_url: str, *roles: str) -> None:
         await conn.close()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class WorkerProcess:
     """``govmeter worker metering`` as a child process that a test can kill outright."""
 
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self.metrics_port = free_port()  # its /metrics; kept across restarts
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
+        env = {**os.environ, "GOVMETER_WORKER_METRICS_PORT": str(self.metrics_port)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.common.cli", "worker", "metering"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True,
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
 
     def kill(self) -> None:

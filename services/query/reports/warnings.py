@@ -26,6 +26,7 @@ from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection, raw_transaction, without_statement_timeout
 from services.common.money import yuan_text
 from services.common.http_guards import DepartmentParam, MeterParam
+from services.common.metrics import SPEND_WARNINGS
 from services.common.periods import LOCAL_TZ
 from services.query.reports.anomaly import Anomaly, AnomalyRule, spend_anomaly
 from services.query.reports.common import parse_day
@@ -137,6 +138,7 @@ async def publish_pending(engine: AsyncEngine, producer, topic: str, batch: int 
             await conn.execute("UPDATE spend_warnings SET published_at = now() WHERE id = ANY($1::bigint[])",
                                [r["id"] for r in rows])
             sent += len(rows)
+            SPEND_WARNINGS.inc(len(rows))
 
 
 def completed_days(now: datetime, lookback: int) -> list[date]:
