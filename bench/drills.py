@@ -205,7 +205,8 @@ class Drill:
         secret = secrets.token_urlsafe(48)
         self.env = {**os.environ, **self.postgres.urls, "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
                     "GOVMETER_JWT_SECRET": secret, "GOVMETER_TOPIC_PREFIX": f"drill-{uuid.uuid4().hex[:8]}",
-                    "GOVMETER_METERING_PORT": str(self.api_port), "GOVMETER_WORKER_INSTANCE_ID": "drill-worker-1"}
+                    "GOVMETER_METERING_PORT": str(self.api_port), "GOVMETER_WORKER_INSTANCE_ID": "drill-worker-1",
+                    "GOVMETER_WORKER_METRICS_PORT": "0"}
         os.environ.update({k: v for k, v in self.env.items() if k.startswith(("GOVMETER_", "DATABASE_", "KAFKA_B"))})
         self.api = Process(["api", "metering"], self.env, workdir / "metering-api.log")
         self.worker = Process(["worker", "metering"], self.env, workdir / "metering-worker.log")

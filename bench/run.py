@@ -116,6 +116,7 @@ def env_for(prefix: str, **extra) -> dict:
     # The stored year is a history loaded at once: every source was just seen and the probes sit in 2024, so the
     # data-complete watermarks would (rightly) hold its months open. The bench closes them on the grace alone.
     env = dict(os.environ, GOVMETER_TOPIC_PREFIX=prefix, GOVMETER_SOURCE_ACTIVE_DAYS="0",
+               GOVMETER_WORKER_METRICS_PORT="0",  # several workers at once: no port to share
                **{k: str(v) for k, v in extra.items()})
     env.update({f"GOVMETER_{s.upper()}_PORT": str(p) for s, p in PORTS.items()})
     return env
