@@ -105,6 +105,15 @@ def bill_pdf(sheet: BillSheet, font_path: str) -> bytes:
     status, bill_id, content_hash = sheet.status, sheet.bill_id, sheet.content_hash
 
     class BillPDF(FPDF):
+        def header(self) -> None:
+            if status == "draft":  # a pale diagonal mark under every page's content
+                self.set_font("cjk", size=90)
+                self.set_text_color(245, 215, 215)
+                with self.rotation(25, self.w / 2, self.h / 2):
+                    self.text(self.w / 2 - 95, self.h / 2 + 15, "草稿 DRAFT")
+                self.set_text_color(0, 0, 0)
+                self.set_font("cjk", size=8)
+
         def footer(self) -> None:
             self.set_y(-10)
             self.set_font("cjk", size=7)
