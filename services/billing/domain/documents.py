@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote
 
@@ -49,14 +49,15 @@ class BillSheet:
 
 
 def bill_sheet(csv_bytes: bytes, *, issued_at: datetime | None = None, content_hash: str | None = None) -> BillSheet:
-    """The bill in ``csv_bytes`` (``render.bill_csv``'s format: UTF-8 with BOM, ``CSV_HEADER``, a total row last)."""
+    """The bill in ``csv_bytes`` (``render.bill_csv``'s format: UTF-8 with BOM, ``CSV_HEADER``, a total row last).
+    Final bills' CSVs are stored forever: a change to the CSV's columns must keep this reading the old ones."""
     records = list(csv.reader(io.StringIO(csv_bytes.decode("utf-8-sig"), newline="")))
     header, body = records[0], records[1:]
     if header != CSV_HEADER or not body or body[-1][CSV_HEADER.index("类型")] != TOTAL_ROW:
         raise ValueError("not a govmeter bill CSV")
-    first = body[-1]
+    total = body[-1]  # every row repeats the bill's header; the total row is always there
     return BillSheet(
-        bill_id=first[0], department_id=first[1], department_name=first[2], period=first[3], status=STATUS[first[4]],
+        bill_id=total[0], department_id=total[1], department_name=total[2], period=total[3], status=STATUS[total[4]],
         rows=tuple(tuple(record[5:]) for record in body), issued_at=issued_at, content_hash=content_hash,
         csv_sha256=sha256_hex(csv_bytes),
     )
@@ -70,7 +71,7 @@ def title(sheet: BillSheet) -> str:
 def header_fields(sheet: BillSheet) -> list[tuple[str, str]]:
     """(label, value) pairs of the document's header, labels in Chinese and English."""
     start, end = month_bounds(sheet.period)
-    last_day = end.date().fromordinal(end.date().toordinal() - 1)
+    last_day = (end - timedelta(days=1)).date()
     when = "" if sheet.issued_at is None else sheet.issued_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S %z")
     fields = [
         ("账单编号 Bill number", sheet.bill_id),
