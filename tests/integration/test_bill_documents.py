@@ -2,7 +2,7 @@
 same bill as its CSV, every amount equal to the fen (read back with openpyxl and pypdf), a final bill's from its
 stored bytes with its stored hash, never changing; formula-like text stays inert; a department fetches only its own.
 
-Era: 2093 (rate cards are global and effective-dated; other tests live in other years)."""
+Era: 2066–2067 (rate cards are global and effective-dated; other tests live in other years)."""
 
 from __future__ import annotations
 
@@ -85,19 +85,19 @@ def assert_same_figures(csv_body: bytes, xlsx_body: bytes, pdf_body: bytes) -> l
 async def test_final_and_draft_documents_match_the_csv_to_the_fen_and_a_final_one_carries_its_stored_hash(
         apps, worker):
     dep = await department(apps, "市大数据发展局")
-    await rate_card(apps, local(2093, 1, 1), compute_vcpu="0.125", storage_block="0.015")
+    await rate_card(apps, local(2066, 1, 1), compute_vcpu="0.125", storage_block="0.015")
     vm, disk = new_id("vm"), new_id("disk")
     await publish(apps, [
-        lifecycle_event(vm, "activated", dep, local(2093, 1, 1), system=FORMULA),
-        lifecycle_event(disk, "activated", dep, local(2093, 1, 1), system="政务服务平台", kind="volume"),
-        usage_event(vm, "compute.vcpu", "37", local(2093, 1, 5)),
-        usage_event(disk, "storage.block", "1013", local(2093, 1, 6)),
-        usage_event(vm, "compute.vcpu", "5", local(2093, 1, 7)),
+        lifecycle_event(vm, "activated", dep, local(2066, 1, 1), system=FORMULA),
+        lifecycle_event(disk, "activated", dep, local(2066, 1, 1), system="政务服务平台", kind="volume"),
+        usage_event(vm, "compute.vcpu", "37", local(2066, 1, 5)),
+        usage_event(disk, "storage.block", "1013", local(2066, 1, 6)),
+        usage_event(vm, "compute.vcpu", "5", local(2066, 1, 7)),
     ], worker)
     credit = await apps["billing"].post("/v1/adjustments", headers=ADMIN, json={
-        "department_id": dep, "amount": "-1.00", "reason": "@SUM(1+1) 服务中断补偿", "month": "2093-01"})
+        "department_id": dep, "amount": "-1.00", "reason": "@SUM(1+1) 服务中断补偿", "month": "2066-01"})
     assert credit.status_code == 201, credit.text
-    january = f"GM-2093-01-{dep}"
+    january = f"GM-2066-01-{dep}"
 
     # a draft: marked as one, figures as its CSV's
     csv_body, xlsx_body, pdf_body = await documents(apps, january, auth("department", dep))
@@ -106,7 +106,7 @@ async def test_final_and_draft_documents_match_the_csv_to_the_fen_and_a_final_on
     assert ("状态 Status", "草稿 draft") in [(r[0].value, r[1].value) for r in head if r[0].value]
     assert "草稿" in pdf_text(pdf_body) and "内容哈希" not in pdf_text(pdf_body)
 
-    await close(apps, "2093-01", local(2093, 2, 5))
+    await close(apps, "2066-01", local(2066, 2, 5))
     issued = (await apps["billing"].get(f"/v1/bills/{january}", headers=FINANCE)).json()
     # 42 × 0.125 = 5.25; 1013 × 0.015 = 15.195 → 15.20 (half-up); less the credit of 1.00
     assert issued["status"] == "final" and issued["total"] == "19.45"
@@ -128,18 +128,18 @@ async def test_final_and_draft_documents_match_the_csv_to_the_fen_and_a_final_on
     assert notes and notes[0].startswith("'@SUM(1+1)")
 
     # late usage for January: the final documents do not change; February's draft carries it, naming January
-    await publish(apps, [usage_event(vm, "compute.vcpu", "8", local(2093, 1, 20)),
-                         usage_event(vm, "compute.vcpu", "3", local(2093, 2, 3))], worker)
+    await publish(apps, [usage_event(vm, "compute.vcpu", "8", local(2066, 1, 20)),
+                         usage_event(vm, "compute.vcpu", "3", local(2066, 2, 3))], worker)
     assert await documents(apps, january) == (csv_body, xlsx_body, pdf_body)
-    csv_body, xlsx_body, pdf_body = await documents(apps, f"GM-2093-02-{dep}", auth("department", dep))
+    csv_body, xlsx_body, pdf_body = await documents(apps, f"GM-2066-02-{dep}", auth("department", dep))
     rows = assert_same_figures(csv_body, xlsx_body, pdf_body)
     (late,) = [row for row in rows if row["类型"] == "结账后调整"]
-    assert (late["原账期"], late["金额(元)"]) == ("2093-01", "1.00")
-    assert "2093-01" in pdf_text(pdf_body)
+    assert (late["原账期"], late["金额(元)"]) == ("2066-01", "1.00")
+    assert "2066-01" in pdf_text(pdf_body)
 
 
 async def test_a_department_fetches_only_its_own_bill_documents(apps, worker):
-    mine, theirs = await two_departments_with_usage(apps, worker, 2094)
+    mine, theirs = await two_departments_with_usage(apps, worker, 2067)
     billing, token = apps["billing"], auth("department", mine)
 
     async def statuses(bill_id: str, headers) -> set[int]:
@@ -148,13 +148,13 @@ async def test_a_department_fetches_only_its_own_bill_documents(apps, worker):
         return {a.status_code for a in answers}
 
     for state in ("draft", "final"):
-        assert await statuses(f"GM-2094-01-{mine}", token) == {200}
-        assert await statuses(f"GM-2094-01-{theirs}", token) == {403}
-        assert await statuses(f"GM-2094-01-{theirs}", FINANCE) == {200}
-        assert await statuses(f"GM-2094-01-{mine}", PROVIDER) == {403}
-        assert await statuses(f"GM-2094-01-{mine}", {}) == {401}
+        assert await statuses(f"GM-2067-01-{mine}", token) == {200}
+        assert await statuses(f"GM-2067-01-{theirs}", token) == {403}
+        assert await statuses(f"GM-2067-01-{theirs}", FINANCE) == {200}
+        assert await statuses(f"GM-2067-01-{mine}", PROVIDER) == {403}
+        assert await statuses(f"GM-2067-01-{mine}", {}) == {401}
         if state == "draft":
-            await close(apps, "2094-01", local(2094, 2, 1))
-    assert await statuses("GM-2094-01-nobody-here", FINANCE) == {404}
+            await close(apps, "2067-01", local(2067, 2, 1))
+    assert await statuses("GM-2067-01-nobody-here", FINANCE) == {404}
     assert await statuses("not-a-bill", FINANCE) == {404}
-    assert await statuses(f"GM-2094-01-{theirs}", token) == {403}
+    assert await statuses(f"GM-2067-01-{theirs}", token) == {403}
