@@ -31,7 +31,8 @@ PDF_WIDTHS = (22, 29, 22, 36, 26, 20, 24, 22, 15, 61)
 
 
 class _StampedZip(ZipFile):
-    """A zip whose entries all carry one timestamp (ZipFile stamps entries named by a string with the clock)."""
+    """A zip whose entries all carry one timestamp (ZipFile stamps entries with the clock or a file's mtime;
+    openpyxl writes worksheets from temporary files)."""
 
     def __init__(self, file, stamp: datetime) -> None:
         super().__init__(file, "w", ZIP_DEFLATED)
@@ -43,6 +44,10 @@ class _StampedZip(ZipFile):
             zinfo_or_arcname.compress_type = ZIP_DEFLATED
             zinfo_or_arcname.external_attr = 0o600 << 16
         super().writestr(zinfo_or_arcname, data, *args, **kwargs)
+
+    def write(self, filename, arcname=None, *args, **kwargs) -> None:
+        with open(filename, "rb") as source:
+            self.writestr(str(arcname or filename), source.read())
 
 
 def bill_xlsx(sheet: BillSheet) -> bytes:

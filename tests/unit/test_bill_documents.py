@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import UTC, datetime
 from decimal import Decimal
+from zipfile import ZipFile
 
 import pytest
 from openpyxl import load_workbook
@@ -81,7 +82,10 @@ def test_the_xlsx_has_the_csvs_figures_as_numbers_and_formula_text_inert():
 def test_documents_of_the_same_bill_are_the_same_bytes_and_the_pdf_speaks_chinese():
     sheet = bill_sheet(bill_csv(a_bill()), issued_at=CLOSED, content_hash="cd" * 32)
     font = get_settings().pdf_font
-    assert bill_xlsx(sheet) == bill_xlsx(sheet)
+    xlsx = bill_xlsx(sheet)
+    assert xlsx == bill_xlsx(sheet)
+    # no entry carries the clock or a temporary file's time: every one has the bill's instant
+    assert {info.date_time for info in ZipFile(io.BytesIO(xlsx)).infolist()} == {(2031, 12, 1, 0, 0, 0)}
     pdf = bill_pdf(sheet, font)
     assert pdf == bill_pdf(sheet, font)
     text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
