@@ -12,3 +12,12 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e '.[test]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
+# A CJK font for the bills' printable PDF (GOVMETER_PDF_FONT); root and CI can apt-get, others are told.
+if [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q fonts-wqy-microhei
+  else
+    echo "bills' PDF needs a CJK font: apt-get install fonts-wqy-microhei (or set GOVMETER_PDF_FONT)" >&2
+  fi
+fi

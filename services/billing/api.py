@@ -13,6 +13,7 @@ from typing import Annotated
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
 from schemas.api import DepartmentIn, DepartmentOut, RateCardIn, RateCardOut, Role
@@ -53,7 +54,9 @@ from services.billing.closing import (
     post_adjustment,
 )
 from services.billing.digest_memo import DigestMemo
+from services.billing.documents import XLSX_TYPE, bill_pdf, bill_xlsx
 from services.billing.domain.bills import parse_bill_number
+from services.billing.domain.documents import BillSheet, attachment_name, bill_sheet
 from services.billing.domain.render import bill_csv, draft_bytes
 from services.billing.ledger import verify_ledger
 from services.billing.queries import FinalBill, bill_summaries, list_periods, read_bill
@@ -282,6 +285,36 @@ async def get_bill_csv(bill_id: str, principal: Reader, now: Now):
     if isinstance(found, FinalBill):
         headers["ETag"] = f'"{found.content_hash}"'
     return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+async def _bill_sheet(principal: Principal, bill_id: str, now: datetime) -> BillSheet:
+    """What the bill's documents show: a final bill's stored CSV (with its stored hash), or the draft's as of now."""
+    found = await _bill(principal, bill_id, now)
+    if isinstance(found, FinalBill):
+        return bill_sheet(found.csv, issued_at=found.closed_at, content_hash=found.content_hash)
+    return bill_sheet(bill_csv(found), issued_at=found.as_of)
+
+
+@app.get("/v1/bills/{bill_id}/document.xlsx", tags=["billing"], response_class=Response,
+         responses={200: {"content": {XLSX_TYPE: {}}, "description": "the bill as a workbook"},
+                    404: {"description": "no such bill"}})
+async def get_bill_xlsx(bill_id: str, principal: Reader, now: Now):
+    """The bill as an XLSX workbook: the header (a final bill's content hash; a draft marked 草稿), then the
+    CSV's rows with quantities and amounts as numbers. A final bill's is made from its stored CSV."""
+    sheet = await _bill_sheet(principal, bill_id, now)
+    body = await run_in_threadpool(bill_xlsx, sheet)
+    return Response(body, media_type=XLSX_TYPE, headers={"Content-Disposition": attachment_name(bill_id, "xlsx")})
+
+
+@app.get("/v1/bills/{bill_id}/document.pdf", tags=["billing"], response_class=Response,
+         responses={200: {"content": {"application/pdf": {}}, "description": "the bill, printable (A4)"},
+                    404: {"description": "no such bill"}})
+async def get_bill_pdf(bill_id: str, principal: Reader, now: Now):
+    """The bill as a printable PDF (A4 landscape, Chinese): the same header and rows as the XLSX."""
+    sheet = await _bill_sheet(principal, bill_id, now)
+    body = await run_in_threadpool(bill_pdf, sheet, get_settings().pdf_font)
+    return Response(body, media_type="application/pdf",
+                    headers={"Content-Disposition": attachment_name(bill_id, "pdf")})
 
 
 @app.get("/v1/bills/{bill_id}", tags=["billing"], response_class=Response,

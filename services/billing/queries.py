@@ -29,6 +29,7 @@ class FinalBill:
     document: bytes
     csv: bytes
     content_hash: str
+    closed_at: datetime | None = None
 
 
 async def read_bill(engine: AsyncEngine, bill_id: str, now: datetime) -> FinalBill | Bill | None:
@@ -38,9 +39,10 @@ async def read_bill(engine: AsyncEngine, bill_id: str, now: datetime) -> FinalBi
         return None
     period, department = parsed
     async with snapshot(engine) as conn:
-        row = await conn.fetchrow("SELECT document, csv, content_hash FROM bills WHERE bill_id = $1", bill_id)
+        row = await conn.fetchrow("SELECT document, csv, content_hash, closed_at FROM bills WHERE bill_id = $1",
+                                  bill_id)
         if row is not None:
-            return FinalBill(bytes(row["document"]), bytes(row["csv"]), row["content_hash"])
+            return FinalBill(bytes(row["document"]), bytes(row["csv"]), row["content_hash"], row["closed_at"])
         if period in await closed_periods(conn):
             return None  # closed without a bill for this department
         (bill,) = (await period_bills(conn, period, status="draft", as_of=now, departments=[department])).bills

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     statement_timeout_seconds: float = Field(15.0, ge=0, validation_alias="GOVMETER_STATEMENT_TIMEOUT_SECONDS")
     usage_max_rows: int = Field(100_000, ge=1, validation_alias="GOVMETER_USAGE_MAX_ROWS")
 
+    # A CJK font for the bills' printable PDF (Debian's fonts-wqy-microhei; a .ttf or .ttc).
+    pdf_font: str = Field("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", validation_alias="GOVMETER_PDF_FONT")
+
     # Webhooks (services/billing/webhooks.py): the hosts a subscription URL may name (comma-separated: names,
     # *.suffix, IP addresses or CIDR blocks; loopback only by default, for development), how often the billing API
     # looks for due deliveries (0: never), and the retries: base·2^(n-1) seconds after the n-th failure, at most
