@@ -108,6 +108,14 @@ def _seed(stack: Stack, now: datetime) -> None:
                 # a rising trend with a per-resource wobble, so the chart and the projections have a shape
                 quantity = base * hours * (100 + 3 * (13 - back) + (n * back) % 7) / 100
                 events.append(usage_event(resource, meter, f"{quantity:.3f}", start, end))
+        # an hour of CPU and memory samples a day for last month: the department page's p95 column
+        for day in range(1, 28):
+            for resource, cpu in (("ui-vm-edu", 12), ("ui-vm-police", 71)):
+                start = month_start(now, 1) + timedelta(days=day - 1, hours=10)
+                events.append({"specversion": "1.0", "id": f"util-{resource}-{day}", "source": SOURCE,
+                               "type": "gov.cloud.utilization.v1", "subject": resource, "time": start.isoformat(),
+                               "data": {"cpu_percent": str(cpu + day % 5), "memory_percent": "40",
+                                        "start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat()}})
         post("metering", "/v1/events", events, token=provider)
         deadline = time.monotonic() + 120
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from datetime import datetime
 
 import pytest
@@ -66,4 +67,120 @@ def test_finance_overview_equals_the_api_to_the_fen(browser, console_stack):
     wait_ready(page, f"#/department/{expected[0][0]}")
     assert DEPARTMENTS[expected[0][0]] in page.inner_text("main h1")
     screenshot(page, "department")
+    page.context.close()
+
+
+def other_departments_marks(stack, own: str) -> list[str]:
+    """What must never appear on a page of ``own``: the other departments' ids, names and bill totals."""
+    finance = stack.token("finance")
+    marks = []
+    for department, name in DEPARTMENTS.items():
+        if department == own:
+            continue
+        marks += [department, name]
+        for bill in stack.get("billing", "/v1/bills", finance, department=department).json():
+            marks.append(f"{float(bill['total']):,.2f}")
+    return marks
+
+
+def test_a_department_sees_only_its_own_data_and_downloads_its_bill(browser, console_stack):
+    stack, own = console_stack, "ui-edu"
+    page = sign_in(browser, stack, stack.token("department", own))
+    seen_bodies: list[str] = []
+    page.on("response", lambda r: seen_bodies.append(r.text()) if "/api/" in r.url else None)
+    wait_ready(page, f"#/department/{own}")
+    assert DEPARTMENTS[own] in page.inner_text("main h1")
+    screenshot(page, "department-own")
+    now = datetime.now(LOCAL)
+    foreign = [f"GM-{month_start(now, 1):%Y-%m}-ui-police", f"GM-{month_start(now):%Y-%m}-ui-health"]
+    routes = ["#/bills", f"#/bills?month={month_start(now, 1):%Y-%m}", f"#/bill/GM-{month_start(now, 1):%Y-%m}-{own}",
+              "#/department/ui-police", f"#/bill/{foreign[0]}", f"#/bill/{foreign[1]}"]
+    marks = other_departments_marks(stack, own)
+    for route in routes:
+        go(page, route)
+        text = page.inner_text("body")
+        assert not [mark for mark in marks if mark in text], (route, text)
+    for route in ("#/overview", "#/basis", "#/ops", "#/departments"):  # not this role's pages: back home
+        page.evaluate("route => { location.hash = route }", route)
+        wait_ready(page, f"#/department/{own}")
+        assert not [mark for mark in marks if mark in page.inner_text("body")], route
+    page.wait_for_timeout(200)
+    leaked = [mark for body in seen_bodies for mark in marks if mark in body and mark.startswith("ui-") is False]
+    assert not leaked  # no API answer the page received carried another department's name or figure
+    assert all(("市卫生健康委员会" not in body and "市公安局" not in body) for body in seen_bodies)
+    go(page, f"#/bill/GM-{month_start(now, 1):%Y-%m}-{own}")
+    assert page.locator('[data-testid="content-hash"]').inner_text() == stack.get(
+        "billing", f"/v1/bills/GM-{month_start(now, 1):%Y-%m}-{own}", stack.token("finance")).json()["content_hash"]
+    screenshot(page, "bill")
+    with page.expect_download() as download:
+        page.click('[data-testid="download-csv"]')
+    csv = Path(download.value.path()).read_bytes()
+    assert csv == stack.get("billing", f"/v1/bills/GM-{month_start(now, 1):%Y-%m}-{own}.csv",
+                            stack.token("department", own)).content
+    assert csv.startswith(b"\xef\xbb\xbf") and b"ui-police" not in csv
+    for link in ("download-xlsx", "download-pdf"):  # the documents' links name the bill, through the proxy
+        href = page.locator(f'[data-testid="{link}"]').get_attribute("href")
+        assert href.startswith(f"/api/billing/v1/bills/GM-{month_start(now, 1):%Y-%m}-{own}/document.")
+    page.context.close()
+
+
+def test_finance_bills_and_budget_basis(browser, console_stack):
+    stack, finance = console_stack, console_stack.token("finance")
+    now = datetime.now(LOCAL)
+    page = sign_in(browser, stack, finance)
+    last = f"{month_start(now, 1):%Y-%m}"
+    go(page, f"#/bills?month={last}")
+    bills = stack.get("billing", "/v1/bills", finance, month=last).json()
+    rows = page.locator('[data-testid="bill-row"]')
+    assert [rows.nth(i).get_attribute("data-bill") for i in range(rows.count())] == [b["bill_id"] for b in bills]
+    screenshot(page, "bills")
+    go(page, f"#/bill/{bills[0]['bill_id']}")
+    bill = stack.get("billing", f"/v1/bills/{bills[0]['bill_id']}", finance).json()
+    assert shown_amount(page, "bill-total") == bill["total"]
+    assert page.locator('[data-testid="content-hash"]').inner_text() == bill["content_hash"]
+    year = str(now.year + 1)
+    go(page, "#/basis")
+    basis = stack.get("query", "/v1/reports/budget-basis", finance, year=year).json()
+    assert shown_amount(page, "basis-total") == basis["total_proposed_basis"]
+    for department in basis["departments"]:
+        assert f"{float(department['proposed_basis']):,.2f}" in page.inner_text("main")
+    href = page.locator('[data-testid="basis-xlsx"]').get_attribute("href")
+    answer = page.request.get(stack.console + href)
+    assert answer.status == 200 and answer.body()[:2] == b"PK"  # an XLSX, fetched with the session cookie
+    screenshot(page, "budget-basis")
+    page.context.close()
+
+
+def test_operations_page_as_the_provider(browser, console_stack):
+    stack = console_stack
+    page = sign_in(browser, stack, stack.token("provider"))
+    wait_ready(page, "#/ops")
+    sources = stack.get("billing", "/v1/sources", stack.token("provider")).json()
+    text = page.inner_text("main")
+    for source in sources:
+        assert source["source"] in text and str(source["events"]) in text
+    assert "死信" in text and "数据源新鲜度" in text
+    nav = page.inner_text("nav")
+    assert "运行" in nav and "总览" not in nav and "账单" not in nav
+    screenshot(page, "operations")
+    page.context.close()
+
+
+def test_language_switch(browser, console_stack):
+    stack = console_stack
+    page = sign_in(browser, stack, stack.token("finance"))
+    wait_ready(page, "#/overview")
+    assert "总览" in page.inner_text("nav") and "本月至今城市支出" in page.inner_text("main")
+    page.click('[data-testid="lang-switch"]')
+    page.wait_for_function("() => document.documentElement.lang === 'en'")
+    wait_ready(page, "#/overview")
+    assert "Overview" in page.inner_text("nav") and "City spend this month so far" in page.inner_text("main")
+    assert "总览" not in page.inner_text("nav")
+    screenshot(page, "overview-en")
+    page.reload()  # the choice is kept
+    wait_ready(page, "#/overview")
+    assert "Budget basis" in page.inner_text("nav")
+    page.click('[data-testid="lang-switch"]')
+    wait_ready(page, "#/overview")
+    assert "预算依据" in page.inner_text("nav")
     page.context.close()

@@ -244,7 +244,8 @@ async function route() {
     else { location.hash = homeRoute(); return; }
     main.dataset.ready = location.hash;  // for tests and the benchmark: the page has rendered
   } catch (e) {
-    if (e.status !== 401) main.innerHTML = `<p class="error">${esc(t("failed"))}: ${esc(e.message)}</p>`;
+    if (e.status === 403) main.innerHTML = `<p class="muted">${esc(t("noAccess"))}</p>`;
+    else if (e.status !== 401) main.innerHTML = `<p class="error">${esc(t("failed"))}: ${esc(e.message)}</p>`;
     main.dataset.ready = location.hash;
   }
 }
@@ -292,7 +293,7 @@ async function overview(main) {
     <div class="row even">
       <div class="card"><h2>${esc(t("alerts"))}</h2>${failure(alerts)}
         ${table([{ label: t("department") }, { label: t("kind") }, { label: t("spend"), num: true }, { label: t("budgetAmount"), num: true }],
-                openAlerts.map(a => [esc(departmentName(a.department_id)), esc(a.kind), esc(yuan(a.projected || a.spend)), esc(yuan(a.budget))]))}</div>
+                openAlerts.map(a => [esc(departmentName(a.department_id)), esc(t("alertKinds")[a.kind] || a.kind), esc(yuan(a.projected || a.spend)), esc(yuan(a.budget))]))}</div>
       <div class="card"><h2>${esc(t("warnings"))}</h2>${failure(warnings)}
         ${table([{ label: t("at") }, { label: t("department") }, { label: t("meter") }, { label: t("amount"), num: true }],
                 recentWarnings.map(w => [esc(w.day), esc(departmentName(w.department_id)), esc(meterName(w.meter)), esc(yuan(w.spend))]))}</div>
@@ -393,7 +394,8 @@ async function departmentPage(main, id) {
     chart("budget-chart", {
       tooltip: { trigger: "axis", valueFormatter: money2 }, legend: { top: 0 },
       grid: { left: 80, right: 90, top: 40, bottom: 30 }, xAxis: { type: "category", data: full },
-      yAxis: { type: "value", name: t("yuan"), max: v => Math.max(v.max, amount * 1.1, Number(fromFen(projectedYear)) * 1.05) },
+      yAxis: { type: "value", name: t("yuan"),
+               max: v => Math.ceil(Math.max(v.max, amount * 1.1, Number(fromFen(projectedYear))) / 1000) * 1000 },
       series: [
         { name: t("cumulative"), type: "line", data: cumulative, markLine: { symbol: "none", label: { formatter: "{b}" },
           data: [0.5, 0.8, 1].map(r => ({ name: `${r * 100}%`, yAxis: amount * r, lineStyle: { color: r === 1 ? "#c0392b" : r === 0.8 ? "#e67e22" : "#f1c40f" } })) } },

@@ -28,6 +28,7 @@ window.I18N = {
     noAccess: "当前角色无权查看", loading: "加载中…", failed: "加载失败", open: "未结账", closed: "已结账",
     minutes: "分钟", hours: "小时", days: "天", percentOfBudget: "占预算", lines50: "50% / 80% / 100% 预算线",
     cumulative: "累计支出", pick: "选择部门", back: "返回",
+    alertKinds: { spend_50: "支出达 50%", spend_80: "支出达 80%", spend_100: "支出达 100%", projected_overrun: "预计超支" },
   },
   en: {
     title: "Government Cloud Metering Console", signIn: "Sign in", signInTitle: "Sign in", signOut: "Sign out",
@@ -61,5 +62,6 @@ window.I18N = {
     loading: "Loading…", failed: "Failed to load", open: "Open", closed: "Closed", minutes: "min", hours: "h",
     days: "d", percentOfBudget: "of budget", lines50: "50% / 80% / 100% of budget", cumulative: "Cumulative spend",
     pick: "Pick a department", back: "Back",
+    alertKinds: { spend_50: "Spend at 50%", spend_80: "Spend at 80%", spend_100: "Spend at 100%", projected_overrun: "Projected overrun" },
   },
 };
