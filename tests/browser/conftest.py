@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -61,6 +62,8 @@ def month_start(moment: datetime, back: int = 0) -> datetime:
 class Stack:
     console: str
     apis: dict[str, str]
+    kafka: str = ""
+    events_topic: str = ""
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def token(self, role: str, department: str | None = None) -> str:
@@ -83,6 +86,17 @@ def _wait_healthy(url: str, processes: list[subprocess.Popen], timeout: float = 
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{url} did not become healthy")
+
+
+async def _produce(bootstrap: str, topic: str, value: bytes) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value)
+    finally:
+        await producer.stop()
 
 
 def _seed(stack: Stack, now: datetime) -> None:
@@ -125,6 +139,13 @@ def _seed(stack: Stack, now: datetime) -> None:
                 break
             assert time.monotonic() < deadline, sources
             time.sleep(0.3)
+        # a record produced straight into Kafka that the validator refuses: a dead letter with its reason
+        bad = usage_event("ui-vm-edu", "compute.vcpu", "-1", until - timedelta(hours=1), event_id="ui-bad-quantity")
+        in_thread(_produce(stack.kafka, stack.events_topic, json.dumps(bad).encode()))
+        while not client.get(f"{stack.apis['metering']}/v1/dead-letters",
+                             headers={"Authorization": f"Bearer {admin}"}).json()["dead_letters"]:
+            assert time.monotonic() < deadline, "no dead letter"
+            time.sleep(0.3)
         # last month closes: a final bill with its content hash; a budget that this year's spend has passed
         post("billing", f"/v1/periods/{month_start(now, 1):%Y-%m}/close", {})
         post_budget = client.put(f"{stack.apis['billing']}/v1/budgets/ui-police/{now.year}", json={"amount": "5000.00"},
@@ -148,7 +169,8 @@ def console_stack(tmp_path_factory):
     me = [sys.executable, "-m", "services.common.cli"]
     subprocess.run([*me, "migrate"], cwd=REPO, env=env, check=True, capture_output=True)
     stack = Stack(console=f"http://127.0.0.1:{ports['console']}",
-                  apis={api: f"http://127.0.0.1:{port}" for api, port in ports.items() if api != "console"})
+                  apis={api: f"http://127.0.0.1:{port}" for api, port in ports.items() if api != "console"},
+                  kafka=env["KAFKA_BOOTSTRAP_SERVERS"], events_topic=f"{env['GOVMETER_TOPIC_PREFIX']}.events")
     try:
         for name in ("metering", "billing", "query", "console"):
             stack.processes.append(subprocess.Popen([*me, "api", name], cwd=REPO, env=env, start_new_session=True,

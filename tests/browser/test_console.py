@@ -160,6 +160,9 @@ def test_operations_page_as_the_provider(browser, console_stack):
     for source in sources:
         assert source["source"] in text and str(source["events"]) in text
     assert "死信" in text and "数据源新鲜度" in text
+    letters = stack.get("metering", "/v1/dead-letters", stack.token("provider")).json()["dead_letters"]
+    assert letters and all(letter["reason"] in text for letter in letters)
+    page.wait_for_function("() => document.querySelector('[data-testid=\"events-per-second\"]').textContent !== '—'")
     nav = page.inner_text("nav")
     assert "运行" in nav and "总览" not in nav and "账单" not in nav
     screenshot(page, "operations")

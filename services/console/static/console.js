@@ -4,7 +4,7 @@
 
 const TZ = "Asia/Shanghai";
 const FAMILIES = ["compute", "storage", "network", "bandwidth", "security"];
-const state = { session: null, lang: localStorage.getItem("govmeter.lang") || "zh", charts: [], timers: [],
+const state = { generation: 0, session: null, lang: localStorage.getItem("govmeter.lang") || "zh", charts: [], timers: [],
                 meters: null, departments: null };
 
 // ---------- helpers ----------
@@ -222,8 +222,10 @@ async function route() {
   state.timers.forEach(clearInterval);
   state.timers = [];
   translateStatic();
-  if (!state.session && !(await loadSession())) { showSignIn(); return; }
   const main = document.getElementById("main");
+  delete main.dataset.ready;  // set again once this route has rendered
+  const generation = ++state.generation;  // a slower earlier route must not draw over this one
+  if (!state.session && !(await loadSession())) { showSignIn(); return; }
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(query);
@@ -232,7 +234,8 @@ async function route() {
     await departmentNames().catch(() => null);
     await meters();
     renderHeader();
-    main.innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
+    if (generation !== state.generation) return;
+  main.innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
     const page = parts[0] || "";
     if (page === "overview" && allowed.includes("overview")) await overview(main);
     else if (page === "departments" && allowed.includes("departments")) await departmentList(main);
@@ -242,8 +245,9 @@ async function route() {
     else if (page === "basis" && allowed.includes("basis")) await basisPage(main, params.get("year"));
     else if (page === "ops" && allowed.includes("ops")) await opsPage(main);
     else { location.hash = homeRoute(); return; }
-    main.dataset.ready = location.hash;  // for tests and the benchmark: the page has rendered
+    if (generation === state.generation) main.dataset.ready = location.hash;  // for tests and the benchmark
   } catch (e) {
+    if (generation !== state.generation) return;
     if (e.status === 403) main.innerHTML = `<p class="muted">${esc(t("noAccess"))}</p>`;
     else if (e.status !== 401) main.innerHTML = `<p class="error">${esc(t("failed"))}: ${esc(e.message)}</p>`;
     main.dataset.ready = location.hash;
@@ -252,6 +256,7 @@ async function route() {
 
 // ---------- 总览 Overview ----------
 async function overview(main) {
+  const generation = state.generation;
   const month = currentMonth();
   const thirteen = monthsBack(13);  // same month last year .. this month
   const twelve = thirteen.slice(1);
@@ -275,6 +280,7 @@ async function overview(main) {
   const top = byDepartment.rows.slice().sort((a, b) => (fen(b.amount) > fen(a.amount) ? 1 : fen(b.amount) < fen(a.amount) ? -1 : 0)).slice(0, 10);
   const openAlerts = alerts.error ? [] : alerts.filter(a => a.year === p.year).slice(-20).reverse();
   const recentWarnings = warnings.error ? [] : warnings.warnings.slice(-20).reverse();
+  if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("overview"))} · ${esc(month)}</h1>
     <div class="grid">
       ${kpi("kpi-this-month", t("thisMonth"), now, `${changeHtml(now, last, t("vsLastMonth"))} · ${changeHtml(now, lastYear, t("vsLastYear"))}`)}
@@ -312,10 +318,12 @@ async function overview(main) {
 
 // ---------- 部门 Departments ----------
 async function departmentList(main) {
+  const generation = state.generation;
   const month = currentMonth();
   const usage = await api("query", "/v1/usage", { ...range([month]), granularity: "total", group_by: "department" });
   const amounts = Object.fromEntries(usage.rows.map(r => [r.department_id, r.amount]));
   const ids = Object.keys(state.departments || {}).sort();
+  if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("departments"))}</h1><div class="card">
     ${table([{ label: "ID" }, { label: t("name") }, { label: `${t("amount")} ${month}`, num: true }],
             ids.map(id => [esc(id), esc(state.departments[id]), esc(yuan(amounts[id] || "0"))]),
@@ -325,6 +333,7 @@ async function departmentList(main) {
 }
 
 async function departmentPage(main, id) {
+  const generation = state.generation;
   const month = currentMonth();
   const months = monthsBack(12);
   const year = localParts().year;
@@ -365,6 +374,7 @@ async function departmentPage(main, id) {
     </div><div id="budget-chart" class="chart"></div>`;
   }
   const allocation = a => Object.entries(a || {}).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(", ") || "—";
+  if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("department"))} · ${esc(departmentName(id))} <span class="muted">${esc(id)}</span></h1>
     <div class="row even">
       <div class="card"><h2>${esc(t("byMeter"))}</h2><div id="by-meter" class="chart"></div></div>
@@ -409,11 +419,13 @@ async function departmentPage(main, id) {
 
 // ---------- 账单 Bills ----------
 async function billsPage(main, month) {
+  const generation = state.generation;
   const session = state.session;
   const own = session.role === "department";
   month = month || (own ? null : currentMonth());
   const bills = await api("billing", "/v1/bills", own ? { department: session.department, month: month || undefined } : { month });
   const choices = monthsBack(13).reverse();
+  if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("bills"))}</h1>
     <div class="toolbar"><label>${esc(t("period"))} <select id="month">
       ${own ? `<option value="">—</option>` : ""}${choices.map(m => `<option ${m === month ? "selected" : ""}>${m}</option>`).join("")}
@@ -426,10 +438,12 @@ async function billsPage(main, month) {
 }
 
 async function billPage(main, id) {
+  const generation = state.generation;
   const bill = await api("billing", `/v1/bills/${encodeURIComponent(id)}`);
   const base = `/api/billing/v1/bills/${encodeURIComponent(id)}`;
   const systems = [];
   for (const line of bill.lines) for (const s of line.systems || []) systems.push([esc(s.system ?? "—"), esc(meterName(line.meter)), esc(s.quantity), esc(yuan(s.amount))]);
+  if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("bill"))} ${esc(bill.bill_id)} <span class="badge ${esc(bill.status)}">${esc(t(bill.status))}</span></h1>
     <div class="card"><div class="grid">
       <div class="kpi"><div class="label">${esc(t("department"))}</div><div class="value">${esc(bill.department_name || bill.department_id)}</div></div>
@@ -456,6 +470,7 @@ async function billPage(main, id) {
 
 // ---------- 预算依据 Budget basis ----------
 async function basisPage(main, year) {
+  const generation = state.generation;
   year = year || String(localParts().year + 1);
   const basis = await api("query", "/v1/reports/budget-basis", { year, lang: state.lang });
   const family = {};
@@ -464,6 +479,7 @@ async function basisPage(main, year) {
     family[f][m.month] = (family[f][m.month] || 0n) + fen(amount);
   }
   const years = [0, 1, 2].map(i => String(localParts().year + 1 - i));
+  if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("basis"))} ${esc(basis.year)}</h1>
     <div class="toolbar"><label>${esc(t("year"))} <select id="year">${years.map(y => `<option ${y === year ? "selected" : ""}>${y}</option>`).join("")}</select></label>
       <a href="/api/query/v1/reports/budget-basis?year=${encodeURIComponent(year)}&format=xlsx&lang=${state.lang}" download data-testid="basis-xlsx">${esc(t("basisDownload"))}</a>
@@ -480,6 +496,7 @@ async function basisPage(main, year) {
 
 // ---------- 运行 Operations ----------
 async function opsPage(main) {
+  const generation = state.generation;
   const [sources, deadLetters, periods] = await Promise.all([
     maybe(api("billing", "/v1/sources")),
     maybe(api("metering", "/v1/dead-letters", { limit: 100 })),
@@ -488,6 +505,7 @@ async function opsPage(main) {
   const now = Date.now();
   const closed = periods.error ? [] : periods.filter(p => p.status === "closed").reverse();
   const letters = deadLetters.error ? [] : deadLetters.dead_letters.slice().reverse();
+  if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("ops"))}</h1>
     <div class="grid">
       <div class="card kpi"><div class="label">${esc(t("eventsPerSecond"))}</div><div class="value" data-testid="events-per-second">—</div>
@@ -517,7 +535,7 @@ async function opsPage(main) {
   let previous = { at: now, events: sources.reduce((s, x) => s + x.events, 0) };
   const rate = chart("rate", { grid: { left: 50, right: 20, top: 20, bottom: 30 }, xAxis: { type: "time" },
                                yAxis: { type: "value" }, series: [{ type: "line", showSymbol: false, data: samples }] });
-  state.timers.push(setInterval(async () => {
+  const poll = async () => {
     try {
       const fresh = await api("billing", "/v1/sources");
       const at = Date.now(), events = fresh.reduce((s, x) => s + x.events, 0);
@@ -531,7 +549,8 @@ async function opsPage(main) {
       if (total) total.textContent = events;
       if (rate) rate.setOption({ series: [{ data: samples }] });
     } catch (e) { /* the next poll tries again */ }
-  }, 5000));
+  };
+  state.timers.push(setTimeout(poll, 1000), setInterval(poll, 5000));
 }
 
 // ---------- start ----------
