@@ -56,8 +56,8 @@ def test_finance_overview_equals_the_api_to_the_fen(browser, console_stack):
     expected = sorted(((row["department_id"], row["amount"]) for row in top["rows"]),
                       key=lambda item: -float(item[1]))
     rows = page.locator('[data-testid="top-department"]')
-    shown = [(rows.nth(i).get_attribute("data-department"), rows.nth(i).locator("td").nth(1).inner_text().replace(",", ""))
-             for i in range(rows.count())]
+    shown = [(rows.nth(i).get_attribute("data-department"),
+              rows.nth(i).locator("td").nth(1).inner_text().replace(",", "")) for i in range(rows.count())]
     assert shown == expected
     assert all(name in page.inner_text("main") for name in DEPARTMENTS.values())
     page.wait_for_selector("#trend canvas")
