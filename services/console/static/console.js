@@ -278,8 +278,8 @@ async function overview(main) {
   const kpi = (id, label, amount, sub = "") => `<div class="card kpi"><div class="label">${esc(label)}</div>
     <div class="value" data-testid="${id}" data-amount="${esc(amount)}">${esc(yuanLabel(amount))}</div><div class="sub">${sub}</div></div>`;
   const top = byDepartment.rows.slice().sort((a, b) => (fen(b.amount) > fen(a.amount) ? 1 : fen(b.amount) < fen(a.amount) ? -1 : 0)).slice(0, 10);
-  const openAlerts = alerts.error ? [] : alerts.filter(a => a.year === p.year).slice(-20).reverse();
-  const recentWarnings = warnings.error ? [] : warnings.warnings.slice(-20).reverse();
+  const openAlerts = alerts.error ? [] : alerts.filter(a => a.year === p.year).slice(-10).reverse();
+  const recentWarnings = warnings.error ? [] : warnings.warnings.slice(-10).reverse();
   if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("overview"))} · ${esc(month)}</h1>
     <div class="grid">
@@ -350,7 +350,9 @@ async function departmentPage(main, id) {
   const systemSeries = usageByMonth(bySystem.rows, "system");
   const budget = budgets.error ? null : budgets.find(b => b.department_id === id && b.year === year);
   const billRows = bills.error ? [] : bills.filter(b => b.department_id === id).sort((a, b) => b.period.localeCompare(a.period));
-  const findings = waste.error ? [] : waste.findings.filter(f => f.department_id === id);
+  const findings = waste.error ? [] : waste.findings.filter(f => f.department_id === id)
+    .sort((a, b) => (fen(b.monthly_saving) > fen(a.monthly_saving) ? 1 : fen(b.monthly_saving) < fen(a.monthly_saving) ? -1 : 0));
+  const savings = findings.reduce((sum, f) => sum + fen(f.monthly_saving), 0n);
   const utilRows = utilisation.error ? [] : utilisation.rows.filter(r => r.department_id === id);
   let budgetHtml = `<p class="muted">${esc(t("noBudget"))}</p>`;
   let projectedYear = null;
@@ -386,9 +388,10 @@ async function departmentPage(main, id) {
         ${table([{ label: t("bill") }, { label: t("period") }, { label: t("status") }, { label: t("total"), num: true }],
                 billRows.map(b => [`<a href="#/bill/${encodeURIComponent(b.bill_id)}">${esc(b.bill_id)}</a>`, esc(b.period),
                                    `<span class="badge ${esc(b.status)}">${esc(t(b.status))}</span>`, esc(yuan(b.total))]))}</div>
-      <div class="card"><h2>${esc(t("waste"))}${waste.error ? "" : ` · ${esc(yuanLabel(findings.reduce((s, f) => s + fen(f.monthly_saving), 0n) === 0n ? "0" : fromFen(findings.reduce((s, f) => s + fen(f.monthly_saving), 0n))))}`}</h2>${failure(waste)}
+      <div class="card"><h2>${esc(t("waste"))}${waste.error ? "" : ` · <span data-testid="waste-saving">${esc(yuanLabel(fromFen(savings)))}</span>`}</h2>${failure(waste)}
         ${table([{ label: t("resource") }, { label: t("kind") }, { label: t("system") }, { label: t("saving"), num: true }],
-                findings.map(f => [esc(f.resource_id), esc(f.kind_name), esc(f.system), esc(yuan(f.monthly_saving))]))}</div>
+                findings.slice(0, 15).map(f => [esc(f.resource_id), esc(f.kind_name), esc(f.system), esc(yuan(f.monthly_saving))]))}
+        ${findings.length > 15 ? `<p class="muted">… ${findings.length - 15}</p>` : ""}</div>
     </div>
     <div class="card"><h2>${esc(t("utilisation"))}</h2>${failure(utilisation)}
       ${table([{ label: t("system") }, { label: t("allocated") }, { label: t("cpuP95"), num: true }, { label: t("memP95"), num: true }, { label: t("cost"), num: true }],
