@@ -205,7 +205,7 @@ def in_thread(coroutine):
         return pool.submit(asyncio.run, coroutine).result()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # sync Playwright runs an event loop in this thread: closed before other packages
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: bash scripts/bootstrap.sh installs Debian's chromium")

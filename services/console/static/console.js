@@ -237,7 +237,7 @@ async function route() {
     if (generation !== state.generation) return;
   main.innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
     const page = parts[0] || "";
-    if (page === "overview" && allowed.includes("overview")) await overview(main);
+    if (page === "overview" && allowed.includes("overview")) await overview(main, params.get("month"));
     else if (page === "departments" && allowed.includes("departments")) await departmentList(main);
     else if (page === "department" && parts[1]) await departmentPage(main, parts[1]);
     else if (page === "bills" && allowed.includes("bills")) await billsPage(main, params.get("month"));
@@ -255,10 +255,10 @@ async function route() {
 }
 
 // ---------- 总览 Overview ----------
-async function overview(main) {
+async function overview(main, month) {  // month: YYYY-MM (a past month's overview), default this month
   const generation = state.generation;
-  const month = currentMonth();
-  const thirteen = monthsBack(13);  // same month last year .. this month
+  month = /^\d{4}-\d{2}$/.test(month || "") ? month : currentMonth();
+  const thirteen = monthsBack(13, month);  // same month last year .. this month
   const twelve = thirteen.slice(1);
   const [totals, byMeter, byDepartment, alerts, warnings] = await Promise.all([
     api("query", "/v1/usage", { ...range(thirteen), granularity: "month" }),
@@ -270,15 +270,16 @@ async function overview(main) {
   const monthly = Object.fromEntries(totals.rows.map(r => [r.period_start.slice(0, 7), r.amount]));
   const now = monthly[month] || "0.00", last = monthly[addMonths(month, -1)] || "0.00";
   const lastYear = monthly[addMonths(month, -12)] || "0.00";
-  // Run rate: this month so far × hours in the month ÷ hours elapsed (local time), rounded half-up to the fen.
+  // Run rate: this month so far × hours in the month ÷ hours elapsed (local time), rounded half-up to the fen; a
+  // past month is complete (its projection is what it came to).
   const p = localParts();
-  const elapsed = BigInt(Math.max(1, (p.day - 1) * 24 + p.hour));
   const hours = BigInt(daysIn(month) * 24);
+  const elapsed = month === currentMonth() ? BigInt(Math.max(1, (p.day - 1) * 24 + p.hour)) : hours;
   const projected = (fen(now) * hours * 2n + elapsed) / (elapsed * 2n);
   const kpi = (id, label, amount, sub = "") => `<div class="card kpi"><div class="label">${esc(label)}</div>
     <div class="value" data-testid="${id}" data-amount="${esc(amount)}">${esc(yuanLabel(amount))}</div><div class="sub">${sub}</div></div>`;
   const top = byDepartment.rows.slice().sort((a, b) => (fen(b.amount) > fen(a.amount) ? 1 : fen(b.amount) < fen(a.amount) ? -1 : 0)).slice(0, 10);
-  const openAlerts = alerts.error ? [] : alerts.filter(a => a.year === p.year).slice(-10).reverse();
+  const openAlerts = alerts.error ? [] : alerts.filter(a => a.year === Number(month.slice(0, 4))).slice(-10).reverse();
   const recentWarnings = warnings.error ? [] : warnings.warnings.slice(-10).reverse();
   if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("overview"))} · ${esc(month)}</h1>
