@@ -62,6 +62,12 @@ def test_finance_overview_equals_the_api_to_the_fen(browser, console_stack):
     assert all(name in page.inner_text("main") for name in DEPARTMENTS.values())
     page.wait_for_selector("#trend canvas")
     screenshot(page, "overview")
+    # a past month's overview: that month, the one before and a year before, to the fen
+    last = f"{month_start(now, 1):%Y-%m}"
+    go(page, f"#/overview?month={last}")
+    assert shown_amount(page, "kpi-this-month") == monthly[last] == shown_amount(page, "kpi-projection")
+    assert shown_amount(page, "kpi-last-month") == monthly[f"{month_start(now, 2):%Y-%m}"]
+    go(page, "#/overview")
     # a click drills into a department
     rows.first.click()
     wait_ready(page, f"#/department/{expected[0][0]}")
