@@ -36,7 +36,10 @@ os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 os.environ["GOVMETER_TOPIC_PREFIX"] = f"bench-{STAMP}"
 os.environ["GOVMETER_JWT_SECRET"] = secrets.token_urlsafe(48)  # this run's own; its processes inherit it
 _PORT_BASE = int(os.environ.get("GOVMETER_BENCH_PORT_BASE", "18000"))  # another bench at once: another base
-PORTS = {"metering": _PORT_BASE + 1, "billing": _PORT_BASE + 2, "query": _PORT_BASE + 3}
+PORTS = {"metering": _PORT_BASE + 1, "billing": _PORT_BASE + 2, "query": _PORT_BASE + 3, "console": _PORT_BASE + 4}
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
@@ -542,9 +545,44 @@ async def bench_queries(size: dict, logs: Path) -> tuple[list[Figure], dict[str,
                     f"query p99: {name}", p99s, "ms", target="≤ 100 ms",
                     note=f"p50 {statistics.median(p50s):.1f} ms; median of {QUERY_RUNS} runs of 20 clients × "
                          f"{size['queries']} requests; {first_note}"))
+        procs["console"] = spawn(["api", "console"], env, logs / "console.log")
+        await wait_healthy("console", procs["console"])
+        figures.append(await bench_console_overview(issue_token("finance"), f"{YEAR_START.year}-12"))
     finally:
         rss = {name: stop(p) for name, p in procs.items()}
     return figures, rss
+
+
+async def bench_console_overview(token: str, month: str, runs: int = 5) -> Figure:
+    """The console's overview in Debian's Chromium over loopback: from the route change to the page drawn (its five
+    API answers through the console's proxy, the chart and tables), warm (the second and later visits)."""
+    if not Path(CHROMIUM).exists():
+        return Figure("console: overview rendered", float("nan"), "ms", note=f"{CHROMIUM} missing")
+    from playwright.async_api import async_playwright
+
+    route = f"#/overview?month={month}"
+    base = f"http://127.0.0.1:{PORTS['console']}/"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 900})
+            await page.goto(base)
+            await page.fill("#token", token)
+            await page.click("#signin-form button[type=submit]")
+            await page.wait_for_selector("main[data-ready]")
+            times = []
+            for _ in range(runs + 1):
+                await page.evaluate("() => { location.hash = '#/bills' }")
+                await page.wait_for_function("() => document.querySelector('main').dataset.ready === '#/bills'")
+                t0 = time.perf_counter()
+                await page.evaluate("route => { location.hash = route }", route)
+                await page.wait_for_function("r => document.querySelector('main').dataset.ready === r", arg=route,
+                                             timeout=60_000)
+                times.append((time.perf_counter() - t0) * 1000)
+        finally:
+            await browser.close()
+    return summary(f"console: overview of {month} rendered", times[1:], "ms", target="< 1,000 ms",
+                   note=f"Chromium, loopback, median of {runs} warm visits; first {times[0]:.0f} ms")
 
 
 async def wait_due_periods_closed(headers: dict, timeout: float = 1800) -> float:

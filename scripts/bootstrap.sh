@@ -12,12 +12,16 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e '.[test]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
-# A CJK font for the bills' printable PDF (GOVMETER_PDF_FONT); root and CI can apt-get, others are told.
-if [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
-  if [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q && apt-get install -y -q fonts-wqy-microhei
+# The console's browser tests drive Debian's Chromium (Playwright cannot download its own builds here); a CJK
+# font (also the bills' PDF font, GOVMETER_PDF_FONT) keeps Chinese from rendering as empty boxes. Skipped when present; needs root (CI and these machines run as root).
+if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "WenQuanYi Micro Hei"; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-wqy-microhei >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+           chromium-driver fonts-wqy-microhei >/dev/null; }
   else
-    echo "bills' PDF needs a CJK font: apt-get install fonts-wqy-microhei (or set GOVMETER_PDF_FONT)" >&2
+    echo "bootstrap: install chromium and fonts-wqy-microhei (apt-get) for the console's browser tests" >&2
   fi
 fi
+# The console's front-end library (ECharts) from npm, served locally.
+bash scripts/console-assets.sh

@@ -19,6 +19,7 @@ BROKER_SCRIPT = REPO / "scripts" / "kafka-broker.sh"
 POSTGRES_SCRIPT = REPO / "scripts" / "postgres.sh"
 LOCAL_SUPERUSER = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"  # what postgres.sh sets up
 APIS = {"metering": "services.metering.api:app", "billing": "services.billing.api:app", "query": "services.query.api:app"}
+CONSOLE = "services.console.app:app"  # the web console: static pages and a same-origin proxy to the APIs
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -61,7 +62,7 @@ def cmd_api(args) -> int:
         print(f"govmeter api {args.service}: {exc}", file=sys.stderr)
         return 2
     port = args.port or getattr(settings, f"{args.service}_port")
-    module, _, attribute = APIS[args.service].partition(":")
+    module, _, attribute = (CONSOLE if args.service == "console" else APIS[args.service]).partition(":")
     app = getattr(importlib.import_module(module), attribute)
     tune_garbage_collector()  # after the imports, so that what they built is frozen
     # log_config=None: uvicorn keeps the JSON logging main() set up; the request log is the middleware's.
@@ -132,15 +133,17 @@ def cmd_dev(args) -> int:
     try:
         logs = REPO / ".cache" / "dev"
         logs.mkdir(parents=True, exist_ok=True)
-        for service in APIS:  # JSON lines, one per request: to a file, not over the demo's output
+        for service in [*APIS, "console"]:  # JSON lines, one per request: to a file, not over the demo's output
             children.append(subprocess.Popen([*me, "api", service], cwd=REPO, stderr=subprocess.STDOUT,
                                              stdout=open(logs / f"{service}-api.log", "ab")))
         worker_log = logs / "metering-worker.log"
         children.append(subprocess.Popen([*me, "worker", "metering"], cwd=REPO, stdout=open(worker_log, "ab"),
                                          stderr=subprocess.STDOUT))
         urls = {s: f"http://{settings.host}:{getattr(settings, f'{s}_port')}" for s in APIS}
-        _wait_healthy(urls.values(), children)
+        console = f"http://{settings.host}:{settings.console_port}"
+        _wait_healthy([*urls.values(), console], children)
         print("\ngovmeter is running (Ctrl-C stops everything):")
+        print(f"  web console    {console}/   (sign in: paste one of the tokens below)")
         for service, url in urls.items():
             print(f"  {service:9s} API  {url}   docs: {url}/docs")
         print(f"  metering worker log: {worker_log}")
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="create the database if needed and migrate it").set_defaults(func=cmd_migrate)
 
     api = sub.add_parser("api", help="run one HTTP API")
-    api.add_argument("service", choices=list(APIS))
+    api.add_argument("service", choices=[*APIS, "console"])
     api.add_argument("--port", type=int, default=None)
     api.set_defaults(func=cmd_api)
 

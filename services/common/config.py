@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     metering_port: int = Field(8001, validation_alias="GOVMETER_METERING_PORT")
     billing_port: int = Field(8002, validation_alias="GOVMETER_BILLING_PORT")
     query_port: int = Field(8003, validation_alias="GOVMETER_QUERY_PORT")
+    # The web console (services/console): its port, and the three APIs it proxies to (default: host and ports above).
+    console_port: int = Field(8000, validation_alias="GOVMETER_CONSOLE_PORT")
+    console_upstreams: str | None = Field(None, validation_alias="GOVMETER_CONSOLE_UPSTREAMS")
     # The worker takes up to this many Kafka records (each may carry a batch of events) per transaction.
     worker_batch_records: int = Field(20, validation_alias="GOVMETER_WORKER_BATCH_RECORDS")
     worker_batch_seconds: float = Field(0.2, validation_alias="GOVMETER_WORKER_BATCH_SECONDS")

@@ -16,6 +16,7 @@ from typing import Iterator
 import httpx
 
 from services.common.auth import issue_token
+from services.common.periods import LOCAL_TZ
 
 DEMO_DEPARTMENTS: list[tuple[str, str]] = [
     ("czj", "市财政局"), ("fgw", "市发展和改革委员会"), ("jyj", "市教育局"), ("gaj", "市公安局"),
@@ -116,17 +117,99 @@ async def register_departments_and_prices(client: httpx.AsyncClient, billing_url
         "version": version, "effective_from": effective_from, "currency": "CNY", "prices": DEMO_PRICES})
 
 
+HISTORY_METERS = ("compute.vcpu", "compute.memory", "storage.block", "network.bandwidth", "security.waf")
+
+
+def history_resources(resources: list[DemoResource]) -> list[DemoResource]:
+    """One resource per department standing for its fleet's past (the worker splits usage into hours: a year of every
+    resource would be ~28 M hourly rows, a year of these ~1.3 M), with the fleet's hourly quantities of the main
+    meters, retired when the live stream begins."""
+    totals: dict[str, dict[str, Decimal]] = {}
+    for resource in resources:
+        for meter, per_hour in resource.meters:
+            if meter in HISTORY_METERS:
+                department = totals.setdefault(resource.department_id, {})
+                department[meter] = department.get(meter, Decimal(0)) + per_hour
+    return [DemoResource(f"history-{department}", department, SYSTEMS[0], "vm", tuple(sorted(meters.items())), {})
+            for department, meters in totals.items()]
+
+
+def history_events(resources: list[DemoResource], start: datetime, end: datetime, seed: int = 13) -> Iterator[dict]:
+    """A year of history for the console's trends: per resource and meter one usage event per local month (the
+    current month up to ``end``), growing about 2 % a month, with some noise."""
+    rng = random.Random(seed)
+    months = []
+    t = start
+    while t < end:
+        following = (t.replace(day=28) + timedelta(days=4)).replace(day=1)
+        months.append((t, min(following, end)))
+        t = following
+    for n, (first, last) in enumerate(months):
+        hours = Decimal(int((last - first).total_seconds() // 3600))
+        growth = Decimal(100 + 2 * (n - len(months))) / 100
+        for resource in resources:
+            for meter, per_hour in resource.meters:
+                noise = Decimal(rng.randint(85, 115)) / 100
+                quantity = (per_hour * hours * growth * noise).quantize(Decimal("0.000001"))
+                yield {
+                    "specversion": "1.0", "id": f"history-{resource.id}-{meter}-{first:%Y-%m}", "source": SOURCE,
+                    "type": "gov.cloud.usage.v1", "subject": resource.id, "time": last.isoformat(),
+                    "data": {"meter": meter, "quantity": str(quantity), "start": first.isoformat(),
+                             "end": last.isoformat(), "attributes": {"tier": "ssd"} if meter == "storage.block" else {}},
+                }
+
+
+def utilisation_events(resources: list[DemoResource], end: datetime, days: int = 15, seed: int = 17) -> Iterator[dict]:
+    """CPU and memory of every fifth VM over the last ``days`` (one event each, split into hours by the worker):
+    the console's p95 column and the waste report's oversized VMs."""
+    rng = random.Random(seed)
+    start = end - timedelta(days=days)
+    for resource in [r for r in resources if r.kind == "vm"][::5]:
+        yield {"specversion": "1.0", "id": f"utilisation-{resource.id}-{end:%Y%m%d%H}", "source": SOURCE,
+               "type": "gov.cloud.utilization.v1", "subject": resource.id, "time": end.isoformat(),
+               "data": {"cpu_percent": str(rng.choice([6, 12, 18, 35, 55, 72])),
+                        "memory_percent": str(rng.randint(20, 85)), "start": start.isoformat(), "end": end.isoformat()}}
+
+
+def demo_budgets(resources: list[DemoResource], seed: int = 19) -> dict[str, Decimal]:
+    """A yearly budget per department around its run rate (some above, some below: alerts to show)."""
+    rng = random.Random(seed)
+    yearly: dict[str, Decimal] = {}
+    for resource in resources:
+        for meter, per_hour in resource.meters:
+            yearly[resource.department_id] = (yearly.get(resource.department_id, Decimal(0))
+                                              + per_hour * 24 * 365 * Decimal(DEMO_PRICES[meter]))
+    return {d: (amount * Decimal(rng.randint(70, 140)) / 100).quantize(Decimal("1000")) for d, amount in yearly.items()}
+
+
 async def run_demo(urls: dict[str, str], rate: float = 200.0, duration: float = 0.0, resources: int = 2000) -> None:
-    """Set up departments, a rate card and resources, then stream usage at ``rate`` events/s."""
+    """Set up departments, a rate card, resources, budgets and a year of history, then stream usage at ``rate``
+    events/s."""
     provider = {"Authorization": f"Bearer {issue_token('provider', sources=[SOURCE])}"}
     fleet = demo_resources(resources)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     since = now - timedelta(days=2)
-    async with httpx.AsyncClient(timeout=30) as client:
-        await register_departments_and_prices(client, urls["billing"], "demo-2026", "2026-01-01T00:00:00+08:00")
-        lifecycle = [lifecycle_event(r, since) for r in fleet]
+    local = now.astimezone(LOCAL_TZ)
+    index = local.year * 12 + local.month - 1 - 13  # the first of the month 13 months ago: same month last year too
+    history_start = datetime(index // 12, index % 12 + 1, 1, tzinfo=LOCAL_TZ)
+    async with httpx.AsyncClient(timeout=60) as client:
+        await register_departments_and_prices(client, urls["billing"], "demo", history_start.isoformat())
+        past = history_resources(fleet)
+        # the live fleet from 15 days back (its CPU samples, the waste report's window), the history until now
+        lifecycle = [*(lifecycle_event(r, since - timedelta(days=15)) for r in fleet),
+                     *(lifecycle_event(r, history_start) for r in past),
+                     *(lifecycle_event(r, since, "terminated") for r in past)]
         for i in range(0, len(lifecycle), 500):
             await client.post(f"{urls['metering']}/v1/events", json=lifecycle[i:i + 500], headers=provider)
+        finance = {"Authorization": f"Bearer {issue_token('finance')}"}
+        for department, amount in demo_budgets(fleet).items():
+            await client.put(f"{urls['billing']}/v1/budgets/{department}/{local.year}", json={"amount": str(amount)},
+                             headers=finance)
+        backfill = [*history_events(past, history_start, since), *utilisation_events(fleet, since)]
+        print(f"demo: sending a year of history ({len(backfill)} events, ids fixed: a restart resends duplicates)")
+        for i in range(0, len(backfill), 2000):
+            response = await client.post(f"{urls['metering']}/v1/events", json=backfill[i:i + 2000], headers=provider)
+            response.raise_for_status()
         print(f"demo: {len(DEMO_DEPARTMENTS)} departments, {len(fleet)} resources; streaming ~{rate:.0f} events/s "
               f"of simulated 5-minute usage from {since.isoformat()}")
         stream = usage_events(fleet, since, timedelta(minutes=5))
