@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from services.common.auth import AUDIENCES, InvalidToken, authenticate
 from services.common.config import get_settings
+from services.common.observability import instrument
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "govmeter_console_token"
@@ -79,6 +80,7 @@ async def lifespan(app: FastAPI):
 
 
 app = FastAPI(title="govmeter console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+instrument(app, "console")  # /metrics and JSON request logs, as on the APIs
 
 
 @app.middleware("http")

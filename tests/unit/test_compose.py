@@ -57,7 +57,7 @@ def test_prometheus_scrapes_every_govmeter_process_at_the_port_it_serves_metrics
             served.add(f"{name}:{command[command.index('--port') + 1]}")
         elif command[:1] == ["worker"]:
             served.add(f"{name}:{service['expose'][0]}")  # GOVMETER_WORKER_METRICS_PORT's default
-    assert len(served) == 4 and targets == served
+    assert len(served) == 5 and targets == served  # three APIs, the console, the worker
     from services.common.config import Settings
 
     assert str(Settings().worker_metrics_port) == services["metering-worker"]["expose"][0]
