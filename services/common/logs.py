@@ -71,8 +71,11 @@ def logging_config(level: str | int = "INFO", stream=None) -> dict:
         "root": {"level": level, "handlers": ["default"]},
         # uvicorn's own loggers propagate to the root instead of keeping their plain-text handlers; its access
         # log is off (the HTTP middleware logs each request with its route and request id instead).
-        "loggers": {name: {"handlers": [], "propagate": True}
-                    for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+        "loggers": {**{name: {"handlers": [], "propagate": True}
+                       for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+                    # a line per outgoing request (the demo load, the console's proxy) or per migration plugin
+                    # drowns what matters; their warnings still show
+                    **{name: {"level": "WARNING"} for name in ("httpx", "httpcore", "alembic")}},
     }
 
 
