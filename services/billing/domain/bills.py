@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_FLOOR, Decimal, localcontext
+from decimal import ROUND_FLOOR, Decimal
 from typing import Iterable, Mapping, Sequence
 
-from services.common.money import EXACT_DIGITS, FEN, exact, round_fen
+from services.common.money import FEN, exact, round_fen
 from services.common.periods import parse_month
 from services.metering.domain.rating import RateCardPrices, Tier, graduated_charge
 
@@ -188,8 +188,7 @@ def price_usage(slices: Iterable[UsageSlice], cards: Mapping[int, RateCardPrices
     quantity so far this month (all of it, whichever card or system it came from), taking slices in order of
     hour, then the effective date of their card, then system. The order of ``slices`` and how a slice's quantity
     is split into several slices do not change any line."""
-    with localcontext(prec=EXACT_DIGITS):  # month totals of 30-digit quantities and their amounts stay exact
-        return _price_usage(slices, cards)
+    return _price_usage(slices, cards)
 
 
 def _price_usage(slices: Iterable[UsageSlice], cards: Mapping[int, RateCardPrices]) -> list[BillLine]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Iterable, Iterator, NamedTuple
 
-from services.common.money import EXACT_DIGITS, exact
+from services.common.money import exact
 from services.common.periods import HOUR
 from services.metering.domain.attribution import Ownership, owner_at
 from services.metering.domain.splitting import split_into_hours
@@ -75,8 +75,7 @@ def rate_usage(
     A slice (the part of one event inside one hour) belongs to the owner at the slice's start and is priced by
     the card in force at that start. Tiered meters carry quantity here and are priced on the bill, where the
     department's month-to-date position is known. ``from_hour`` keeps only slices in hours ≥ it (for rebuilds)."""
-    with localcontext(prec=EXACT_DIGITS):  # sums of 30-digit quantities and their amounts stay exact
-        return _rate_usage(usages, owners, cards, from_hour)
+    return _rate_usage(usages, owners, cards, from_hour)
 
 
 def _rate_usage(usages, owners, cards, from_hour) -> dict[RollupKey, RollupDelta]:
@@ -157,9 +156,8 @@ def tier_walk(tiers: tuple[Tier, ...], position: Decimal, quantity: Decimal) -> 
 def graduated_charge(tiers: tuple[Tier, ...], position: Decimal, quantity: Decimal) -> Decimal:
     """Exact charge for ``quantity`` more units when ``position`` units were already used this month."""
     charge = Decimal(0)
-    with localcontext(prec=EXACT_DIGITS):
-        for _, tier, units in tier_walk(tiers, position, quantity):
-            charge += units * tier.unit_price
+    for _, tier, units in tier_walk(tiers, position, quantity):
+        charge += units * tier.unit_price
     return charge
 
 
