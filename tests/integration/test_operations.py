@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
@@ -55,8 +56,24 @@ async def scrape_worker(worker) -> dict:
     return samples(response.text)
 
 
-async def test_each_api_and_the_worker_expose_metrics_that_move_with_real_requests_and_events(apps, worker,
-                                                                                              settings):
+@dataclass
+class Posted:
+    """What the module's metrics tests share: scrapes taken before anything moved, and one request's events."""
+    year: int
+    metering: dict
+    billing: dict
+    query: dict
+    worker: dict
+    department: str
+    vm: str
+    events: list
+    request_id: str
+
+
+@pytest.fixture(scope="module")
+async def posted(apps, worker, settings) -> Posted:
+    """Scrape every API and the worker, then post a department's January through the metering API (one invalid
+    event among them, under a request id) and produce an invalid record straight into Kafka."""
     # A year no other test uses, before those whose tests list a department's bills after this test (a close
     # adds the next month's draft to every department active then); the VM is terminated within January.
     year = 2068
@@ -76,11 +93,11 @@ async def test_each_api_and_the_worker_expose_metrics_that_move_with_real_reques
               lifecycle_event(vm, "terminated", None, local(year, 1, 5))]
     bad = {**usage_event(vm, "compute.vcpu", "-1", local(year, 1, 2)), "id": "bad-" + uuid.uuid4().hex}
     request_id = f"ops-test-{uuid.uuid4().hex}"
-    posted = await apps["metering"].post("/v1/events", content=orjson.dumps([*events, bad]),
+    answer = await apps["metering"].post("/v1/events", content=orjson.dumps([*events, bad]),
                                          headers={**PROVIDER, "content-type": "application/json",
                                                   "X-Request-ID": request_id})
-    assert posted.status_code == 202, posted.text
-    assert posted.headers["x-request-id"] == request_id
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["x-request-id"] == request_id
     await wait_stored(events, worker)
     # An invalid event produced straight into Kafka: a dead letter by the worker (of a source of its own, so that
     # no other test's listing of dead letters meets it).
@@ -92,32 +109,38 @@ async def test_each_api_and_the_worker_expose_metrics_that_move_with_real_reques
              "type": "gov.cloud.nothing.v1"}))
     finally:
         await producer.stop()
+    return Posted(year, metering, billing, query, before_worker, dep, vm, events, request_id)
 
-    after = await scrape(apps["metering"])
+
+async def test_the_metering_api_counts_accepted_and_refused_events_and_times_the_request(apps, posted):
+    before, after = posted.metering, await scrape(apps["metering"])
     assert value(after, "govmeter_events_accepted_total", source=SOURCE) - \
-        value(metering, "govmeter_events_accepted_total", source=SOURCE) == len(events)
+        value(before, "govmeter_events_accepted_total", source=SOURCE) == len(posted.events)
     assert value(after, "govmeter_events_rejected_total", source=SOURCE, reason="data.quantity") - \
-        value(metering, "govmeter_events_rejected_total", source=SOURCE, reason="data.quantity") == 1
+        value(before, "govmeter_events_rejected_total", source=SOURCE, reason="data.quantity") == 1
     labels = dict(service="metering", method="POST", route="/v1/events")
     assert value(after, "govmeter_http_requests_total", status="202", **labels) - \
-        value(metering, "govmeter_http_requests_total", status="202", **labels) == 1
+        value(before, "govmeter_http_requests_total", status="202", **labels) == 1
     assert value(after, "govmeter_http_request_duration_seconds_count", **labels) - \
-        value(metering, "govmeter_http_request_duration_seconds_count", **labels) == 1
+        value(before, "govmeter_http_request_duration_seconds_count", **labels) == 1
 
-    # The worker's own /metrics, from the real worker process.
+
+async def test_the_worker_process_counts_its_events_dead_letters_batches_and_lag_per_partition(worker, settings,
+                                                                                               posted):
+    before = posted.worker
     async def worker_moved():
         now = await scrape_worker(worker)
         counted = (total(now, "govmeter_worker_events_total", outcome="new_usage")
-                   - total(before_worker, "govmeter_worker_events_total", outcome="new_usage"))
+                   - total(before, "govmeter_worker_events_total", outcome="new_usage"))
         dead = (total(now, "govmeter_dead_letters_total", reason="invalid event")
-                - total(before_worker, "govmeter_dead_letters_total", reason="invalid event"))
+                - total(before, "govmeter_dead_letters_total", reason="invalid event"))
         return now if counted >= 3 and dead >= 1 else None
-    worker_after = await wait_until(worker_moved, timeout=60, worker=worker)
-    assert total(worker_after, "govmeter_worker_events_total", outcome="new_lifecycle") - \
-        total(before_worker, "govmeter_worker_events_total", outcome="new_lifecycle") >= 2
+    after = await wait_until(worker_moved, timeout=60, worker=worker)
+    assert total(after, "govmeter_worker_events_total", outcome="new_lifecycle") - \
+        total(before, "govmeter_worker_events_total", outcome="new_lifecycle") >= 2
     for histogram in ("govmeter_worker_batch_seconds_count", "govmeter_worker_batch_records_count",
                       "govmeter_worker_batch_events_count"):
-        assert total(worker_after, histogram) > total(before_worker, histogram)
+        assert total(after, histogram) > total(before, histogram)
 
     async def lag_measured():  # every 5 s, per partition of the events topic the worker holds
         now = await scrape_worker(worker)
@@ -126,56 +149,68 @@ async def test_each_api_and_the_worker_expose_metrics_that_move_with_real_reques
     assert {dict(labels)["topic"] for labels in lag} == {settings.events_topic}
     assert {dict(labels)["partition"] for labels in lag} == {str(p) for p in range(settings.event_partitions)}
 
-    # The worker logged the request id of the batch that applied these events, as a JSON line.
+
+async def test_the_worker_logs_json_lines_naming_the_request_ids_of_each_batch_it_applied(worker, posted):
     async def batch_logged():
         for line in worker.log_path.read_text(errors="replace").splitlines():
-            if request_id in line:
+            if posted.request_id in line:
                 return orjson.loads(line)
         return None
     record = await wait_until(batch_logged, timeout=30, worker=worker)
-    assert record["logger"] == "govmeter.worker" and record["level"] == "INFO" and request_id in record["request_ids"]
+    assert record["logger"] == "govmeter.worker" and record["level"] == "INFO"
+    assert posted.request_id in record["request_ids"]
     assert record["message"].startswith("batch applied") and {"time", "events", "duration_ms"} <= record.keys()
     # Every line of the worker's output is a JSON object, Faust's own records (and no start-up banner) included.
     lines = [orjson.loads(line) for line in worker.log_path.read_text(errors="replace").splitlines()]
     assert any(r["message"] == "[^Worker]: Ready" and r["logger"] == "faust.worker" for r in lines)
 
-    # Billing: a budget alert published, a period closed; the bill list answered from the cache the second time.
-    put = await apps["billing"].put(f"/v1/budgets/{dep}/{year}", json={"amount": "5.00"}, headers=FINANCE)
+
+async def test_billing_counts_budget_alerts_manual_closes_and_bill_list_cache_hits(apps, posted):
+    year, before = posted.year, posted.billing
+    put = await apps["billing"].put(f"/v1/budgets/{posted.department}/{year}", json={"amount": "5.00"},
+                                    headers=FINANCE)
     assert put.status_code == 200 and put.json()["alerts"], put.text
     with clock(local(year, 2, 2)):
         closed = await apps["billing"].post(f"/v1/periods/{year}-01/close", headers=ADMIN)
     assert closed.status_code == 200, closed.text
-    for _ in range(2):
+    for _ in range(2):  # the second answer comes from the cache
         assert (await apps["billing"].get("/v1/bills", params={"month": f"{year}-01"}, headers=FINANCE)
                 ).status_code == 200
-    billing_after = await scrape(apps["billing"])
-    assert value(billing_after, "govmeter_budget_alerts_published_total", kind="spend_100") - \
-        value(billing, "govmeter_budget_alerts_published_total", kind="spend_100") == 1
-    assert value(billing_after, "govmeter_period_closes_total", trigger="manual") - \
-        value(billing, "govmeter_period_closes_total", trigger="manual") == 1
-    assert value(billing_after, "govmeter_period_close_seconds_count") - \
-        value(billing, "govmeter_period_close_seconds_count") == 1
-    assert value(billing_after, "govmeter_response_cache_requests_total", cache="bills", result="hit") > \
-        value(billing, "govmeter_response_cache_requests_total", cache="bills", result="hit")
+    after = await scrape(apps["billing"])
+    assert value(after, "govmeter_budget_alerts_published_total", kind="spend_100") - \
+        value(before, "govmeter_budget_alerts_published_total", kind="spend_100") == 1
+    assert value(after, "govmeter_period_closes_total", trigger="manual") - \
+        value(before, "govmeter_period_closes_total", trigger="manual") == 1
+    assert value(after, "govmeter_period_close_seconds_count") - \
+        value(before, "govmeter_period_close_seconds_count") == 1
+    assert value(after, "govmeter_response_cache_requests_total", cache="bills", result="hit") > \
+        value(before, "govmeter_response_cache_requests_total", cache="bills", result="hit")
     route = dict(service="billing", method="POST", route="/v1/periods/{month}/close", status="200")
-    assert value(billing_after, "govmeter_http_requests_total", **route) - \
-        value(billing, "govmeter_http_requests_total", **route) == 1
+    assert value(after, "govmeter_http_requests_total", **route) - \
+        value(before, "govmeter_http_requests_total", **route) == 1
 
-    # Query: a usage answer computed once, then served from the cache.
-    params = {"from": f"{year}-01-01", "to": f"{year}-02-01", "group_by": "department"}
+
+async def test_the_query_api_counts_a_usage_answer_computed_once_then_served_from_the_cache(apps, posted):
+    params = {"from": f"{posted.year}-01-01", "to": f"{posted.year}-02-01", "group_by": "department"}
     for _ in range(2):
         assert (await apps["query"].get("/v1/usage", params=params, headers=FINANCE)).status_code == 200
-    query_after = await scrape(apps["query"])
+    after = await scrape(apps["query"])
     for result in ("hit", "miss"):
-        assert value(query_after, "govmeter_response_cache_requests_total", cache="usage", result=result) > \
-            value(query, "govmeter_response_cache_requests_total", cache="usage", result=result)
-    assert value(query_after, "govmeter_http_requests_total", service="query", method="GET", route="/v1/usage",
+        assert value(after, "govmeter_response_cache_requests_total", cache="usage", result=result) > \
+            value(posted.query, "govmeter_response_cache_requests_total", cache="usage", result=result)
+    assert value(after, "govmeter_http_requests_total", service="query", method="GET", route="/v1/usage",
                  status="200") >= 2
-    assert "govmeter_spend_warnings_published_total" in {name for name, _ in query_after}
+    assert "govmeter_spend_warnings_published_total" in {name for name, _ in after}
 
-    # No department data on /metrics: routes are templates, and nothing is labelled by department.
+
+async def test_metrics_name_no_department_or_resource_only_route_templates(apps, posted):
+    # Requests whose path and query name the department, so that a label taken from them would show it.
+    bill = f"/v1/bills/GM-{posted.year}-01-{posted.department}"
+    assert (await apps["billing"].get(bill, headers=FINANCE)).status_code in (200, 404)
+    usage = {"from": f"{posted.year}-01-01", "to": f"{posted.year}-02-01", "department": posted.department}
+    assert (await apps["query"].get("/v1/usage", params=usage, headers=FINANCE)).status_code == 200
     for text in [(await apps[name].get("/metrics")).text for name in ("metering", "billing", "query")]:
-        assert dep not in text and vm not in text
+        assert posted.department not in text and posted.vm not in text
 
 
 async def test_an_unknown_path_is_counted_under_one_label_not_its_own():

@@ -69,6 +69,41 @@ def instant(text_: str) -> datetime:
     return datetime.fromisoformat(text_)
 
 
+async def assert_march_listed_within_scope(apps, dep: str, hypervisor: str, storage: str) -> None:
+    """The silent hypervisor collector is behind March's end and holds it; the storage collector, complete to the
+    end, holds nothing. A provider sees its token's sources only; a department may not look."""
+    listed = await sources(apps)
+    assert instant(listed[hypervisor]["complete_up_to"]) == local(2000, 3, 24)
+    assert listed[hypervisor]["events"] == 2 and listed[hypervisor]["active"] is True
+    assert listed[hypervisor]["holds"] == ["2000-03"]
+    assert instant(listed[storage]["complete_up_to"]) == local(2000, 4, 1)
+    assert listed[storage]["holds"] == [] and listed[storage]["events"] == 1
+    mine = await sources(apps, headers=auth("provider", sources=(storage,)))
+    assert list(mine) == [storage]
+    refused = await apps["billing"].get("/v1/sources", headers=auth("department", dep))
+    assert refused.status_code == 403
+
+
+async def assert_april_closes_over_both_with_a_recorded_override(apps, hypervisor: str, storage: str) -> None:
+    """Both sources are behind April's end: 409 naming both; the override needs a reason, then closes, and who,
+    when, why and the sources behind are recorded on the period. Closing it again gives the same answer."""
+    held = await close(apps, "2000-04")
+    assert held.status_code == 409 and hypervisor in held.json()["detail"] and storage in held.json()["detail"]
+    no_reason = await close(apps, "2000-04", {"override_watermarks": True})
+    assert no_reason.status_code == 422 and "reason" in no_reason.text
+    reason = "hv-cluster-3 collector decommissioned (CHG-2000-0501)"
+    forced = await close(apps, "2000-04", {"override_watermarks": True, "reason": reason})
+    assert forced.status_code == 200, forced.text
+    override = forced.json()["watermark_override"]
+    assert (override["by"], override["reason"]) == ("admin", reason)
+    assert [(s["source"], instant(s["complete_up_to"])) for s in override["sources_behind"]] == [
+        (hypervisor, local(2000, 4, 1, 1)), (storage, local(2000, 4, 1))]
+    assert instant(override["at"]) == instant(forced.json()["closed_at"])
+    assert (await period(apps, "2000-04"))["watermark_override"] == override
+    again = await close(apps, "2000-04")  # closing a closed period: the same result, the override with it
+    assert again.status_code == 200 and again.json() == forced.json()
+
+
 async def test_a_silent_source_holds_the_close_until_its_data_passes_the_month_end(apps, worker, settings, caplog):
     tag = uuid.uuid4().hex[:8]
     hypervisor, storage = f"urn:test:wm-{tag}:hypervisor", f"urn:test:wm-{tag}:storage"
@@ -83,17 +118,7 @@ async def test_a_silent_source_holds_the_close_until_its_data_passes_the_month_e
         usage_event(f"vol-{tag}", "storage.block", "100", local(2000, 3, 1), local(2000, 4, 1), source=storage),
     ])
 
-    listed = await sources(apps)
-    assert instant(listed[hypervisor]["complete_up_to"]) == local(2000, 3, 24)
-    assert listed[hypervisor]["events"] == 2 and listed[hypervisor]["active"] is True
-    assert listed[hypervisor]["holds"] == ["2000-03"]
-    assert instant(listed[storage]["complete_up_to"]) == local(2000, 4, 1)
-    assert listed[storage]["holds"] == [] and listed[storage]["events"] == 1
-    # a provider sees its token's sources only; a department may not look
-    mine = await sources(apps, headers=auth("provider", sources=(storage,)))
-    assert list(mine) == [storage]
-    refused = await apps["billing"].get("/v1/sources", headers=auth("department", dep))
-    assert refused.status_code == 403
+    await assert_march_listed_within_scope(apps, dep, hypervisor, storage)
 
     # by hand: 409 naming the silent source (and not the one that is complete)
     held = await close(apps, "2000-03")
@@ -119,21 +144,7 @@ async def test_a_silent_source_holds_the_close_until_its_data_passes_the_month_e
     assert (march["status"], march["closed_by"], march["watermark_override"]) == ("closed", "auto-close", None)
 
     # April: both sources are behind its end. The override needs a reason, then closes and is recorded.
-    held = await close(apps, "2000-04")
-    assert held.status_code == 409 and hypervisor in held.json()["detail"] and storage in held.json()["detail"]
-    no_reason = await close(apps, "2000-04", {"override_watermarks": True})
-    assert no_reason.status_code == 422 and "reason" in no_reason.text
-    reason = "hv-cluster-3 collector decommissioned (CHG-2000-0501)"
-    forced = await close(apps, "2000-04", {"override_watermarks": True, "reason": reason})
-    assert forced.status_code == 200, forced.text
-    override = forced.json()["watermark_override"]
-    assert (override["by"], override["reason"]) == ("admin", reason)
-    assert [(s["source"], instant(s["complete_up_to"])) for s in override["sources_behind"]] == [
-        (hypervisor, local(2000, 4, 1, 1)), (storage, local(2000, 4, 1))]
-    assert instant(override["at"]) == instant(forced.json()["closed_at"])
-    assert (await period(apps, "2000-04"))["watermark_override"] == override
-    again = await close(apps, "2000-04")  # closing a closed period: the same result, the override with it
-    assert again.status_code == 200 and again.json() == forced.json()
+    await assert_april_closes_over_both_with_a_recorded_override(apps, hypervisor, storage)
 
     # May (the next open period) is held by both while they are active, from the command line too
     assert (await close(apps, "2000-05")).status_code == 409
