@@ -1,11 +1,11 @@
 """govmeter benchmark: how fast the real system is on this machine, beside the raw ceiling of the same machine.
 
     python bench/run.py --size smoke     # CI: tiny, keeps the script working
-    python bench/run.py --size full      # by hand: the figures in the README
+    python bench/run.py --size full      # by hand: the figures in docs/benchmark.md
 
 Everything runs on loopback: the Apache Kafka broker of scripts/kafka-broker.sh, the local PostgreSQL, and govmeter's
 own processes started as subprocesses exactly as `govmeter` starts them. Prints one table and writes it as JSON to
-bench/results/<timestamp>.json and bench/results/latest.json."""
+bench/results/<timestamp>-<size>.json and, for a whole run, bench/results/latest-<size>.json."""
 
 from __future__ import annotations
 
@@ -507,8 +507,8 @@ async def bench_queries(size: dict, logs: Path) -> tuple[list[Figure], dict[str,
         # (every due period closed) and the time it took is reported beside them.
         catch_up_s = await wait_due_periods_closed(finance)
         await asyncio.sleep(5)  # the warning task's start-up pass
-        # aiohttp, not httpx, sends the timed requests: on 2 cores an httpx client at 20 concurrent requests spends
-        # several ms of CPU per request itself and measured mostly its own queueing.
+        # aiohttp, not httpx, sends the timed requests: an httpx client at 20 concurrent requests spends so much CPU
+        # per request itself that, on a small machine, it measured mostly its own queueing.
         connector = aiohttp.TCPConnector(limit=40)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
             for name, (service, path, params) in queries.items():

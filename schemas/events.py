@@ -2,8 +2,8 @@
 metering worker share, so an event produced straight into Kafka is judged exactly like one posted over HTTP.
 
 The contracts are TypedDicts validated by pydantic v2: the metering worker validates every event it reads, and a
-TypedDict validates about three times faster than a BaseModel here (5 µs against 15 µs an event), which is the
-difference between meeting the worker's throughput target or not. Checks that relate two fields (end after
+TypedDict validates several times faster than a BaseModel here, which decides whether the worker meets its
+throughput target (figures: docs/benchmark.md, "Where the time goes"). Checks that relate two fields (end after
 start, an owner for an activation) and the quantity's precision follow in plain Python in ``validate_event``."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ QUANTITY_DIGITS = 30
 
 MeterKey = Literal[tuple(meters())]  # type: ignore[valid-type]  # the catalogue is data: meters.json
 # The precision rule (≤ 30 digits, ≤ 9 places) is checked after type validation, in ``_quantity_errors``: pydantic
-# spends ~1.4 µs an event counting digits, the common case costs ~0.4 µs in Python, and the metering worker
+# counting digits costs a few times the quick check in Python (docs/benchmark.md), and the metering worker
 # validates every event. Anything the quick test does not clear is judged by ``CONTRACT_QUANTITY`` (same words).
 CONTRACT_QUANTITY = TypeAdapter(Annotated[Decimal, Field(ge=0, max_digits=QUANTITY_DIGITS,
                                                          decimal_places=QUANTITY_PLACES)])

@@ -1,7 +1,7 @@
 """Usage fingerprints of closed months remembered between bill-list reads while ``usage_daily`` is unchanged.
 
 A department's draft checks each closed month before it against the fingerprint recorded when that month was
-settled (``bills.usage_digests``, ~25 ms for a year of one department's daily rows): most of a bill list's cost.
+settled (``bills.usage_digests``, a year of the department's daily rows): most of a bill list (docs/benchmark.md).
 The fingerprint reads ``usage_daily`` alone, so it stays right until that table changes, whatever else does (a
 close, an adjustment, a new department). The response cache's notifications count the changes per table.
 

@@ -8,6 +8,11 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _topic(suffix: str) -> property:
+    """A settings property: the topic ``<topic_prefix>.<suffix>``."""
+    return property(lambda settings: f"{settings.topic_prefix}.{suffix}", doc=f"<topic_prefix>.{suffix}")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
@@ -100,25 +105,12 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(20, ge=1, validation_alias="GOVMETER_WEBHOOK_MAX_ATTEMPTS")
     webhook_timeout_seconds: float = Field(10.0, gt=0, validation_alias="GOVMETER_WEBHOOK_TIMEOUT_SECONDS")
 
-    @property
-    def events_topic(self) -> str:
-        return f"{self.topic_prefix}.events"
-
-    @property
-    def dead_letter_topic(self) -> str:
-        return f"{self.topic_prefix}.events.dlq"
-
-    @property
-    def rate_card_topic(self) -> str:
-        return f"{self.topic_prefix}.rate-cards"
-
-    @property
-    def warnings_topic(self) -> str:
-        return f"{self.topic_prefix}.warnings"
-
-    @property
-    def alerts_topic(self) -> str:
-        return f"{self.topic_prefix}.alerts"
+    # The topics are named after the prefix, so that each test run or deployment has its own.
+    events_topic = _topic("events")
+    dead_letter_topic = _topic("events.dlq")
+    rate_card_topic = _topic("rate-cards")
+    warnings_topic = _topic("warnings")
+    alerts_topic = _topic("alerts")
 
     @property
     def webhook_hosts(self) -> list[str]:

@@ -10,7 +10,7 @@ def tune_garbage_collector() -> None:
 
     A worker batch or a bill computation allocates some 100,000 short-lived containers (decoded events, rows),
     none in reference cycles, so reference counting frees them; with the default threshold the cyclic collector
-    ran all the time, about 40 % of the metering worker's CPU. Objects built at start-up are frozen: they live
-    as long as the process, and the collector need not walk them again."""
+    ran all the time, a large share of the worker's CPU (docs/benchmark.md). Objects built at start-up are frozen:
+    they live as long as the process, and the collector need not walk them again."""
     gc.set_threshold(50_000, 20, 100)
     gc.freeze()

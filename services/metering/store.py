@@ -46,9 +46,9 @@ class IncomingEvent(NamedTuple):
 
 class InstantText:
     """ISO 8601 text of validated instants, remembered by their spelling in the input. asyncpg's binary
-    timestamptz encoding costs ~1 µs an instant, three an event; PostgreSQL parses the text in ~0.2 µs, and a batch
-    repeats the same few interval bounds thousands of times. One spelling always validates to one instant, so the
-    text is the validated instant's own ``isoformat()``, never the input's spelling."""
+    timestamptz encoding costs several times PostgreSQL's parsing of the text (docs/benchmark.md), three instants
+    an event, and a batch repeats the same few interval bounds thousands of times. One spelling always validates to
+    one instant, so the text is the validated instant's own ``isoformat()``, never the input's spelling."""
 
     def __init__(self) -> None:
         self._texts: dict[str, str] = {}
@@ -116,7 +116,7 @@ async def insert_dead_letters(conn, rows: list[DeadLetterRow]) -> int:
 
 
 # Batches reach PostgreSQL by binary COPY into session-local staging tables: asyncpg encodes COPY rows without
-# the per-element checks of array parameters, a few µs an event. Numbers travel as text (exact) and are cast.
+# the per-element checks of array parameters (docs/benchmark.md). Numbers travel as text (exact) and are cast.
 # A staged hourly delta: the usage_hourly key, the local day the coarse rollups group by, and the sums. The worker
 # stages a batch's in a session table, a rebuild (``rebuild.py``) millions in an UNLOGGED one: the same rows.
 HOURLY_DELTA_COLUMNS = ("hour timestamptz, day date, resource_id text, meter text, department_id text, system text, "

@@ -13,7 +13,9 @@ from tests.browser.conftest import DEPARTMENTS, LOCAL, month_start, screenshot
 pytestmark = pytest.mark.browser
 
 
-def sign_in(browser, stack, token: str, lang: str = "zh"):
+def sign_in(browser, stack, token: str, lang: str = "zh", route: str | None = None):
+    """A fresh browser context signed in with the token, on its first page (or, given a route, once that route's
+    page is ready)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True,
                                   locale="zh-CN" if lang == "zh" else "en-GB")
     page = context.new_page()
@@ -21,6 +23,8 @@ def sign_in(browser, stack, token: str, lang: str = "zh"):
     page.fill("#token", token)
     page.click("#signin-form button[type=submit]")
     page.wait_for_selector("main[data-ready]")
+    if route is not None:
+        wait_ready(page, route)
     return page
 
 
@@ -40,8 +44,7 @@ def shown_amount(page, testid: str) -> str:
 
 def test_finance_overview_equals_the_api_to_the_fen(browser, console_stack):
     stack, finance = console_stack, console_stack.token("finance")
-    page = sign_in(browser, stack, finance)
-    wait_ready(page, "#/overview")
+    page = sign_in(browser, stack, finance, route="#/overview")
     now = datetime.now(LOCAL)
     answer = stack.get("query", "/v1/usage", finance, **{"from": f"{month_start(now, 12):%Y-%m-%d}",
                                                          "to": f"{month_start(now, -1):%Y-%m-%d}",
@@ -159,8 +162,7 @@ def test_finance_bills_and_budget_basis(browser, console_stack):
 
 def test_operations_page_as_the_provider(browser, console_stack):
     stack = console_stack
-    page = sign_in(browser, stack, stack.token("provider"))
-    wait_ready(page, "#/ops")
+    page = sign_in(browser, stack, stack.token("provider"), route="#/ops")
     sources = stack.get("billing", "/v1/sources", stack.token("provider")).json()
     text = page.inner_text("main")
     for source in sources:
@@ -175,10 +177,8 @@ def test_operations_page_as_the_provider(browser, console_stack):
     page.context.close()
 
 
-def test_language_switch(browser, console_stack):
-    stack = console_stack
-    page = sign_in(browser, stack, stack.token("finance"))
-    wait_ready(page, "#/overview")
+def test_the_language_switch_turns_the_console_english_and_the_choice_survives_a_reload(browser, console_stack):
+    page = sign_in(browser, console_stack, console_stack.token("finance"), route="#/overview")
     assert "总览" in page.inner_text("nav") and "本月至今城市支出" in page.inner_text("main")
     page.click('[data-testid="lang-switch"]')
     page.wait_for_function("() => document.documentElement.lang === 'en'")

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import signal
 import socket
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
+from bench.drills import Process
 from services.common.config import get_settings
 from services.common.db import asyncpg_dsn, drop_database, get_engine
 from services.common.kafka import broker_reachable, ensure_topics
@@ -62,36 +61,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class WorkerProcess:
-    """``govmeter worker metering`` as a child process that a test can kill outright."""
+class WorkerProcess(Process):
+    """``govmeter worker metering`` as a child process that a test can kill outright (``kill``: SIGKILL, no clean
+    shutdown, no offset commit, a batch possibly half done)."""
 
     def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
         self.metrics_port = free_port()  # its /metrics; kept across restarts
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
         env = {**os.environ, "GOVMETER_WORKER_METRICS_PORT": str(self.metrics_port)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.common.cli", "worker", "metering"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )
+        super().__init__(["worker", "metering"], env, log_path)
 
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, no offset commit, a batch possibly half done."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+    @property
+    def process(self) -> subprocess.Popen | None:
+        return self.popen
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -25,17 +25,8 @@ from cloudevents.v1.http import CloudEvent as V1CloudEvent
 from sqlalchemy import text
 
 from services.common.db import get_engine
-from tests.integration.support import (
-    ADMIN,
-    FINANCE,
-    PROVIDER,
-    SOURCE,
-    auth,
-    dead_letters,
-    usage_rows,
-    wait_stored,
-    wait_until,
-)
+from tests.integration.support import ADMIN, FINANCE, PROVIDER, SOURCE, auth, dead_letters, usage_rows, wait_stored, \
+    wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 JSON = JSONFormat()

@@ -15,20 +15,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.common.db import get_engine
 from services.common.periods import LOCAL_TZ, local_day_of
-from tests.integration.support import (
-    ADMIN,
-    FINANCE,
-    PROVIDER,
-    auth,
-    dead_letters,
-    lifecycle_event,
-    post_events,
-    stored_count,
-    usage_event,
-    usage_rows,
-    wait_stored,
-    wait_until,
-)
+from tests.integration.support import ADMIN, FINANCE, PROVIDER, auth, dead_letters, lifecycle_event, post_events, \
+    stored_count, usage_event, usage_rows, wait_stored, wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -20,18 +20,8 @@ from bench.drills import Broker
 from services.common.config import get_settings
 from services.common.db import asyncpg_dsn, get_engine
 from tests.conftest import APP_ROLE
-from tests.integration.support import (
-    ADMIN,
-    FINANCE,
-    PROVIDER,
-    auth,
-    dead_letters,
-    post_events,
-    stored_count,
-    usage_event,
-    wait_stored,
-    wait_until,
-)
+from tests.integration.support import ADMIN, FINANCE, PROVIDER, auth, dead_letters, post_events, stored_count, \
+    usage_event, wait_stored, wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 

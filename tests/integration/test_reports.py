@@ -19,19 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.common.periods import LOCAL_TZ
 from tests.integration.conftest import REPO
-from tests.integration.support import (
-    ADMIN,
-    FINANCE,
-    PROVIDER,
-    SOURCE,
-    auth,
-    dead_letters,
-    lifecycle_event,
-    post_events,
-    usage_event,
-    wait_stored,
-    wait_until,
-)
+from tests.integration.support import ADMIN, FINANCE, PROVIDER, SOURCE, auth, dead_letters, lifecycle_event, \
+    post_events, usage_event, wait_stored, wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 D = Decimal
