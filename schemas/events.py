@@ -49,7 +49,7 @@ Quantity = Annotated[Decimal, Field(ge=0), WithJsonSchema({"anyOf": [  # documen
 Percent = Annotated[Decimal, Field(ge=0, le=100)]
 
 # Limits of what the store holds, checked at the edge (HTTP and Kafka alike) so that nothing valid here is refused
-# later by PostgreSQL or explodes in the worker. Documented in the README ("Input limits").
+# later by PostgreSQL or explodes in the worker. Documented in docs/contracts.md ("Input limits").
 MAX_TEXT = 256  # characters of an id, source, subject, department id, system, spec value
 # C0 and C1 control characters (NUL above all: PostgreSQL text cannot hold it) have no place in an identifier.
 PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]+$"

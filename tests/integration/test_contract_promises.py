@@ -1,5 +1,6 @@
-"""README promises that had no test of their own: append-only tables, /healthz when a dependency is down, expired
-and wrong-secret tokens, extension attributes kept and not rated, malformed tiers refused. Era: 2078 (local)."""
+"""Documented promises (docs/) that had no test of their own: append-only tables, /healthz when a dependency is
+down, expired and wrong-secret tokens, extension attributes kept and not rated, malformed tiers refused. Era: 2078
+(local)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Deliberately naive reference implementations for the unit properties: exact fractions and the plainest
-arithmetic, written from the rules in the README, sharing no code with what they check."""
+arithmetic, written from the rules in docs/billing.md, sharing no code with what they check."""
 
 from decimal import Decimal
 from fractions import Fraction
 
 
 def naive_fen(amount) -> Decimal:
-    """Round to the fen, half away from zero (the README's "half-up"), by integer arithmetic."""
+    """Round to the fen, half away from zero (docs/billing.md's "half-up"), by integer arithmetic."""
     exact = Fraction(amount)
     fen = int(abs(exact) * 100 + Fraction(1, 2))  # floor of |x| × 100 + ½
     return Decimal(f"{'-' if exact < 0 else ''}{fen}E-2")  # exact: arithmetic would round past 28 digits

@@ -44,7 +44,7 @@ def test_spend_at_or_below_the_median_never_warns(baseline, spend):
 
 @st.composite
 def outlier_cases(draw):
-    """A baseline with at least 7 days of spend and a spend that is an outlier by the README's formula, worked
+    """A baseline with at least 7 days of spend and a spend that is an outlier by docs/reports.md's formula, worked
     out here independently: z = 0.6745·(x − median)/MAD′ > 3.5 with MAD′ = max(MAD, 5 % of |median|, 0.01)."""
     active = draw(st.lists(money.filter(lambda v: v != 0), min_size=7, max_size=14))
     baseline = draw(st.permutations(active + [D(0)] * (14 - len(active))))
