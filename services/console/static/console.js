@@ -557,13 +557,15 @@ async function opsPage(main) {
   state.timers.push(setTimeout(poll, 1000), setInterval(poll, 5000));
 }
 
-// ---------- start ----------
-document.getElementById("lang").addEventListener("click", () => {
-  state.lang = state.lang === "zh" ? "en" : "zh";
-  localStorage.setItem("govmeter.lang", state.lang);
+// ---------- start, once the labels are loaded (i18n.js) ----------
+I18N_READY.then(() => {
+  document.getElementById("lang").addEventListener("click", () => {
+    state.lang = state.lang === "zh" ? "en" : "zh";
+    localStorage.setItem("govmeter.lang", state.lang);
+    route();
+  });
+  document.getElementById("signout").addEventListener("click", signOut);
+  window.addEventListener("hashchange", route);
+  window.addEventListener("resize", () => state.charts.forEach(c => c.resize()));
   route();
 });
-document.getElementById("signout").addEventListener("click", signOut);
-window.addEventListener("hashchange", route);
-window.addEventListener("resize", () => state.charts.forEach(c => c.resize()));
-route();
