@@ -1,4 +1,4 @@
-"""Fault drills: govmeter's processes started as an operator would, a known load with duplicates, and three faults.
+"""Fault drills: govmeter's processes started as an operator would, a known load with duplicates, and four faults.
 
     .venv/bin/python bench/drills.py [--size smoke|full]      (or: govmeter drill [--size …])
 
