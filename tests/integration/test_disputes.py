@@ -14,13 +14,24 @@ from tests.integration.test_billing import close, department, get_bill, local, n
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-async def billed(apps, worker, year: int, vcpu: str = "10", name: str = "市财政局") -> str:
-    """A department whose VM used ``vcpu`` compute.vcpu on 5 January of ``year`` at ¥1.00 a unit."""
+async def billed(apps, worker, year: int, vcpu: str = "10", name: str = "市财政局", month: int = 1,
+                 later: tuple[tuple[str, tuple[int, int, int]], ...] = ()) -> str:
+    """A department whose VM, active from the 1st of ``month``, used ``vcpu`` compute.vcpu on its 5th (and
+    ``later``: (quantity, (year, month, day)) more)."""
     dep = await department(apps, name)
     vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(year, 1, 1)),
-                         usage_event(vm, "compute.vcpu", vcpu, local(year, 1, 5))], worker)
+    await publish(apps, [lifecycle_event(vm, "activated", dep, local(year, month, 1)),
+                         usage_event(vm, "compute.vcpu", vcpu, local(year, month, 5)),
+                         *(usage_event(vm, "compute.vcpu", q, local(*day)) for q, day in later)], worker)
     return dep
+
+
+async def disputed_final_bill(apps, worker, year: int, month: int, vcpu: str) -> tuple[str, dict]:
+    """A department's closed ``month`` (compute.vcpu at ¥1.00) and an open dispute of its compute.vcpu line."""
+    await rate_card(apps, local(year, month, 1), compute_vcpu="1.00")
+    dep = await billed(apps, worker, year, vcpu, month=month)
+    await close(apps, f"{year}-{month:02d}", local(year, month + 1, 1))
+    return dep, await dispute(apps, dep, f"GM-{year}-{month:02d}-{dep}")
 
 
 async def dispute(apps, dep: str, bill_id: str, meter: str = "compute.vcpu", reason: str = "主机已停用仍计费",
@@ -82,11 +93,7 @@ async def test_only_a_line_of_the_departments_own_final_bill_can_be_disputed_onc
 async def test_an_upheld_dispute_is_a_credit_on_the_next_open_bill_and_in_the_ledger_and_closed_bills_never_change(
         apps, worker, settings):
     await rate_card(apps, local(2090, 4, 1), compute_vcpu="1.00")
-    dep = await department(apps)
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2090, 4, 1)),
-                         usage_event(vm, "compute.vcpu", "10", local(2090, 4, 5)),
-                         usage_event(vm, "compute.vcpu", "3", local(2090, 6, 5))], worker)
+    dep = await billed(apps, worker, 2090, month=4, later=(("3", (2090, 6, 5)),))
     await close(apps, "2090-04", local(2090, 5, 1))
     await close(apps, "2090-05", local(2090, 6, 1))  # the credit skips the closed May: it lands on June
     bill = f"GM-2090-04-{dep}"
@@ -141,13 +148,7 @@ async def test_an_upheld_dispute_is_a_credit_on_the_next_open_bill_and_in_the_le
 
 
 async def test_a_rejected_dispute_keeps_its_reply_and_who_and_when_and_changes_no_bill(apps, worker):
-    await rate_card(apps, local(2090, 8, 1), compute_vcpu="1.00")
-    dep = await department(apps)
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2090, 8, 1)),
-                         usage_event(vm, "compute.vcpu", "5", local(2090, 8, 5))], worker)
-    await close(apps, "2090-08", local(2090, 9, 1))
-    opened = await dispute(apps, dep, f"GM-2090-08-{dep}")
+    dep, opened = await disputed_final_bill(apps, worker, 2090, 8, "5")
     for body, field in (({}, "reply"), ({"reply": ""}, "reply"), ({"reply": "x", "amount": "1.00"}, "amount")):
         assert field in detail(await answer(apps, opened["id"], "reject", body, expected=422)), body
     missing = await answer(apps, 2**62, "reject", {"reply": "无"}, expected=404)
@@ -201,13 +202,7 @@ async def test_a_department_sees_only_its_own_disputes(apps, worker):
 
 
 async def test_the_database_lets_a_dispute_be_answered_once_and_never_edited_or_deleted(apps, worker, settings):
-    await rate_card(apps, local(2091, 3, 1), compute_vcpu="1.00")
-    dep = await department(apps)
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", dep, local(2091, 3, 1)),
-                         usage_event(vm, "compute.vcpu", "2", local(2091, 3, 5))], worker)
-    await close(apps, "2091-03", local(2091, 4, 1))
-    opened = await dispute(apps, dep, f"GM-2091-03-{dep}")
+    _, opened = await disputed_final_bill(apps, worker, 2091, 3, "2")
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))  # the services' role, as the API connects
     try:
         # what was disputed is not among the columns the services may change
