@@ -3,6 +3,8 @@ the credit on the next open bill and in the ledger, and a department's scope (Ar
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -224,3 +226,22 @@ async def test_the_database_lets_a_dispute_be_answered_once_and_never_edited_or_
     finally:
         await conn.close()
     assert (await apps["billing"].get(f"/v1/disputes/{opened['id']}", headers=FINANCE)).json()["reply"] == "不成立"
+
+
+async def test_racing_disputes_of_a_line_open_one_and_racing_answers_answer_it_once(apps, worker):
+    await rate_card(apps, local(2091, 5, 1), compute_vcpu="1.00")
+    dep = await billed(apps, worker, 2091, "3", month=5)
+    await close(apps, "2091-05", local(2091, 6, 1))
+    body = {"bill_id": f"GM-2091-05-{dep}", "meter": "compute.vcpu", "reason": "同时提交"}
+    opened = await asyncio.gather(*(apps["billing"].post("/v1/disputes", json=body, headers=auth("department", dep))
+                                    for _ in range(4)))
+    assert sorted(r.status_code for r in opened) == [201, 409, 409, 409]
+    (winner,) = [r.json() for r in opened if r.status_code == 201]
+    answers = await asyncio.gather(
+        apps["billing"].post(f"/v1/disputes/{winner['id']}/uphold", json={"amount": "2.00"}, headers=FINANCE),
+        apps["billing"].post(f"/v1/disputes/{winner['id']}/reject", json={"reply": "不成立"}, headers=ADMIN),
+        apps["billing"].post(f"/v1/disputes/{winner['id']}/uphold", json={"amount": "3.00"}, headers=ADMIN))
+    assert sorted(r.status_code for r in answers) == [200, 409, 409]
+    (answered,) = [r.json() for r in answers if r.status_code == 200]
+    credits = (await apps["billing"].get("/v1/adjustments", params={"department": dep}, headers=FINANCE)).json()
+    assert [a["amount"] for a in credits] == ([] if answered["status"] == "rejected" else [f"-{answered['credit']}"])
