@@ -54,6 +54,7 @@ from services.billing.closing import (
     post_adjustment,
 )
 from services.billing.digest_memo import DigestMemo
+from services.billing.disputes import router as disputes_router
 from services.billing.documents import XLSX_TYPE, bill_pdf, bill_xlsx
 from services.billing.domain.bills import parse_bill_number
 from services.billing.domain.documents import BillSheet, attachment_name, bill_sheet
@@ -109,6 +110,7 @@ observe_cache("bills", bills_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "billing")
+app.include_router(disputes_router)  # disputes of final bill lines (Art. 13)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]

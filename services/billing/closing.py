@@ -231,16 +231,24 @@ async def post_adjustment(engine: AsyncEngine, department_id: str, period: str, 
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM billing_periods WHERE period = $1)", period):
             raise PeriodClosed(f"month: period {period} is closed; its bills are final (post the adjustment to an "
                                "open period)")
-        (entry,) = await append_entries(conn, [LedgerEntry(
-            0, "adjustment", department_id=department_id, period=period, amount=amount, reason=reason,
-            reference=reference, created_by=created_by, created_at=created_at)])
-        adjustment_id = await conn.fetchval(
-            """
-            INSERT INTO adjustments (department_id, period, amount, reason, reference, created_by, created_at, ledger_seq)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
-            """,
-            department_id, period, amount, reason, reference, created_by, created_at, entry.seq,
-        )
+        return await insert_adjustment(conn, department_id, period, amount, reason, reference, created_by,
+                                       created_at)
+
+
+async def insert_adjustment(conn, department_id: str, period: str, amount: Decimal, reason: str,
+                            reference: str | None, created_by: str, created_at: datetime) -> PostedAdjustment:
+    """The adjustment and its ledger entry, in the caller's transaction, which holds BILLING_LOCK and has checked
+    that ``period`` is open (so no close can slip between the check and the insert)."""
+    (entry,) = await append_entries(conn, [LedgerEntry(
+        0, "adjustment", department_id=department_id, period=period, amount=amount, reason=reason,
+        reference=reference, created_by=created_by, created_at=created_at)])
+    adjustment_id = await conn.fetchval(
+        """
+        INSERT INTO adjustments (department_id, period, amount, reason, reference, created_by, created_at, ledger_seq)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
+        """,
+        department_id, period, amount, reason, reference, created_by, created_at, entry.seq,
+    )
     return PostedAdjustment(adjustment_id, department_id, period, amount, reason, reference, created_by, created_at,
                             entry.seq, entry.hash)
 

@@ -218,3 +218,43 @@ class WebhookDelivery(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Dispute(Base):
+    """A department's dispute of a line of its own final bill (Art. 13; services/billing/disputes.py). Opened once,
+    answered once: migration 0008's trigger refuses any change but the answer of an open dispute, and any DELETE.
+    An upheld dispute's credit is an ordinary adjustment (``adjustment_id``) on the department's next open bill."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'rejected', 'upheld')", name="disputes_status"),
+        CheckConstraint(
+            "(status = 'open' AND answered_by IS NULL AND answered_at IS NULL AND credit IS NULL"
+            " AND adjustment_id IS NULL)"
+            " OR (status = 'rejected' AND answered_by IS NOT NULL AND answered_at IS NOT NULL AND reply IS NOT NULL"
+            " AND credit IS NULL AND adjustment_id IS NULL)"
+            " OR (status = 'upheld' AND answered_by IS NOT NULL AND answered_at IS NOT NULL AND credit > 0"
+            " AND credit <= line_amount AND adjustment_id IS NOT NULL AND credit_period IS NOT NULL)",
+            name="disputes_answer"),
+        # one open dispute per bill line
+        Index("uq_disputes_open_line", "bill_id", "meter", unique=True, postgresql_where="status = 'open'"),
+        Index("ix_disputes_department", "department_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    department_id: Mapped[str] = mapped_column(Text)
+    bill_id: Mapped[str] = mapped_column(Text, ForeignKey("bills.bill_id"))  # final bills only: drafts have no row
+    period: Mapped[str] = mapped_column(Text)
+    meter: Mapped[str] = mapped_column(Text)
+    line_quantity: Mapped[str] = mapped_column(Text)
+    line_amount: Mapped[Decimal]
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    opened_by: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime]
+    answered_by: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None]
+    reply: Mapped[str | None] = mapped_column(Text)
+    credit: Mapped[Decimal | None]
+    credit_period: Mapped[str | None] = mapped_column(Text)
+    adjustment_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("adjustments.id"))

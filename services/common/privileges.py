@@ -47,6 +47,9 @@ APP_GRANTS: dict[str, str | None] = {
     "webhook_subscriptions": "SELECT, INSERT, DELETE",
     "webhook_deliveries": "SELECT, INSERT, UPDATE (attempts, next_attempt_at, delivered_at, failed_at, last_status, "
                           "last_error)",
+    # disputes: opened once, answered once (only the answer's columns; migration 0008's trigger holds the rest)
+    "disputes": "SELECT, INSERT, UPDATE (status, answered_by, answered_at, reply, credit, credit_period, "
+                "adjustment_id)",
     "alembic_version": None,
 }
 

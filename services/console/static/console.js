@@ -192,7 +192,7 @@ function pagesFor(session) {
   const pages = [];
   if (role === "finance" || role === "admin") pages.push(["overview", "#/overview"], ["departments", "#/departments"]);
   if (role === "department") pages.push(["department", `#/department/${encodeURIComponent(session.department)}`]);
-  if (role !== "provider") pages.push(["bills", "#/bills"]);
+  if (role !== "provider") pages.push(["bills", "#/bills"], ["disputes", "#/disputes"]);  // disputes.js
   if (role === "finance" || role === "admin") pages.push(["basis", "#/basis"]);
   if (role === "provider" || role === "admin") pages.push(["ops", "#/ops"]);
   return pages;
@@ -242,6 +242,7 @@ async function route() {
     else if (page === "department" && parts[1]) await departmentPage(main, parts[1]);
     else if (page === "bills" && allowed.includes("bills")) await billsPage(main, params.get("month"));
     else if (page === "bill" && parts[1]) await billPage(main, parts[1]);
+    else if (page === "disputes" && allowed.includes("disputes")) await disputesPage(main, params.get("status"));
     else if (page === "basis" && allowed.includes("basis")) await basisPage(main, params.get("year"));
     else if (page === "ops" && allowed.includes("ops")) await opsPage(main);
     else { location.hash = homeRoute(); return; }
@@ -470,6 +471,7 @@ async function billPage(main, id) {
       ${table([{ label: t("originalPeriod") }, { label: t("meter") }, { label: t("reason") }, { label: t("amount"), num: true }],
               bill.adjustments.map(a => [esc(a.original_period ?? a.period ?? a.month ?? "—"), esc(a.meter ? meterName(a.meter) : "—"),
                                          esc(a.reason ?? ""), esc(yuan(a.amount))]))}</div>`;
+  await billDisputes(main, bill);  // disputes.js: the bill's disputes, "dispute this line" on a department's own
 }
 
 // ---------- 预算依据 Budget basis ----------
