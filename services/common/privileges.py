@@ -47,6 +47,10 @@ APP_GRANTS: dict[str, str | None] = {
     "webhook_subscriptions": "SELECT, INSERT, DELETE",
     "webhook_deliveries": "SELECT, INSERT, UPDATE (attempts, next_attempt_at, delivered_at, failed_at, last_status, "
                           "last_error)",
+    # resource applications: the state and clocks move forward in place; every step is appended, never changed
+    "applications": "SELECT, INSERT, UPDATE (state, decided_at, fulfilment_due_at, fulfilment_calendar, "
+                    "fulfilled_at, resource_id)",
+    "application_steps": APPEND_ONLY,
     "alembic_version": None,
 }
 

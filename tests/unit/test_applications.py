@@ -94,6 +94,7 @@ def test_late_means_done_after_the_clock_ran_out_or_not_done_by_now():
     assert is_late(due, None, local(2026, 11, 20, 0, 1))
     assert not is_late(due, None, local(2026, 11, 19))
     assert not is_late(None, None, local(2026, 11, 19))
+    assert not is_late(due, None, local(2026, 12, 1), running=False)  # withdrawn or rejected: the clock stopped
 
 
 # --- the states --------------------------------------------------------------------------------------------------

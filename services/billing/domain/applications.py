@@ -61,6 +61,14 @@ def next_state(state: str, action: str) -> str:
     return found.target
 
 
+def approval_running(state: str) -> bool:
+    return state in (SUBMITTED, ACCEPTED)
+
+
+def fulfilment_running(state: str) -> bool:
+    return state == APPROVED
+
+
 # --- working-day clocks ------------------------------------------------------------------------------------------
 
 
@@ -100,11 +108,14 @@ def due_at(start: dt.datetime, working_days: int = SLA_WORKING_DAYS,
     return Due(dt.datetime(end.year, end.month, end.day, tzinfo=LOCAL_TZ), calendar)
 
 
-def is_late(due: dt.datetime | None, done_at: dt.datetime | None, now: dt.datetime) -> bool:
-    """A clock is late when it ran out before its step was done (or, not done yet, before ``now``)."""
+def is_late(due: dt.datetime | None, done_at: dt.datetime | None, now: dt.datetime, running: bool = True) -> bool:
+    """A clock is late when it ran out before its step was done, or, still ``running`` (the step not done and
+    the application not rejected or withdrawn), before ``now``."""
     if due is None:
         return False
-    return (done_at or now) > due
+    if done_at is not None:
+        return done_at > due
+    return running and now > due
 
 
 # --- cost estimate -----------------------------------------------------------------------------------------------
