@@ -5,7 +5,8 @@ user in by keeping their govmeter token in an HttpOnly cookie, and proxies GET r
 Every figure the pages show is therefore an API answer the same user could fetch with the same token: the APIs
 enforce Article 18, not this process. Only GET and HEAD are proxied (the console reads; writes stay with the APIs'
 own clients), so the cookie cannot be used to change anything even by a page that tricks a browser into sending it;
-SameSite=Strict keeps other sites from sending it at all. The token never appears in a URL and page scripts cannot
+SameSite=Strict keeps other sites from sending it at all. The one exception is the resource applications' workflow
+(services/console/writes.py): a few POSTs, JSON only, from this origin's own pages. The token never appears in a URL and page scripts cannot
 read it.
 """
 
@@ -21,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from services.common.auth import AUDIENCES, InvalidToken, authenticate
+from services.console.writes import console_write
 from services.common.config import get_settings
 from services.common.observability import instrument
 
@@ -126,18 +128,22 @@ async def sign_out() -> Response:
     return response
 
 
-@app.api_route("/api/{api}/{path:path}", methods=["GET", "HEAD"])
+@app.api_route("/api/{api}/{path:path}", methods=["GET", "HEAD", "POST"])
 async def proxy(api: str, path: str, request: Request) -> Response:
     base = request.app.state.upstreams.get(api)
     if base is None:
         raise HTTPException(404, detail="no such API")
     headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
+    content = await console_write(api, path, request) if request.method == "POST" else None
+    if content is not None:
+        headers["content-type"] = "application/json"
     token = request.cookies.get(COOKIE)
     if token:  # without one the API answers 401 itself
         headers["authorization"] = f"Bearer {token}"
     try:
         answer = await request.app.state.client.request(
-            request.method, f"{base}/{path}", params=request.query_params.multi_items(), headers=headers)
+            request.method, f"{base}/{path}", params=request.query_params.multi_items(), headers=headers,
+            content=content)
     except httpx.HTTPError as exc:
         return JSONResponse({"detail": f"the {api} API did not answer ({type(exc).__name__})"}, status_code=502)
     passed = {name: answer.headers[name] for name in PASSED_BACK if name in answer.headers}

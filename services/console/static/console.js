@@ -192,8 +192,9 @@ function pagesFor(session) {
   const pages = [];
   if (role === "finance" || role === "admin") pages.push(["overview", "#/overview"], ["departments", "#/departments"]);
   if (role === "department") pages.push(["department", `#/department/${encodeURIComponent(session.department)}`]);
-  if (role !== "provider") pages.push(["bills", "#/bills"]);
+  if (role !== "provider" && role !== "egov") pages.push(["bills", "#/bills"]);
   if (role === "finance" || role === "admin") pages.push(["basis", "#/basis"]);
+  if (role !== "finance") pages.push(["applications", "#/applications"]);  // applications.js
   if (role === "provider" || role === "admin") pages.push(["ops", "#/ops"]);
   return pages;
 }
@@ -244,6 +245,7 @@ async function route() {
     else if (page === "bill" && parts[1]) await billPage(main, parts[1]);
     else if (page === "basis" && allowed.includes("basis")) await basisPage(main, params.get("year"));
     else if (page === "ops" && allowed.includes("ops")) await opsPage(main);
+    else if (page === "applications" && allowed.includes("applications")) await applicationsPage(main, params.has("overdue"));
     else { location.hash = homeRoute(); return; }
     if (generation === state.generation) main.dataset.ready = location.hash;  // for tests and the benchmark
   } catch (e) {
