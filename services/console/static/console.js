@@ -194,8 +194,8 @@ function pagesFor(session) {
   if (role === "department") pages.push(["department", `#/department/${encodeURIComponent(session.department)}`]);
   if (role !== "provider" && role !== "egov") pages.push(["bills", "#/bills"]);
   if (role === "finance" || role === "admin") pages.push(["basis", "#/basis"]);
-  if (role !== "finance") pages.push(["applications", "#/applications"]);  // applications.js
   if (role === "provider" || role === "admin") pages.push(["ops", "#/ops"]);
+  if (role !== "finance") pages.push(["applications", "#/applications"]);  // applications.js
   return pages;
 }
 function homeRoute() { return pagesFor(state.session)[0][1]; }
