@@ -234,3 +234,13 @@ async def test_the_estimate_without_a_card_in_force_lists_everything_unpriced(ap
     assert body["rate_card"] is None and body["total"] == "0.00"
     assert body["unpriced_meters"] == ["compute.memory", "compute.vcpu"]
     assert Decimal(body["lines"][1]["monthly_quantity"]) == 4 * 720
+
+
+async def test_the_e_government_centre_reads_applications_but_no_bills_nor_usage(apps):
+    assert (await apps["billing"].get("/v1/applications", headers=EGOV)).status_code == 200
+    assert (await apps["billing"].get("/v1/bills", headers=EGOV)).status_code == 403
+    assert (await apps["billing"].get("/v1/budgets", headers=EGOV)).status_code == 403
+    assert (await apps["query"].get("/v1/usage", params={"from": "2088-01-01", "to": "2088-02-01"},
+                                    headers=EGOV)).status_code == 403
+    assert (await apps["query"].get("/v1/reports/platform", params={"month": "2088-01"},
+                                    headers=EGOV)).status_code == 403

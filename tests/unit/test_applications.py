@@ -157,3 +157,12 @@ def test_the_estimate_equals_the_bill_of_the_same_month_of_hourly_usage(quantity
     hours = hours_in(month)
     slices = [UsageSlice(None, "compute.vcpu", 7, "s", quantity, quantity * Decimal("0.12"), Decimal(0))] * hours
     assert line.amount == price_usage(slices, {7: CARD})[0].amount
+
+
+def test_the_e_government_centre_has_a_role_of_its_own_in_tokens_and_the_cli():
+    from services.common.auth import AUDIENCES, authenticate, issue_token
+    from services.common.cli import main
+
+    principal = authenticate(f"Bearer {issue_token('egov')}", AUDIENCES["billing"])
+    assert (principal.role, principal.department) == ("egov", None)
+    assert main(["token", "--role", "egov", "--audience", "billing"]) == 0
