@@ -87,7 +87,8 @@ def test_an_application_goes_from_the_department_through_egov_to_the_provider_in
 
 def test_an_overdue_application_is_marked_and_listed_under_overdue_only(browser, console_stack):
     stack = console_stack
-    body = {"system": "智慧教育平台", "kind": "disk", "reason": "归档", "items": [{"meter": "storage.block", "quantity": "500"}]}
+    body = {"system": "智慧教育平台", "kind": "disk", "reason": "归档",
+            "items": [{"meter": "storage.block", "quantity": "500"}]}
     created = httpx.post(f"{stack.apis['billing']}/v1/applications", json=body,
                          headers={"Authorization": f"Bearer {stack.token('department', OWN)}"})
     assert created.status_code == 201, created.text

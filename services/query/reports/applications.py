@@ -11,12 +11,19 @@ async def late_applications(conn, start: datetime, end: datetime, now: datetime 
     running past it at ``now`` (a rejected or withdrawn application stops its clock)."""
     row = await conn.fetchrow(
         """
-        SELECT count(*) FILTER (WHERE approval_due_at >= $1 AND approval_due_at < $2 AND approval_due_at <
-                   coalesce(decided_at, CASE WHEN state IN ('submitted', 'accepted') THEN $3::timestamptz END)) AS approvals,
-               count(*) FILTER (WHERE fulfilment_due_at >= $1 AND fulfilment_due_at < $2 AND fulfilment_due_at <
-                   coalesce(fulfilled_at, CASE WHEN state = 'approved' THEN $3::timestamptz END)) AS fulfilments
-        FROM applications
-        WHERE approval_due_at >= $1 AND approval_due_at < $2 OR fulfilment_due_at >= $1 AND fulfilment_due_at < $2
+        WITH clocks AS (
+            SELECT approval_due_at, fulfilment_due_at,
+                   coalesce(decided_at, CASE WHEN state IN ('submitted', 'accepted') THEN $3::timestamptz END)
+                       AS approval_stop,
+                   coalesce(fulfilled_at, CASE WHEN state = 'approved' THEN $3::timestamptz END) AS fulfilment_stop
+            FROM applications
+            WHERE approval_due_at >= $1 AND approval_due_at < $2 OR fulfilment_due_at >= $1 AND fulfilment_due_at < $2
+        )
+        SELECT count(*) FILTER (WHERE approval_due_at >= $1 AND approval_due_at < $2
+                                  AND approval_due_at < approval_stop) AS approvals,
+               count(*) FILTER (WHERE fulfilment_due_at >= $1 AND fulfilment_due_at < $2
+                                  AND fulfilment_due_at < fulfilment_stop) AS fulfilments
+        FROM clocks
         """,
         start, end, now or datetime.now(UTC),
     )
