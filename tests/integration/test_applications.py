@@ -244,3 +244,30 @@ async def test_the_e_government_centre_reads_applications_but_no_bills_nor_usage
                                     headers=EGOV)).status_code == 403
     assert (await apps["query"].get("/v1/reports/platform", params={"month": "2088-01"},
                                     headers=EGOV)).status_code == 403
+
+
+async def test_two_simultaneous_approvals_approve_once_and_the_other_is_409(apps):
+    import asyncio
+
+    dep = await department(apps)
+    created = await apply(apps, dep)
+    await step(apps, created["id"], "accept", EGOV)
+    answers = await asyncio.gather(*(apps["billing"].post(f"/v1/applications/{created['id']}/approve", headers=EGOV)
+                                     for _ in range(2)))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    steps = (await apps["billing"].get(f"/v1/applications/{created['id']}", headers=EGOV)).json()["steps"]
+    assert [s["action"] for s in steps] == ["submit", "accept", "approve"]
+
+
+async def test_a_fulfilment_starts_billing_neither_before_the_approval_nor_in_the_future(apps):
+    dep = await department(apps)
+    with clock(local(2089, 5, 4, 10)):
+        created = await apply(apps, dep)
+        await step(apps, created["id"], "accept", EGOV)
+        await step(apps, created["id"], "approve", EGOV)
+        for effective_at in (local(2089, 5, 4, 9), local(2089, 5, 5, 10)):
+            detail = (await step(apps, created["id"], "fulfil", PROVIDER, expect=422, resource_id="vm-early",
+                                 source=SOURCE, effective_at=effective_at.isoformat()))["detail"]
+            assert detail.startswith("effective_at: ")
+    still = (await apps["billing"].get(f"/v1/applications/{created['id']}", headers=EGOV)).json()
+    assert still["state"] == "approved" and still["resource_id"] is None
