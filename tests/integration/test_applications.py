@@ -6,9 +6,9 @@ holidays chinese-calendar knows, and create no rate card."""
 from __future__ import annotations
 
 import uuid
-from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
+from unittest.mock import patch
 
 import pytest
 
@@ -30,13 +30,9 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-@contextmanager
 def clock(instant: datetime):
-    billing_app.dependency_overrides[applications_clock] = lambda: instant
-    try:
-        yield
-    finally:
-        billing_app.dependency_overrides.pop(applications_clock, None)
+    """Stand the applications' routes at ``instant``."""
+    return patch.dict(billing_app.dependency_overrides, {applications_clock: lambda: instant})
 
 
 async def department(apps) -> str:
