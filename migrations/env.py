@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.common.config import get_settings
 from services.common.models import Base
 import services.billing.models  # noqa: F401  (registers billing tables on Base.metadata)
+import services.billing.application_models  # noqa: F401  (registers the applications' tables)
 import services.query.models  # noqa: F401  (registers report tables)
 
 config = context.config

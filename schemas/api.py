@@ -36,7 +36,8 @@ class Role:
     FINANCE = "finance"
     DEPARTMENT = "department"
     ADMIN = "admin"
-    ALL = ("provider", "finance", "department", "admin")
+    EGOV = "egov"  # the e-government centre: accepts, approves or rejects resource applications (Art. 8–10)
+    ALL = ("provider", "finance", "department", "admin", "egov")
 
 
 class MeterCatalogue(BaseModel):

@@ -104,6 +104,14 @@ class PlatformTotal(BaseModel):
     resources: int
 
 
+class LateApplications(BaseModel):
+    """Resource applications whose two-working-day clock ran out in the month before its step was done (or is
+    still running past it): approval by the e-government centre, fulfilment by the provider."""
+
+    late_approvals: int
+    late_fulfilments: int
+
+
 class PlatformReport(BaseModel):
     month: str
     previous_month: str
@@ -114,6 +122,7 @@ class PlatformReport(BaseModel):
     top_departments: list[PlatformDepartment]
     unattributed: Unattributed
     dead_letters: DeadLetterCounts
+    applications: LateApplications
 
 
 class SpendWarningOut(BaseModel):

@@ -35,6 +35,7 @@ from schemas.billing import (
     SourceOut,
 )
 from schemas.catalogue import meters
+from services.billing.applications import router as applications_router
 from services.billing.background import run_billing_loop
 from services.billing.bills import snapshot
 from services.billing.budgets import (
@@ -111,6 +112,7 @@ answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "billing")
 app.include_router(disputes_router)  # disputes of final bill lines (Art. 13)
+app.include_router(applications_router)  # resource applications (Art. 8–10)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]

@@ -155,7 +155,7 @@ def cmd_dev(args) -> int:
               "`govmeter token`)") + ":")
         from services.demo.load import SOURCE as DEMO_SOURCE
 
-        for role in ("admin", "finance"):
+        for role in ("admin", "finance", "egov"):
             print(f"  {role:10s} {issue_token(role)}")
         print(f"  provider   {issue_token('provider', sources=[DEMO_SOURCE])}   (source {DEMO_SOURCE})")
         if args.demo:
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("drill", help="fault drills on a private PostgreSQL and broker (bench/drills.py)")
 
     token = sub.add_parser("token", help="print a signed JWT for a role")
-    token.add_argument("--role", required=True, choices=["provider", "finance", "department", "admin"])
+    token.add_argument("--role", required=True, choices=["provider", "finance", "department", "admin", "egov"])
     token.add_argument("--department", default=None)
     token.add_argument("--source", action="append", default=[],
                        help="a CloudEvents source the provider token may write (repeat for more)")

@@ -50,6 +50,10 @@ APP_GRANTS: dict[str, str | None] = {
     # disputes: opened once, answered once (only the answer's columns; migration 0008's trigger holds the rest)
     "disputes": "SELECT, INSERT, UPDATE (status, answered_by, answered_at, reply, credit, credit_period, "
                 "adjustment_id)",
+    # resource applications: the state and clocks move forward in place; every step is appended, never changed
+    "applications": "SELECT, INSERT, UPDATE (state, decided_at, fulfilment_due_at, fulfilment_calendar, "
+                    "fulfilled_at, resource_id)",
+    "application_steps": APPEND_ONLY,
     "alembic_version": None,
 }
 

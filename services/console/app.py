@@ -4,14 +4,14 @@ user in by keeping their govmeter token in an HttpOnly cookie, and proxies GET r
 
 Every figure the pages show is therefore an API answer the same user could fetch with the same token: the APIs
 enforce Article 18, not this process. Only GET and HEAD are proxied (the console reads; writes stay with the APIs'
-own clients), except disputes of bill lines (Art. 13), which are POSTed to the billing API's dispute routes and
-nowhere else, from this origin's pages only; SameSite=Strict keeps other sites from sending the cookie at all.
+own clients), so the cookie cannot be used to change anything even by a page that tricks a browser into sending it;
+SameSite=Strict keeps other sites from sending it at all. The exceptions are the resource applications' workflow
+and disputes of bill lines (services/console/writes.py): a few POSTs, JSON only, from this origin's own pages.
 The token never appears in a URL and page scripts cannot read it.
 """
 
 from __future__ import annotations
 
-import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from services.common.auth import AUDIENCES, InvalidToken, authenticate
+from services.console.writes import console_write
 from services.common.config import get_settings
 from services.common.observability import instrument
 
@@ -30,9 +31,6 @@ COOKIE = "govmeter_console_token"
 # Headers of the API's answer that the browser needs (downloads keep their file name).
 PASSED_BACK = ("content-type", "content-disposition", "cache-control", "retry-after", "etag")
 PASSED_ON = ("accept", "accept-language", "if-none-match")
-# The billing API's dispute routes, the only ones the console POSTs to (a department disputes, finance answers).
-WRITES = re.compile(r"v1/disputes(/[0-9]{1,19}/(reject|uphold))?")
-MAX_WRITE_BYTES = 16 * 1024
 SECURITY_HEADERS = {
     # ECharts sets inline styles on the elements it draws; scripts come only from this origin.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -130,36 +128,15 @@ async def sign_out() -> Response:
     return response
 
 
-@app.api_route("/api/{api}/{path:path}", methods=["GET", "HEAD"])
+@app.api_route("/api/{api}/{path:path}", methods=["GET", "HEAD", "POST"])
 async def proxy(api: str, path: str, request: Request) -> Response:
-    return await forward(api, path, request)
-
-
-@app.post("/api/{api}/{path:path}")
-async def proxy_write(api: str, path: str, request: Request) -> Response:
-    """The console's only writes: disputes of bill lines (services/console/static/disputes.js). Anything else is
-    405. A write must come from a page of this origin (Origin and Sec-Fetch-Site, which browsers set and pages
-    cannot) and carry JSON, on top of the SameSite=Strict cookie."""
-    if (api, WRITES.fullmatch(path) is not None) != ("billing", True):
-        raise HTTPException(405, detail="the console writes only disputes", headers={"Allow": "GET, HEAD"})
-    origin = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    if request.headers.get("origin", origin) != origin or request.headers.get(
-            "sec-fetch-site", "same-origin") != "same-origin":
-        raise HTTPException(403, detail="writes come only from this console's own pages")
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        raise HTTPException(415, detail="Content-Type: application/json only")
-    body = await request.body()
-    if len(body) > MAX_WRITE_BYTES:
-        raise HTTPException(413, detail=f"body: at most {MAX_WRITE_BYTES} bytes")
-    return await forward(api, path, request, body)
-
-
-async def forward(api: str, path: str, request: Request, body: bytes | None = None) -> Response:
-    """``request`` sent on to the API with the session's token (and nothing else that could stand for one)."""
     base = request.app.state.upstreams.get(api)
     if base is None:
         raise HTTPException(404, detail="no such API")
     headers = {name: request.headers[name] for name in PASSED_ON if name in request.headers}
+    content = await console_write(api, path, request) if request.method == "POST" else None
+    if content is not None:
+        headers["content-type"] = "application/json"
     token = request.cookies.get(COOKIE)
     if token:  # without one the API answers 401 itself
         headers["authorization"] = f"Bearer {token}"
@@ -168,7 +145,7 @@ async def forward(api: str, path: str, request: Request, body: bytes | None = No
     try:
         answer = await request.app.state.client.request(
             request.method, f"{base}/{path}", params=request.query_params.multi_items(), headers=headers,
-            content=body)
+            content=content)
     except httpx.HTTPError as exc:
         return JSONResponse({"detail": f"the {api} API did not answer ({type(exc).__name__})"}, status_code=502)
     passed = {name: answer.headers[name] for name in PASSED_BACK if name in answer.headers}

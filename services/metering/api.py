@@ -27,7 +27,8 @@ from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.kafka import batch_records
 from services.common.metrics import count_ingest
-from services.common.observability import instrument, kafka_headers
+from services.common.events_out import publish
+from services.common.observability import instrument
 from services.metering.source_binding import require_writable_sources
 
 
@@ -129,12 +130,6 @@ def binary_event(request: Request, content_type: str | None, body: bytes) -> dic
             status.HTTP_400_BAD_REQUEST
         raise HTTPException(code, detail="; ".join(errors))
     return raw
-
-
-async def publish(producer, topic: str, records: list[bytes]) -> None:
-    headers = kafka_headers()  # the request id, so that the worker's batch log names the requests it applied
-    sends = [await producer.send(topic, record, headers=headers) for record in records]
-    await asyncio.gather(*sends)
 
 
 @app.get("/v1/dead-letters", response_model=DeadLetterPage)

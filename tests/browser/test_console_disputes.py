@@ -106,9 +106,10 @@ def test_a_department_disputes_its_bill_lines_and_finance_upholds_one_and_reject
     other.context.close()
 
 
-def test_the_console_writes_only_disputes_and_only_from_its_own_pages(console_stack):
+def test_the_console_writes_only_its_workflows_and_only_from_its_own_pages(console_stack):
     stack = console_stack
-    with httpx.Client(base_url=stack.console, timeout=60) as client:
+    # the header the console's own pages send (services/console/writes.py); Origin and Sec-Fetch-Site are checked too
+    with httpx.Client(base_url=stack.console, timeout=60, headers={"X-Govmeter-Console": "1"}) as client:
         assert client.post("/session", json={"token": stack.token("department", "ui-edu")}).status_code == 200
         bill = {"bill_id": f"GM-{month_start(datetime.now(LOCAL), 1):%Y-%m}-ui-police", "meter": "compute.vcpu",
                 "reason": "x"}

@@ -84,6 +84,20 @@ async function api(service, path, params = {}) {
   }
   return response.json();
 }
+
+// A POST through the console's write path (services/console/writes.py: applications and disputes only).
+async function apiPost(service, path, body) {
+  const response = await fetch(`/api/${service}${path}`, { method: "POST", credentials: "same-origin",
+    headers: { Accept: "application/json", "Content-Type": "application/json", "X-Govmeter-Console": "1" }, body: JSON.stringify(body) });
+  if (response.status === 401) { showSignIn(); throw new ApiError(401, "signed out"); }
+  let answer = {};
+  try { answer = await response.json(); } catch (e) { /* not JSON */ }
+  if (!response.ok) {
+    const detail = typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail ?? response.statusText);
+    throw new ApiError(response.status, detail);
+  }
+  return answer;
+}
 async function maybe(promise) {  // a section whose API refuses this role shows so, the rest of the page still renders
   try { return await promise; } catch (e) { if (e.status === 401) throw e; return { error: e }; }
 }
@@ -192,9 +206,10 @@ function pagesFor(session) {
   const pages = [];
   if (role === "finance" || role === "admin") pages.push(["overview", "#/overview"], ["departments", "#/departments"]);
   if (role === "department") pages.push(["department", `#/department/${encodeURIComponent(session.department)}`]);
-  if (role !== "provider") pages.push(["bills", "#/bills"], ["disputes", "#/disputes"]);  // disputes.js
+  if (role !== "provider" && role !== "egov") pages.push(["bills", "#/bills"], ["disputes", "#/disputes"]);  // disputes.js
   if (role === "finance" || role === "admin") pages.push(["basis", "#/basis"]);
   if (role === "provider" || role === "admin") pages.push(["ops", "#/ops"]);
+  if (role !== "finance") pages.push(["applications", "#/applications"]);  // applications.js
   return pages;
 }
 function homeRoute() { return pagesFor(state.session)[0][1]; }
@@ -245,6 +260,7 @@ async function route() {
     else if (page === "disputes" && allowed.includes("disputes")) await disputesPage(main, params.get("status"));
     else if (page === "basis" && allowed.includes("basis")) await basisPage(main, params.get("year"));
     else if (page === "ops" && allowed.includes("ops")) await opsPage(main);
+    else if (page === "applications" && allowed.includes("applications")) await applicationsPage(main, params.has("overdue"));
     else { location.hash = homeRoute(); return; }
     if (generation === state.generation) main.dataset.ready = location.hash;  // for tests and the benchmark
   } catch (e) {

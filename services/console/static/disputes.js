@@ -21,19 +21,6 @@ Object.assign(I18N.en, {
   disputeStatus: { open: "Open", rejected: "Rejected", upheld: "Upheld" },
 });
 
-async function apiPost(service, path, body) {
-  const response = await fetch(`/api/${service}${path}`, { method: "POST", credentials: "same-origin",
-    headers: { Accept: "application/json", "Content-Type": "application/json" }, body: JSON.stringify(body) });
-  if (response.status === 401) { showSignIn(); throw new ApiError(401, "signed out"); }
-  let answer = {};
-  try { answer = await response.json(); } catch (e) { /* not JSON */ }
-  if (!response.ok) {
-    const detail = typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail ?? response.statusText);
-    throw new ApiError(response.status, detail);
-  }
-  return answer;
-}
-
 function disputeBadge(status) {
   const cls = { open: "draft", rejected: "bad", upheld: "final" }[status] || "";
   return `<span class="badge ${cls}" data-testid="dispute-status">${esc(t("disputeStatus")[status] || status)}</span>`;

@@ -21,6 +21,7 @@ from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
 from services.common.periods import month_bounds, parse_month
+from services.query.reports.applications import late_applications
 from services.query.reports.common import (
     UsageFigure,
     bad,
@@ -73,6 +74,7 @@ async def platform_report(month: str, lang: str) -> dict:
             """,
             start, end,
         )
+        applications = await late_applications(conn, start, end)
         by_meter: dict[str, UsageFigure] = defaultdict(UsageFigure)
         by_meter_before: dict[str, UsageFigure] = defaultdict(UsageFigure)
         by_department: dict[str, Decimal] = defaultdict(Decimal)
@@ -135,6 +137,7 @@ async def platform_report(month: str, lang: str) -> dict:
                        for k, f in sorted(unattributed.items())],
         },
         "dead_letters": {"total": sum(r["n"] for r in letters), "by_reason": {r["reason"]: r["n"] for r in letters}},
+        "applications": applications,
     }
 
 
