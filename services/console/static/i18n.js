@@ -27,7 +27,7 @@ window.I18N = {
     closes: "结账记录", closedAt: "结账时间", closedBy: "结账人", afterMonthEnd: "月末后", billsCount: "账单数",
     noAccess: "当前角色无权查看", loading: "加载中…", failed: "加载失败", open: "未结账", closed: "已结账",
     minutes: "分钟", hours: "小时", days: "天", percentOfBudget: "占预算", lines50: "50% / 80% / 100% 预算线",
-    cumulative: "累计支出", pick: "选择部门", back: "返回",
+    cumulative: "累计支出", pick: "选择部门", back: "返回", subtree: "下属部门汇总（含本部门）", amount12: "近 12 个月",
     alertKinds: { spend_50: "支出达 50%", spend_80: "支出达 80%", spend_100: "支出达 100%", projected_overrun: "预计超支" },
   },
   en: {
@@ -61,7 +61,8 @@ window.I18N = {
     afterMonthEnd: "After month end", billsCount: "Bills", noAccess: "Not available to this role",
     loading: "Loading…", failed: "Failed to load", open: "Open", closed: "Closed", minutes: "min", hours: "h",
     days: "d", percentOfBudget: "of budget", lines50: "50% / 80% / 100% of budget", cumulative: "Cumulative spend",
-    pick: "Pick a department", back: "Back",
+    pick: "Pick a department", back: "Back", subtree: "Subtree roll-up (this department and those below it)",
+    amount12: "12 months",
     alertKinds: { spend_50: "Spend at 50%", spend_80: "Spend at 80%", spend_100: "Spend at 100%", projected_overrun: "Projected overrun" },
   },
 };
