@@ -390,15 +390,13 @@ async def set_budget(department_id: str, year: Annotated[int, Path(ge=2000, le=2
 @app.get("/v1/budgets", response_model=list[BudgetOut], tags=["budgets"])
 async def get_budgets(principal: Reader, year: YearFilter = None, department: DepartmentParam = None,
                       rollup: Rollup = False):
-    """Budgets with the year's spend so far (``rollup``: the budgets of the department's subtree)."""
+    """Budgets with the year's spend so far. ``rollup``: the budgets of the department's subtree (every visible
+    one without ``department``), each with ``subtree_spend``, its own spend and that of every department below it."""
     engine = get_engine()
-    rows = await list_budgets(engine, (await read_scope(principal, department, rollup)).ids, year)
-    out = []
+    scope = await read_scope(principal, department, rollup)
+    rows = await list_budgets(engine, scope.ids, year)
     async with snapshot(engine) as conn:
-        for row in rows:
-            spend, _ = await year_spend(conn, row["department_id"], row["year"])
-            out.append(BudgetOut(**row, spend=spend))
-    return out
+        return [BudgetOut(**row, **spends) for row, spends in await hierarchy.budget_spends(conn, rows, scope, rollup)]
 
 
 @app.get("/v1/alerts", response_model=list[AlertOut], tags=["budgets"])

@@ -8,15 +8,19 @@ changes to ``departments``, so no answer computed under the old tree is served u
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, status
 
 from schemas.api import DepartmentOut, DepartmentParentIn, Role
+from services.billing.budgets import year_spend
 from services.billing.store import AlreadyExists, BadParent
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_transaction
+from services.common.hierarchy import subtree
+from services.common.scope import TREE, Scope
 
 router = APIRouter(tags=["departments"])
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
@@ -57,3 +61,25 @@ async def set_parent(department_id: str, body: DepartmentParentIn, principal: Ad
     if moved is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"department_id: no department {department_id}")
     return moved
+
+
+async def budget_spends(conn, rows: list[dict], scope: Scope, rollup: bool) -> list[tuple[dict, dict]]:
+    """Each budget row with its ``spend`` and, with ``rollup``, its ``subtree_spend``: the spend of every department
+    of its subtree that the scope holds (a department's spend computed once however many subtrees count it)."""
+    spends: dict[tuple[str, int], Decimal] = {}
+
+    async def spend_of(department: str, year: int) -> Decimal:
+        if (department, year) not in spends:
+            spends[department, year] = (await year_spend(conn, department, year))[0]
+        return spends[department, year]
+
+    tree = await TREE.tree() if rollup else {}
+    visible = set(tree) if scope.ids is None else set(scope.ids)
+    out = []
+    for row in rows:
+        figures = {"spend": await spend_of(row["department_id"], row["year"])}
+        if rollup:
+            below = sorted(subtree(tree, row["department_id"]) & visible)
+            figures["subtree_spend"] = sum([await spend_of(d, row["year"]) for d in below], Decimal(0))
+        out.append((row, figures))
+    return out

@@ -216,6 +216,18 @@ async def test_the_high_tech_zone_s_finance_sees_the_zone_and_not_the_districts(
     await refused_everywhere_outside(apps, leaf, ("ht",))
 
 
+async def test_a_parent_s_budget_is_set_by_its_district_and_shows_its_subtree_s_spend(apps, city):
+    put = await apps["billing"].put(f"/v1/budgets/{dep('jj')}/2094", json={"amount": "100.00"}, headers=DISTRICT)
+    assert put.status_code == 200, put.text
+    rolled = await apps["billing"].get("/v1/budgets", params={"year": 2094, "department": dep("jj"), "rollup": "true"},
+                                       headers=DISTRICT)
+    figures = {b["department_id"]: (b["spend"], b["subtree_spend"]) for b in rolled.json()}
+    # January's lines, and jj-edu's ¥1.00 credit of February
+    assert figures == {dep("jj"): ("4.00", "27.00"), dep("jj-edu"): ("7.00", "7.00")}
+    plain = await apps["billing"].get("/v1/budgets", params={"year": 2094, "department": dep("jj")}, headers=FINANCE)
+    assert [(b["spend"], b["subtree_spend"]) for b in plain.json()] == [("4.00", None)]
+
+
 async def test_district_finance_subscribes_to_one_department_of_its_subtree(apps, city):
     hook = {"url": "http://127.0.0.1:9/hook", "events": ["budget.alert"]}
     inside = await apps["billing"].post("/v1/subscriptions", json={**hook, "department_id": dep("jj-water")},
