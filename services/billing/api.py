@@ -63,7 +63,8 @@ from services.billing.ledger import verify_ledger
 from services.billing.queries import FinalBill, bill_summaries, list_periods, read_bill
 from services.billing.domain.webhooks import url_refusal
 from services.billing.webhooks import create_subscription, delete_subscription, list_subscriptions, run_webhook_loop
-from services.billing.store import AlreadyExists, BadParent, add_department, add_rate_card, list_departments, list_rate_cards
+from services.billing.store import (AlreadyExists, BadParent, add_department, add_rate_card, list_departments,
+                                    list_rate_cards)
 from services.billing.watermarks import HeldBySources, source_report
 from services.common.auth import Principal, require_roles
 from services.common.scope import TREE, Rollup, read_scope

@@ -11,6 +11,7 @@ import pytest
 
 from tests.browser.conftest import DEPARTMENTS, LOCAL, month_start, screenshot
 from tests.browser.test_console import go, shown_amount, sign_in, wait_ready
+from tests.browser.test_console_proxy import OTHER, foreign_routes, own_scope_routes
 from tests.integration.support import lifecycle_event, usage_event
 
 pytestmark = pytest.mark.browser
@@ -28,7 +29,8 @@ def districts(console_stack):
     events = []
     with httpx.Client(timeout=60) as client:
         for department, (name, parent, quantity) in {**DISTRICT, **OTHER_DISTRICT}.items():
-            answer = client.post(f"{stack.apis['billing']}/v1/departments", headers={"Authorization": f"Bearer {admin}"},
+            answer = client.post(f"{stack.apis['billing']}/v1/departments",
+                                 headers={"Authorization": f"Bearer {admin}"},
                                  json={"id": department, "name": name, "parent_id": parent})
             assert answer.status_code == 201, answer.text
             vm = f"{department}-vm"
@@ -80,3 +82,21 @@ def test_district_finance_sees_its_subtree_roll_up_and_nothing_outside_it(browse
         status = page.evaluate("path => fetch(path).then(r => r.status)", path)
         assert status == 403, path
     page.context.close()
+
+
+def test_district_finance_reaches_nothing_outside_its_subtree_through_any_console_route(districts):
+    stack, now = districts, datetime.now(LOCAL)
+    outside_names = [*DEPARTMENTS.values(), OTHER_DISTRICT["ui-hy"][0]]
+    with httpx.Client(base_url=stack.console, timeout=60) as client:
+        answer = client.post("/session", json={"token": stack.token("finance", "ui-jj")})
+        assert answer.status_code == 200 and answer.json()["department"] == "ui-jj"
+        for route in foreign_routes(now):
+            if route == "/api/billing/v1/sources":
+                continue  # the collectors' watermarks: finance reads them, no department's data is in them
+            rolled = route + ("&" if "?" in route else "?") + "rollup=true"
+            for variant in (route, route.replace(OTHER, "ui-hy"), rolled):
+                assert client.get(variant).status_code in (401, 403, 404), variant
+        for route in own_scope_routes(now):
+            answer = client.get(route)
+            assert answer.status_code == 200, (route, answer.text[:200])
+            assert not [name for name in outside_names if name in answer.text], route

@@ -27,7 +27,8 @@ RUN = uuid.uuid4().hex[:6]
 # id suffix → (name, parent suffix, IP-hours in the first week of January 2094)
 CITY = {
     "edu": ("市教育局", None, 1), "health": ("市卫健委", None, 2),
-    "jj": ("椒江区人民政府", None, 4), "jj-edu": ("椒江区教育局", "jj", 8), "jj-water": ("椒江区水利局", "jj", 16),
+    "jj": ("椒江区人民政府", None, 4), "jj-edu": ("椒江区教育局", "jj", 8),
+    "jj-water": ("椒江区水利局", "jj", 16),
     "hy": ("黄岩区人民政府", None, 32), "hy-edu": ("黄岩区教育局", "hy", 64),
     "ht": ("台州高新区管委会", None, 128), "ht-park": ("高新区园区服务中心", "ht", 256),
 }
