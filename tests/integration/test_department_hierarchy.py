@@ -7,6 +7,7 @@ IP-hour; the quantities are powers of two, so every sum names exactly the depart
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -307,3 +308,16 @@ async def test_a_closed_month_s_final_bills_and_period_totals_follow_the_scope(a
     own = await apps["billing"].get(f"/v1/bills/GM-2094-01-{dep('jj-water')}", headers=DISTRICT)
     assert own.status_code == 200 and own.json()["total"] == amount("jj-water")
     await refused_everywhere_outside(apps, DISTRICT, ("hy-edu", "ht"))
+
+
+async def test_two_concurrent_moves_cannot_close_a_cycle_between_them(apps):
+    billing = apps["billing"]
+    for round_ in range(5):
+        a, b = f"c{RUN}-{round_}-a", f"c{RUN}-{round_}-b"
+        for department in (a, b):
+            body = {"id": department, "name": department}
+            assert (await billing.post("/v1/departments", json=body, headers=ADMIN)).status_code == 201
+        moves = await asyncio.gather(
+            billing.put(f"/v1/departments/{a}/parent", json={"parent_id": b}, headers=ADMIN),
+            billing.put(f"/v1/departments/{b}/parent", json={"parent_id": a}, headers=ADMIN))
+        assert sorted(m.status_code for m in moves) == [200, 409], [m.text for m in moves]
