@@ -88,6 +88,12 @@ NO_NUL = r"^[^\x00]*$"
 class DepartmentIn(BaseModel):
     id: DepartmentId
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL)]
+    parent_id: DepartmentId | None = Field(None, description="the parent department (a district, the high-tech "
+                                                             "zone); null at the top of the tree")
+
+
+class DepartmentParentIn(BaseModel):
+    parent_id: DepartmentId | None = Field(description="the new parent; null moves the department to the top")
 
 
 class DepartmentOut(DepartmentIn):

@@ -247,6 +247,8 @@ class BudgetOut(BaseModel):
     updated_by: str
     updated_at: datetime
     spend: Yuan | None = Field(None, description="the year's bills so far (final, and drafts of open periods)")
+    subtree_spend: Yuan | None = Field(None, description="with rollup: the year's spend of the department and of "
+                                                         "every department below it within the caller's scope")
     alerts: list["AlertOut"] = Field(default_factory=list, description="alerts raised by this evaluation")
 
 

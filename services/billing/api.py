@@ -60,13 +60,16 @@ from services.billing.documents import XLSX_TYPE, bill_pdf, bill_xlsx
 from services.billing.domain.bills import parse_bill_number
 from services.billing.domain.documents import BillSheet, attachment_name, bill_sheet
 from services.billing.domain.render import bill_csv, draft_bytes
+from services.billing import hierarchy
 from services.billing.ledger import verify_ledger
 from services.billing.queries import FinalBill, bill_summaries, list_periods, read_bill
 from services.billing.domain.webhooks import url_refusal
 from services.billing.webhooks import create_subscription, delete_subscription, list_subscriptions, run_webhook_loop
-from services.billing.store import AlreadyExists, add_department, add_rate_card, list_departments, list_rate_cards
+from services.billing.store import (AlreadyExists, BadParent, add_department, add_rate_card, list_departments,
+                                    list_rate_cards)
 from services.billing.watermarks import HeldBySources, source_report
-from services.common.auth import Principal, require_roles, scoped_department
+from services.common.auth import Principal, require_roles
+from services.common.scope import TREE, Rollup, read_scope
 from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.decimal_json import DecimalJSONRoute
@@ -113,6 +116,8 @@ document_error_details(app)
 guard(app, "billing")
 app.include_router(disputes_router)  # disputes of final bill lines (Art. 13)
 app.include_router(applications_router)  # resource applications (Art. 8–10)
+app.include_router(hierarchy.router)
+TREE.watch(bills_cache)  # bills_cache counts changes to departments: the tree is remembered while unchanged
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
@@ -149,16 +154,16 @@ def _month(field: str, value: str | None) -> str | None:
 async def create_department(department: DepartmentIn, principal: Admin):
     try:
         row = await add_department(get_engine(), department)
-    except AlreadyExists as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    return DepartmentOut(id=row.id, name=row.name, created_at=row.created_at)
+    except (AlreadyExists, BadParent) as exc:
+        raise hierarchy.refusal(exc) from None
+    return DepartmentOut(id=row.id, name=row.name, created_at=row.created_at, parent_id=row.parent_id)
 
 
 @app.get("/v1/departments", response_model=list[DepartmentOut])
 async def get_departments(principal: AnyRole):
-    """Every department; a department token sees only its own."""
-    only = principal.department if principal.role == Role.DEPARTMENT else None
-    return await list_departments(get_engine(), only)
+    """Every department with its parent; a department token sees only its own, a district finance office its
+    subtree."""
+    return await list_departments(get_engine(), (await read_scope(principal)).ids)
 
 
 def _with_unpriced(card: dict) -> dict:
@@ -195,7 +200,7 @@ async def get_periods(principal: Reader, now: Now):
     count and total of each closed period, not the city's."""
     settings = get_settings()
     return await list_periods(get_engine(), settings.close_grace_days, now, settings.source_active_days,
-                              scoped_department(principal, None))
+                              (await read_scope(principal)).ids)
 
 
 @app.post("/v1/periods/{month}/close", response_model=CloseResult, tags=["billing"],
@@ -240,22 +245,23 @@ async def get_sources(principal: SourceReader, now: Now):
 @app.get("/v1/bills", response_model=list[BillSummary], tags=["billing"])
 async def get_bills(principal: Reader, now: Now,
                     month: Annotated[str | None, Query(description="YYYY-MM; default: this month")] = None,
-                    department: DepartmentParam = None):
-    """The bills of a period (finance and admin: every department; a department: its own), or, with only
-    ``department``, every bill of that department. Open periods show drafts as of now."""
+                    department: DepartmentParam = None, rollup: Rollup = False):
+    """The bills of a period (finance and admin: every department; a district finance office: its subtree; a
+    department: its own), or, with only ``department``, every bill of that department (``rollup``: of its
+    subtree). Open periods show drafts as of now."""
     _month("month", month)
-    department = scoped_department(principal, department)
-    if month is None and department is None:
+    scope = await read_scope(principal, department, rollup)
+    if month is None and scope.one is None:
         month = now.astimezone(LOCAL_TZ).strftime("%Y-%m")
     # Cached per (scope, month, department). ``now`` reaches the answer only through the default month, resolved
     # above into the key: a summary shows no "as of", and a draft's total is a function of the stored rollups,
     # adjustments, cards and closes alone (it is "as of now" only in that it sees every stored row). A period
     # closing, by hand or by the background task, writes billing_periods and so invalidates the cache.
-    key = ("/v1/bills", principal.role, principal.department, month, department)
+    key = ("/v1/bills", principal.role, principal.department, month, scope.ids)
 
     async def summaries() -> bytes:
         digests = bill_digests.source()  # before the snapshot: see services.billing.digest_memo
-        found = await bill_summaries(get_engine(), month, department, now, digests)
+        found = await bill_summaries(get_engine(), month, scope.ids, now, digests)
         return _SUMMARIES.dump_json(_SUMMARIES.validate_python(found))
 
     return Response(await bills_cache.serve(key, summaries), media_type="application/json")
@@ -264,15 +270,15 @@ async def get_bills(principal: Reader, now: Now,
 _SUMMARIES = TypeAdapter(list[BillSummary])
 
 
-def _bill_owner(principal: Principal, bill_id: str) -> None:
+async def _bill_owner(principal: Principal, bill_id: str) -> None:
     parsed = parse_bill_number(bill_id)
     if parsed is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="bill_id: not a bill number (GM-YYYY-MM-<department>)")
-    scoped_department(principal, parsed[1])
+    await read_scope(principal, parsed[1])
 
 
 async def _bill(principal: Principal, bill_id: str, now: datetime):
-    _bill_owner(principal, bill_id)
+    await _bill_owner(principal, bill_id)
     found = await read_bill(get_engine(), bill_id, now)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"bill_id: no bill {bill_id}")
@@ -355,10 +361,11 @@ async def create_adjustment(adjustment: AdjustmentIn, principal: Admin, now: Now
 
 
 @app.get("/v1/adjustments", response_model=list[AdjustmentOut], tags=["billing"])
-async def get_adjustments(principal: Reader, month: str | None = None, department: DepartmentParam = None):
+async def get_adjustments(principal: Reader, month: str | None = None, department: DepartmentParam = None,
+                          rollup: Rollup = False):
     """Manual adjustments, with who posted them, when and why."""
     _month("month", month)
-    return await list_adjustments(get_engine(), scoped_department(principal, department), month)
+    return await list_adjustments(get_engine(), (await read_scope(principal, department, rollup)).ids, month)
 
 
 # --- budgets and alerts -----------------------------------------------------------------------------------------
@@ -370,6 +377,7 @@ async def set_budget(department_id: str, year: Annotated[int, Path(ge=2000, le=2
     """Set a department's budget for a year and evaluate it at once: alerts when the year's spend reaches
     50 %, 80 % and 100 % of it, and when the run rate of the latest open month projects an overrun (each alert
     once; also published to the ``<prefix>.alerts`` topic)."""
+    await read_scope(principal, department_id)  # a district finance office sets its subtree's budgets only
     settings = get_settings()
     engine = get_engine()
     try:
@@ -385,22 +393,22 @@ async def set_budget(department_id: str, year: Annotated[int, Path(ge=2000, le=2
 
 
 @app.get("/v1/budgets", response_model=list[BudgetOut], tags=["budgets"])
-async def get_budgets(principal: Reader, year: YearFilter = None, department: DepartmentParam = None):
-    """Budgets with the year's spend so far."""
+async def get_budgets(principal: Reader, year: YearFilter = None, department: DepartmentParam = None,
+                      rollup: Rollup = False):
+    """Budgets with the year's spend so far. ``rollup``: the budgets of the department's subtree (every visible
+    one without ``department``), each with ``subtree_spend``, its own spend and that of every department below it."""
     engine = get_engine()
-    rows = await list_budgets(engine, scoped_department(principal, department), year)
-    out = []
+    scope = await read_scope(principal, department, rollup)
+    rows = await list_budgets(engine, scope.ids, year)
     async with snapshot(engine) as conn:
-        for row in rows:
-            spend, _ = await year_spend(conn, row["department_id"], row["year"])
-            out.append(BudgetOut(**row, spend=spend))
-    return out
+        return [BudgetOut(**row, **spends) for row, spends in await hierarchy.budget_spends(conn, rows, scope, rollup)]
 
 
 @app.get("/v1/alerts", response_model=list[AlertOut], tags=["budgets"])
-async def get_alerts(principal: Reader, year: YearFilter = None, department: DepartmentParam = None):
-    """Budget alerts (finance and admin: all; a department: its own)."""
-    return await list_alerts(get_engine(), scoped_department(principal, department), year)
+async def get_alerts(principal: Reader, year: YearFilter = None, department: DepartmentParam = None,
+                     rollup: Rollup = False):
+    """Budget alerts (finance and admin: all; a district finance office: its subtree; a department: its own)."""
+    return await list_alerts(get_engine(), (await read_scope(principal, department, rollup)).ids, year)
 
 
 # --- webhook subscriptions --------------------------------------------------------------------------------------
@@ -412,7 +420,10 @@ async def subscribe(subscription: SubscriptionIn, principal: Reader):
     """Have budget alerts and/or spend warnings stored from now on POSTed to ``url``, signed with the secret in
     this answer (shown once). Scope: one department (a department token: only its own), or, for finance and admin
     without ``department_id``, every department. The URL's host must be allowed (GOVMETER_WEBHOOK_ALLOWED_HOSTS)."""
-    department = scoped_department(principal, subscription.department_id)
+    scope = await read_scope(principal, subscription.department_id)
+    if scope.ids is not None and scope.one is None:  # a district finance office: not "every department"
+        raise _unprocessable("department_id: required: a district finance token subscribes to one department")
+    department = scope.one
     refusal = url_refusal(subscription.url, get_settings().webhook_hosts)
     if refusal is not None:
         raise _unprocessable(refusal)

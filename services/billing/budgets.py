@@ -5,6 +5,7 @@ outbox), so an alert is on the topic even if the broker was away when it was rai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
@@ -38,15 +39,15 @@ async def put_budget(engine: AsyncEngine, department_id: str, year: int, amount:
     return dict(row)
 
 
-async def list_budgets(engine: AsyncEngine, department_id: str | None, year: int | None) -> list[dict]:
+async def list_budgets(engine: AsyncEngine, department_ids: Sequence[str] | None, year: int | None) -> list[dict]:
     async with raw_connection(engine) as conn:
         rows = await conn.fetch(
             """
             SELECT department_id, year, amount, updated_by, updated_at FROM budgets
-            WHERE ($1::text IS NULL OR department_id = $1) AND ($2::int IS NULL OR year = $2)
+            WHERE ($1::text[] IS NULL OR department_id = ANY($1::text[])) AND ($2::int IS NULL OR year = $2)
             ORDER BY year, department_id
             """,
-            department_id, year,
+            department_ids, year,
         )
     return [dict(r) for r in rows]
 
@@ -156,14 +157,15 @@ async def publish_alerts(engine: AsyncEngine, producer, topic: str) -> int:
     return len(rows)
 
 
-async def list_alerts(engine: AsyncEngine, department_id: str | None, year: int | None) -> list[dict]:
+async def list_alerts(engine: AsyncEngine, department_ids: Sequence[str] | None, year: int | None) -> list[dict]:
     async with raw_connection(engine) as conn:
         rows = await conn.fetch(
             """
-            SELECT * FROM budget_alerts WHERE ($1::text IS NULL OR department_id = $1) AND ($2::int IS NULL OR year = $2)
+            SELECT * FROM budget_alerts
+            WHERE ($1::text[] IS NULL OR department_id = ANY($1::text[])) AND ($2::int IS NULL OR year = $2)
             ORDER BY id
             """,
-            department_id, year,
+            department_ids, year,
         )
     return [dict(r) for r in rows]
 

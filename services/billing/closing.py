@@ -253,16 +253,17 @@ async def insert_adjustment(conn, department_id: str, period: str, amount: Decim
                             entry.seq, entry.hash)
 
 
-async def list_adjustments(engine: AsyncEngine, department_id: str | None, period: str | None) -> list[dict]:
+async def list_adjustments(engine: AsyncEngine, department_ids: Collection[str] | None, period: str | None
+                           ) -> list[dict]:
     async with raw_connection(engine) as conn:
         rows = await conn.fetch(
             """
             SELECT a.id, a.department_id, a.period, a.amount, a.reason, a.reference, a.created_by, a.created_at,
                    a.ledger_seq, l.hash AS ledger_hash
             FROM adjustments a LEFT JOIN ledger_entries l ON l.seq = a.ledger_seq
-            WHERE ($1::text IS NULL OR a.department_id = $1) AND ($2::text IS NULL OR a.period = $2)
+            WHERE ($1::text[] IS NULL OR a.department_id = ANY($1::text[])) AND ($2::text IS NULL OR a.period = $2)
             ORDER BY a.id
             """,
-            department_id, period,
+            department_ids, period,
         )
     return [dict(r) for r in rows]

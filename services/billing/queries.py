@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,46 +64,47 @@ def _draft_summary(bill: Bill) -> dict:
             "period": bill.period, "status": "draft", "total": bill.total, "content_hash": None, "closed_at": None}
 
 
-async def bill_summaries(engine: AsyncEngine, period: str | None, department: str | None,
+async def bill_summaries(engine: AsyncEngine, period: str | None, departments: Sequence[str] | None,
                          now: datetime, digests=usage_digests) -> list[dict]:
-    """Bills of a period (every department, or one), or every bill of one department. ``digests``: see
-    ``period_bills``."""
+    """Bills of a period (every department, or those of a scope), or every bill of a scope's departments.
+    ``digests``: see ``period_bills``."""
     async with snapshot(engine) as conn:
         closed = await closed_periods(conn)
         finals = await conn.fetch(
             """
             SELECT bill_id, department_id, period, total, content_hash, closed_at, document FROM bills
-            WHERE ($1::text IS NULL OR period = $1) AND ($2::text IS NULL OR department_id = $2)
+            WHERE ($1::text IS NULL OR period = $1) AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))
             ORDER BY period, department_id
             """,
-            period, department,
+            period, departments,
         )
         summaries = [_final_summary(r) for r in finals]
         if period is not None:
             drafts = [] if period in closed else [period]
         else:
-            assert department is not None
-            carrying = {next_open_period(p, closed) for p in closed}
-            drafts = sorted(set(await open_periods_with_usage(conn, department)) | carrying)
-        for open_period in drafts:
+            assert departments is not None
+            drafts = {next_open_period(p, closed) for p in closed}
+            for department in departments:  # one department at a time: its loose index scan
+                drafts |= set(await open_periods_with_usage(conn, department))
+        for open_period in sorted(drafts):
             bills = (await period_bills(conn, open_period, status="draft", as_of=now, digests=digests,
-                                        departments=None if department is None else [department])).bills
-            if department is not None and bills[0].is_empty:
+                                        departments=None if departments is None else list(departments))).bills
+            if departments is not None and any(b.is_empty for b in bills):
                 # a department's zero bill is listed only if the period bills it (active resources)
-                if department not in await departments_to_bill(conn, open_period):
-                    continue
+                billed = await departments_to_bill(conn, open_period)
+                bills = [b for b in bills if not b.is_empty or b.department_id in billed]
             summaries += [_draft_summary(b) for b in bills]
     return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))
 
 
 async def list_periods(engine: AsyncEngine, grace_days: int, now: datetime, active_days: int,
-                       department: str | None = None) -> list[dict]:
+                       departments: Sequence[str] | None = None) -> list[dict]:
     """Closed periods with their close, and open periods that have usage, with when they will close and, once
-    ended, the active sources whose data has not reached their end. With ``department`` a closed period's bill
-    count and total are that department's alone (Art. 18)."""
+    ended, the active sources whose data has not reached their end. With ``departments`` (a scope's) a closed
+    period's bill count and total are theirs alone (Art. 18)."""
     async with snapshot(engine) as conn:
         marks = await load_marks(conn)
-        if department is None:
+        if departments is None:
             closed = await conn.fetch("SELECT period, closed_at, closed_by, bills, total, "
                                       "watermark_override::text AS o FROM billing_periods")
         else:
@@ -110,10 +112,10 @@ async def list_periods(engine: AsyncEngine, grace_days: int, now: datetime, acti
                 """
                 SELECT p.period, p.closed_at, p.closed_by, count(b.bill_id)::int AS bills,
                        coalesce(sum(b.total), 0) AS total, p.watermark_override::text AS o
-                FROM billing_periods p LEFT JOIN bills b ON b.period = p.period AND b.department_id = $1
+                FROM billing_periods p LEFT JOIN bills b ON b.period = p.period AND b.department_id = ANY($1::text[])
                 GROUP BY p.period, p.closed_at, p.closed_by, p.watermark_override::text
                 """,
-                department,
+                departments,
             )
         periods = [{"period": r["period"], "status": "closed", "closes_at": None, "closed_at": r["closed_at"],
                     "closed_by": r["closed_by"], "bills": r["bills"], "total": r["total"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 import orjson
 from sqlalchemy import select
@@ -18,23 +20,36 @@ class AlreadyExists(Exception):
     pass
 
 
+class BadParent(Exception):
+    """``parent_id`` names no department (``unknown``) or would make a cycle."""
+
+    def __init__(self, detail: str, unknown: bool) -> None:
+        super().__init__(detail)
+        self.unknown = unknown
+
+
 async def add_department(engine: AsyncEngine, department: DepartmentIn) -> Department:
     row = Department(id=department.id, name=department.name)
     try:
         async with engine.begin() as conn:
             result = await conn.execute(
-                Department.__table__.insert().values(id=row.id, name=row.name).returning(Department.created_at)
+                Department.__table__.insert().values(id=row.id, name=row.name, parent_id=department.parent_id)
+                .returning(Department.created_at)
             )
-            row.created_at = result.scalar_one()
-    except IntegrityError:
+            row.created_at, row.parent_id = result.scalar_one(), department.parent_id
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "23503":  # foreign_key_violation: no such parent
+            raise BadParent(f"parent_id: no department {department.parent_id}", unknown=True) from None
+        if getattr(exc.orig, "sqlstate", None) == "23514":  # check_violation: the acyclic trigger (0008)
+            raise BadParent(f"parent_id: a department cannot be its own parent", unknown=False) from None
         raise AlreadyExists(f"id: department {department.id} already exists") from None
     return row
 
 
-async def list_departments(engine: AsyncEngine, only: str | None = None) -> list[dict]:
+async def list_departments(engine: AsyncEngine, only: Sequence[str] | None = None) -> list[dict]:
     query = select(*Department.__table__.c).order_by(Department.id)
-    if only is not None:
-        query = query.where(Department.id == only)
+    if only is not None:  # a scope's ids (services.common.scope)
+        query = query.where(Department.id.in_(only))
     async with engine.connect() as conn:
         return [dict(r._mapping) for r in await conn.execute(query)]
 

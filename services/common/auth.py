@@ -50,7 +50,8 @@ class Principal:
     sources: frozenset[str] = frozenset()  # the event sources a provider token may write (claim ``sources``)
 
     def may_read_department(self, department_id: str | None) -> bool:
-        return self.role != Role.DEPARTMENT or department_id == self.department
+        district = self.role == Role.FINANCE and self.department is not None  # the tree: services.common.scope
+        return (self.role != Role.DEPARTMENT and not district) or department_id == self.department
 
     def may_write_source(self, source: str) -> bool:
         return self.role == Role.ADMIN or source in self.sources
@@ -154,8 +155,10 @@ def require_roles(*roles: str):
 
 
 def scoped_department(principal: Principal, requested: str | None) -> str | None:
-    """The department a read is limited to: a department token sees only its own; asking for another is 403."""
-    if principal.role == Role.DEPARTMENT:
+    """The department a read is limited to: a department token sees only its own; asking for another is 403.
+    Superseded by services.common.scope.read_scope (the department tree); a district finance token (finance with
+    a ``department`` claim) is held here to its own department, failing closed, on a route not yet moved."""
+    if principal.role == Role.DEPARTMENT or (principal.role == Role.FINANCE and principal.department is not None):
         if requested is not None and requested != principal.department:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="department: you may read only your own department")
         return principal.department

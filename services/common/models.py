@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Date,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -48,6 +49,9 @@ class Department(Base):
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # The parent department (migration 0008: kept acyclic by a trigger); NULL at the top of the tree.
+    parent_id: Mapped[str | None] = mapped_column(
+        Text, ForeignKey("departments.id", name="fk_departments_parent_id_departments"), index=True)
 
 
 class RateCard(Base):

@@ -23,7 +23,7 @@ PROJECTION = "SELECT, INSERT, UPDATE, DELETE"  # derived state, re-derived in pl
 APP_GRANTS: dict[str, str | None] = {
     "events": APPEND_ONLY,
     "dead_letters": APPEND_ONLY,
-    "departments": APPEND_ONLY,
+    "departments": "SELECT, INSERT, UPDATE (parent_id)",  # re-parenting (0008) moves a department, nothing else
     "rate_cards": APPEND_ONLY,  # a new price is a new card
     "projection_state": "SELECT, UPDATE (ownership_version, rate_card_version)",
     "resource_intervals": PROJECTION,

@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Response, status
 
 from schemas.api import Role, UsageReport
 from schemas.catalogue import meters
-from services.common.auth import Principal, require_roles, scoped_department
+from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.guard import guard
@@ -23,6 +23,7 @@ from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
 from services.common.periods import parse_bound
 from services.common.response_cache import ResponseCache, with_response_cache
+from services.common.scope import TREE, Rollup, read_scope
 from services.query.reports import budget, focus, platform, utilization, warnings, waste
 from services.query.views import GRANULARITIES, GROUPS, TooManyRows, UsageQuery, usage_report_json
 
@@ -44,6 +45,7 @@ observe_cache("usage", usage_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "query")
+TREE.watch(usage_cache)  # the cache counts changes to departments too: the tree is remembered while unchanged
 for module in (utilization, platform, waste, budget, warnings, focus):
     app.include_router(module.router)
 
@@ -73,11 +75,13 @@ async def get_usage(
     granularity: str = "total",
     department: DepartmentParam = None,
     meter: MeterParam = None,
+    rollup: Rollup = False,
 ):
     """Usage and its cost over [from, to), grouped and bucketed in Asia/Shanghai time.
 
-    Finance and admin see every department, and unattributed usage as ``department_id: null``; a department
-    token sees only its own department and gets 403 for any other."""
+    Finance and admin see every department, and unattributed usage as ``department_id: null``; a district
+    finance office sees its subtree; a department token sees only its own department and gets 403 for any
+    other. ``rollup`` with ``department``: that department and every department below it."""
     start, end = _bound("from", from_), _bound("to", to)
     if end <= start:
         raise _bad("to", "must be after from")
@@ -89,8 +93,8 @@ async def get_usage(
         raise _bad("granularity", f"choose from {', '.join(GRANULARITIES)}")
     if meter is not None and meter not in meters():
         raise _bad("meter", f"unknown meter {meter!r}")
-    query = UsageQuery(start, end, groups, granularity, scoped_department(principal, department), meter)
-    # The query already holds the scoped department; the caller's role and department are in the key as well,
+    query = UsageQuery(start, end, groups, granularity, (await read_scope(principal, department, rollup)).ids, meter)
+    # The query already holds the scope's ids; the caller's role and department are in the key as well,
     # so no answer ever crosses from one scope to another even if scoping changes.
     key = ("/v1/usage", principal.role, principal.department, query)
     limit = get_settings().usage_max_rows

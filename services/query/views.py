@@ -31,7 +31,7 @@ class UsageQuery:
     end: datetime
     group_by: tuple[str, ...]
     granularity: str
-    department: str | None  # filter; for a department token always its own
+    departments: tuple[str, ...] | None  # a scope's ids (services.common.scope); None: every department
     meter: str | None
 
 
@@ -81,9 +81,9 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: in
     args: list = [start_arg, end_arg, list(catalogue), [m.unit for m in catalogue.values()],
                   query.start.astimezone(LOCAL_TZ).isoformat()]
     filters = [time_filter]
-    if query.department is not None:
-        args.append(query.department)
-        filters.append(f"department_id = ${len(args)}")
+    if query.departments is not None:  # a scope's ids (services.common.scope)
+        args.append(list(query.departments))
+        filters.append(f"department_id = ANY(${len(args)}::text[])")
     if query.meter is not None:
         args.append(query.meter)
         filters.append(f"meter = ${len(args)}")

@@ -41,7 +41,8 @@ async def bills(apps, headers, **params):
 
 async def uncached_bills(month, department):
     """What the bill list computes without the cache, serialised as FastAPI serialises a response_model."""
-    summaries = await bill_summaries(get_engine(), month, department, local(2099, 1, 1))
+    summaries = await bill_summaries(get_engine(), month, None if department is None else [department],
+                                     local(2099, 1, 1))
     return [BillSummary.model_validate(s).model_dump(mode="json") for s in summaries]
 
 

@@ -3,26 +3,6 @@
 // only once the page is routed). The billing API decides who may do what; the buttons only follow its rules.
 "use strict";
 
-Object.assign(I18N.zh, {
-  applications: "申请", apply: "提交申请", estimate: "费用估算", estimateTotal: "每月估算", kindLabel: "资源类型",
-  itemsLabel: "资源项", wantedBy: "期望交付日期", applicationState: "状态", dueAt: "审批时限", fulfilDue: "交付时限",
-  overdue: "逾期", onlyOverdue: "只看逾期", accept: "受理", approve: "批准", reject: "驳回", withdraw: "撤回",
-  fulfil: "交付", resourceId: "资源 ID", eventSource: "事件来源", rejectReason: "驳回原因", estimated: "估算（元/月）",
-  monthlyQuantity: "月用量", newApplication: "新申请", calendarWeekdays: "（按周一至周五估计）", steps: "流程记录",
-  states: { submitted: "已提交", accepted: "已受理", approved: "已批准", rejected: "已驳回", fulfilled: "已交付", withdrawn: "已撤回" },
-});
-Object.assign(I18N.zh.roles, { egov: "电子政务中心" });
-Object.assign(I18N.en, {
-  applications: "Applications", apply: "Submit", estimate: "Estimate", estimateTotal: "Monthly estimate",
-  kindLabel: "Resource kind", itemsLabel: "Items", wantedBy: "Wanted by", applicationState: "State", dueAt: "Approval due",
-  fulfilDue: "Fulfilment due", overdue: "Overdue", onlyOverdue: "Overdue only", accept: "Accept", approve: "Approve",
-  reject: "Reject", withdraw: "Withdraw", fulfil: "Fulfil", resourceId: "Resource id", eventSource: "Event source",
-  rejectReason: "Reason for rejection", estimated: "Estimate (yuan/month)", monthlyQuantity: "Monthly quantity",
-  newApplication: "New application", calendarWeekdays: " (Mon–Fri, provisional)", steps: "Steps",
-  states: { submitted: "Submitted", accepted: "Accepted", approved: "Approved", rejected: "Rejected", fulfilled: "Fulfilled",
-            withdrawn: "Withdrawn" },
-});
-if (I18N.en.roles) Object.assign(I18N.en.roles, { egov: "E-government centre" });
 
 const APPLICATION_ITEMS = 3;  // rows of the form; the API takes up to 12 meters
 

@@ -118,6 +118,7 @@ async function departmentNames() {
   if (!state.departments) {
     const list = await api("billing", "/v1/departments");
     state.departments = Object.fromEntries(list.map(d => [d.id, d.name]));
+    state.parents = Object.fromEntries(list.map(d => [d.id, d.parent_id || null]));
   }
   return state.departments;
 }
@@ -204,6 +205,10 @@ async function signOut() {
 function pagesFor(session) {
   const role = session.role;
   const pages = [];
+  if (role === "finance" && session.department) {  // a district finance office: its subtree, no city-wide page
+    return [["department", `#/department/${encodeURIComponent(session.department)}`], ["departments", "#/departments"],
+            ["bills", "#/bills"]];
+  }
   if (role === "finance" || role === "admin") pages.push(["overview", "#/overview"], ["departments", "#/departments"]);
   if (role === "department") pages.push(["department", `#/department/${encodeURIComponent(session.department)}`]);
   if (role !== "provider" && role !== "egov") pages.push(["bills", "#/bills"], ["disputes", "#/disputes"]);  // disputes.js
@@ -372,6 +377,7 @@ async function departmentPage(main, id) {
     .sort((a, b) => (fen(b.monthly_saving) > fen(a.monthly_saving) ? 1 : fen(b.monthly_saving) < fen(a.monthly_saving) ? -1 : 0));
   const savings = findings.reduce((sum, f) => sum + fen(f.monthly_saving), 0n);
   const utilRows = utilisation.error ? [] : utilisation.rows.filter(r => r.department_id === id);
+  const subtreeHtml = await subtreeRollup(id, months, month);
   let budgetHtml = `<p class="muted">${esc(t("noBudget"))}</p>`;
   let projectedYear = null;
   if (budget) {
@@ -400,6 +406,7 @@ async function departmentPage(main, id) {
       <div class="card"><h2>${esc(t("byMeter"))}</h2><div id="by-meter" class="chart"></div></div>
       <div class="card"><h2>${esc(t("bySystem"))}</h2><div id="by-system" class="chart"></div></div>
     </div>
+    ${subtreeHtml}
     <div class="card"><h2>${esc(t("budget"))}</h2>${failure(budgets)}${budgetHtml}</div>
     <div class="row even">
       <div class="card"><h2>${esc(t("deptBills"))}</h2>${failure(bills)}
@@ -436,6 +443,27 @@ async function departmentPage(main, id) {
       ],
     });
   }
+}
+
+// A parent's roll-up (issue 17): its subtree's spend per department, this month and over 12 months, as the usage
+// API sums it with rollup=true (the same scope the token has: a bureau's token never gets here with children).
+async function subtreeRollup(id, months, month) {
+  const children = Object.entries(state.parents || {}).filter(([, parent]) => parent === id);
+  if (!children.length) return "";
+  const [year, now] = await Promise.all([
+    api("query", "/v1/usage", { ...range(months), granularity: "total", group_by: "department", department: id, rollup: true }),
+    api("query", "/v1/usage", { ...range([month]), granularity: "total", group_by: "department", department: id, rollup: true }),
+  ]);
+  const nowBy = Object.fromEntries(now.rows.map(r => [r.department_id, r.amount]));
+  const yearBy = Object.fromEntries(year.rows.map(r => [r.department_id, r.amount]));
+  const ids = Object.keys({ ...yearBy, ...nowBy }).sort();
+  const sum = rows => fromFen(rows.reduce((s, r) => s + fen(r.amount), 0n));
+  return `<div class="card" data-testid="subtree"><h2>${esc(t("subtree"))}</h2>
+    ${table([{ label: t("department") }, { label: `${t("amount")} ${month}`, num: true }, { label: t("amount12"), num: true }],
+            ids.map(d => [esc(departmentName(d)), esc(yuan(nowBy[d] || "0")), esc(yuan(yearBy[d] || "0"))])
+              .concat([[`<b>${esc(t("total"))}</b>`, `<b data-testid="subtree-month">${esc(yuan(sum(now.rows)))}</b>`,
+                        `<b data-testid="subtree-year">${esc(yuan(sum(year.rows)))}</b>`]]),
+            i => (i < ids.length ? `data-testid="subtree-row" data-department="${esc(ids[i])}"` : ""))}</div>`;
 }
 
 // ---------- 账单 Bills ----------

@@ -4,22 +4,6 @@
 // Uses console.js's helpers (api, t, esc, table, yuan, state); loaded before it, called only once it has run.
 "use strict";
 
-Object.assign(I18N.zh, {
-  disputes: "争议", disputeLine: "对此项提出争议", disputeReason: "争议原因", submit: "提交", cancel: "取消",
-  billDisputes: "本账单的争议", disputeHelp: "对已出账账单的某一明细有异议时，可提出争议；财政局答复后结果显示在“争议”页。",
-  reply: "答复", reject: "驳回", uphold: "支持并核减", creditAmount: "核减金额（元）", lineAmount: "明细金额（元）",
-  opened: "提出", answer: "处理结果", actions: "处理", credit: "核减", creditPeriod: "计入账期", allStatuses: "全部",
-  disputeStatus: { open: "待处理", rejected: "已驳回", upheld: "已支持" },
-});
-Object.assign(I18N.en, {
-  disputes: "Disputes", disputeLine: "Dispute this line", disputeReason: "Reason for the dispute", submit: "Submit",
-  cancel: "Cancel", billDisputes: "Disputes of this bill",
-  disputeHelp: "Disagree with a line of a final bill? Dispute it; the finance bureau's answer appears on the Disputes page.",
-  reply: "Reply", reject: "Reject", uphold: "Uphold and credit", creditAmount: "Credit (yuan)",
-  lineAmount: "Line amount (yuan)", opened: "Opened", answer: "Answer", actions: "Actions", credit: "Credit",
-  creditPeriod: "Credited on", allStatuses: "All",
-  disputeStatus: { open: "Open", rejected: "Rejected", upheld: "Upheld" },
-});
 
 function disputeBadge(status) {
   const cls = { open: "draft", rejected: "bad", upheld: "final" }[status] || "";

@@ -18,10 +18,11 @@ from fastapi import APIRouter, Depends
 from schemas.api import Role
 from schemas.catalogue import meters
 from schemas.reports import BudgetBasisReport
-from services.common.auth import Principal, require_roles
+from services.common.auth import Principal
 from services.common.db import get_engine, raw_connection
 from services.common.money import yuan_text
 from services.common.periods import next_month, parse_month
+from services.common.scope import require_city_wide
 from services.metering.store import load_rate_cards
 from services.query.reports.basis import CAP_RATIO, FLOOR_RATIO, budget_basis
 from services.query.reports.charges import month_charges
@@ -30,7 +31,7 @@ from services.query.reports.labels import check_lang, column, family_name
 from services.query.reports.waste import waste_findings
 
 router = APIRouter(tags=["reports"])
-Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
+Finance = Annotated[Principal, Depends(require_city_wide(Role.FINANCE, Role.ADMIN))]
 FAMILIES = ("compute", "storage", "network", "bandwidth", "security")
 
 FORMULA = {

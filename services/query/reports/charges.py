@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -39,7 +40,7 @@ def invoice_id(month: str, department_id: str) -> str:
     return f"GM-{month}-{department_id}"
 
 
-async def month_charges(conn, month: str, department: str | None = None,
+async def month_charges(conn, month: str, departments: Sequence[str] | None = None,
                         cards: list[RateCardPrices] | None = None,
                         only_meters: list[str] | None = None) -> list[ChargeRow]:
     start, end = month_bounds(month)
@@ -47,9 +48,9 @@ async def month_charges(conn, month: str, department: str | None = None,
     by_id = {c.id: c for c in cards}
     args: list = [start, end]
     scope = ""
-    if department is not None:
-        args.append(department)
-        scope = f" AND department_id = ${len(args)}"
+    if departments is not None:  # a scope's ids (services.common.scope)
+        args.append(departments)
+        scope = f" AND department_id = ANY(${len(args)}::text[])"
     if only_meters is not None:
         args.append(only_meters)
         scope += f" AND meter = ANY(${len(args)}::text[])"

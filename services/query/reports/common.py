@@ -135,14 +135,14 @@ class UsageFigure:
         self.unpriced_quantity += unpriced
 
 
-async def daily_usage(conn, first: date, end: date, department: str | None = None,
+async def daily_usage(conn, first: date, end: date, departments: Sequence[str] | None = None,
                       attributed_only: bool = False) -> list:
     """usage_daily rows summed per (department, system, meter) over local days [first, end)."""
     args: list[Any] = [first, end]
     where = "day >= $1 AND day < $2"
-    if department is not None:
-        args.append(department)
-        where += f" AND department_id = ${len(args)}"
+    if departments is not None:  # a scope's ids (services.common.scope)
+        args.append(departments)
+        where += f" AND department_id = ANY(${len(args)}::text[])"
     elif attributed_only:
         where += " AND department_id IS NOT NULL"
     return await conn.fetch(
@@ -195,15 +195,15 @@ _OWNED_UTILIZATION = """
 
 
 async def utilization_figures(conn, start: datetime, end: datetime, by: str,
-                              department: str | None = None) -> dict[tuple, UtilizationFigures]:
+                              departments: Sequence[str] | None = None) -> dict[tuple, UtilizationFigures]:
     """Utilisation over [start, end) per (department_id, system) (``by="system"``) or per
     (department_id, resource_id) (``by="resource"``)."""
     keys = "department_id, system" if by == "system" else "department_id, resource_id"
     args: list[Any] = [start, end]
     scope = ""
-    if department is not None:
-        args.append(department)
-        scope = f"WHERE department_id = ${len(args)}"
+    if departments is not None:
+        args.append(departments)
+        scope = f"WHERE department_id = ANY(${len(args)}::text[])"
     totals = await conn.fetch(
         f"""
         WITH owned AS ({_OWNED_UTILIZATION})
@@ -252,14 +252,15 @@ def spec_number(spec: dict, key: str) -> Decimal | None:
         return None
 
 
-async def allocations(conn, start: datetime, end: datetime, department: str | None = None) -> dict[tuple, Allocation]:
+async def allocations(conn, start: datetime, end: datetime,
+                      departments: Sequence[str] | None = None) -> dict[tuple, Allocation]:
     """Per (department_id, system): resources held at any time in [start, end) and the time-weighted average
     allocated capacity (Σ spec value × hours held in the period ÷ hours in the period)."""
     args: list[Any] = [start, end]
     where = "valid_from < $2 AND (valid_to IS NULL OR valid_to > $1)"
-    if department is not None:
-        args.append(department)
-        where += f" AND department_id = ${len(args)}"
+    if departments is not None:
+        args.append(departments)
+        where += f" AND department_id = ANY(${len(args)}::text[])"
     rows = await conn.fetch(
         f"SELECT resource_id, valid_from, valid_to, department_id, system, spec FROM resource_intervals WHERE {where}",
         *args,

@@ -17,6 +17,7 @@ their unit prices are the rate card's. Instants are UTC; custom columns carry th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated
@@ -27,11 +28,12 @@ from fastapi.responses import Response
 
 from schemas.api import Role
 from schemas.catalogue import meters
-from services.common.auth import Principal, require_roles, scoped_department
+from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
 from services.common.money import CURRENCY, exact, quantity_text
 from services.common.http_guards import DepartmentParam
 from services.common.periods import month_bounds, parse_month
+from services.common.scope import Rollup, read_scope
 from services.metering.store import load_rate_cards
 from services.query.reports.charges import ChargeRow, invoice_id, invoice_lines, local_day_start, month_charges
 from services.query.reports.common import bad, csv_response, department_names
@@ -219,7 +221,7 @@ def focus_rows(month: str, charges: list[ChargeRow], names: dict[str, str], kind
     return rows
 
 
-async def bill_documents(engine, month: str, department: str | None) -> dict[str, dict] | None:
+async def bill_documents(engine, month: str, departments: Sequence[str] | None) -> dict[str, dict] | None:
     """The month's bills as issued (final) or as they stand (draft), by department, from the billing side;
     None where the billing side is not installed."""
     try:
@@ -229,7 +231,7 @@ async def bill_documents(engine, month: str, department: str | None) -> dict[str
         return None
     now = datetime.now(UTC)
     documents = {}
-    for summary in await bill_summaries(engine, month, department, now):
+    for summary in await bill_summaries(engine, month, departments, now):
         found = await read_bill(engine, summary["bill_id"], now)
         if found is not None:
             documents[summary["department_id"]] = (orjson.loads(found.document) if isinstance(found, FinalBill)
@@ -239,15 +241,17 @@ async def bill_documents(engine, month: str, department: str | None) -> dict[str
 
 @router.get("/v1/exports/focus", response_class=Response,
             responses={200: {"content": {"text/csv": {}}, "description": "FOCUS 1.2 CSV"}})
-async def export_focus(principal: Reader, month: str, department: DepartmentParam = None, lang: str = "zh"):
-    """A month's charges in FinOps FOCUS 1.2 (CSV). Finance and admin: every department; a department token:
-    its own. BilledCost summed per InvoiceId equals that department's bill total for the month."""
+async def export_focus(principal: Reader, month: str, department: DepartmentParam = None, lang: str = "zh",
+                       rollup: Rollup = False):
+    """A month's charges in FinOps FOCUS 1.2 (CSV). Finance and admin: every department (a district finance
+    office: its subtree); a department token: its own. BilledCost summed per InvoiceId equals that department's
+    bill total for the month."""
     check_lang(lang)
     try:
         parse_month(month)
     except ValueError as exc:
         raise bad("month", str(exc)) from None
-    scope = scoped_department(principal, department)
+    scope = (await read_scope(principal, department, rollup)).ids
     async with raw_connection(get_engine()) as conn:
         cards = await load_rate_cards(conn)
         charges = await month_charges(conn, month, scope, cards)
@@ -266,5 +270,5 @@ async def export_focus(principal: Reader, month: str, department: DepartmentPara
         for row in focus_rows(month, charges, names, kinds, {c.id: c.version for c in cards}, lang, bills):
             yield [row.get(name, "") for name in COLUMNS]
 
-    return csv_response(COLUMNS, lines(), f"govmeter-focus-{month}{'-' + scope if scope else ''}.csv", bom=False)
+    return csv_response(COLUMNS, lines(), f"govmeter-focus-{month}{'-' + department if department else ''}.csv", bom=False)
 

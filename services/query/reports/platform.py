@@ -17,11 +17,12 @@ from fastapi import APIRouter, Depends
 from schemas.api import Role
 from schemas.catalogue import meters, unit_of
 from schemas.reports import PlatformReport
-from services.common.auth import Principal, require_roles
+from services.common.auth import Principal
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
 from services.common.periods import month_bounds, parse_month
 from services.query.reports.applications import late_applications
+from services.common.scope import require_city_wide
 from services.query.reports.common import (
     UsageFigure,
     bad,
@@ -32,7 +33,7 @@ from services.query.reports.common import (
 from services.query.reports.labels import check_lang, family_name, meter_name
 
 router = APIRouter(tags=["reports"])
-Analyst = Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.FINANCE, Role.ADMIN))]
+Analyst = Annotated[Principal, Depends(require_city_wide(Role.PROVIDER, Role.FINANCE, Role.ADMIN))]
 TOP_DEPARTMENTS = 10
 
 

@@ -13,6 +13,7 @@ and the change against the previous period.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated
@@ -22,10 +23,11 @@ from fastapi import APIRouter, Depends
 from schemas.api import Role
 from schemas.catalogue import unit_of
 from schemas.reports import UtilizationReport
-from services.common.auth import Principal, require_roles, scoped_department
+from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
 from services.common.http_guards import DepartmentParam
+from services.common.scope import Rollup, read_scope
 from services.query.reports.common import (
     TENTH,
     UsageFigure,
@@ -60,17 +62,17 @@ def period_of(period: str, start: date) -> tuple[date, date, date]:
     return start, end, previous
 
 
-async def utilization_report(period: str, start: date, department: str | None, lang: str) -> dict:
+async def utilization_report(period: str, start: date, departments: Sequence[str] | None, lang: str) -> dict:
     first, end, previous_first = period_of(period, start)
     engine = get_engine()
     async with raw_connection(engine) as conn:
-        current = await daily_usage(conn, first, end, department, attributed_only=True)
-        previous = await daily_usage(conn, previous_first, first, department, attributed_only=True)
+        current = await daily_usage(conn, first, end, departments, attributed_only=True)
+        previous = await daily_usage(conn, previous_first, first, departments, attributed_only=True)
         t0, t1 = day_bounds(first, end)
         p0, _ = day_bounds(previous_first, first)
-        utilization = await utilization_figures(conn, t0, t1, "system", department)
-        previous_utilization = await utilization_figures(conn, p0, t0, "system", department)
-        allocated = await allocations(conn, t0, t1, department)
+        utilization = await utilization_figures(conn, t0, t1, "system", departments)
+        previous_utilization = await utilization_figures(conn, p0, t0, "system", departments)
+        allocated = await allocations(conn, t0, t1, departments)
         usage: dict[tuple, dict[str, UsageFigure]] = defaultdict(lambda: defaultdict(UsageFigure))
         before: dict[tuple, dict[str, UsageFigure]] = defaultdict(lambda: defaultdict(UsageFigure))
         for target, rows in ((usage, current), (before, previous)):
@@ -151,15 +153,15 @@ def csv_rows(report: dict) -> list[list]:
 @router.get("/v1/reports/utilization", response_model=UtilizationReport,
             responses={200: {"content": {"text/csv": {}}}})
 async def get_utilization_report(principal: Reader, period: str, start: str, department: DepartmentParam = None,
-                                 format: str = "json", lang: str = "zh"):
+                                 format: str = "json", lang: str = "zh", rollup: Rollup = False):
     """Weekly or monthly utilisation per department and information system. Finance, provider and admin see
     every department; a department token sees its own (403 for another)."""
     check_lang(lang)
     check_format(format)
     if period not in PERIODS:
         raise bad("period", f"choose from {', '.join(PERIODS)}")
-    report = await utilization_report(period, parse_day("start", start), scoped_department(principal, department),
-                                      lang)
+    report = await utilization_report(period, parse_day("start", start),
+                                      (await read_scope(principal, department, rollup)).ids, lang)
     if format == "csv":
         return csv_response([column(c, lang) for c in CSV_COLUMNS], csv_rows(report),
                             f"govmeter-utilization-{period}-{report['start']}.csv")

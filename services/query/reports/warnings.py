@@ -22,12 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.api import Role
 from schemas.reports import WarningList
-from services.common.auth import Principal, require_roles, scoped_department
+from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection, raw_transaction, without_statement_timeout
 from services.common.money import yuan_text
 from services.common.http_guards import DepartmentParam, MeterParam
 from services.common.metrics import SPEND_WARNINGS
 from services.common.periods import LOCAL_TZ
+from services.common.scope import Rollup, read_scope
 from services.query.reports.anomaly import Anomaly, AnomalyRule, spend_anomaly
 from services.query.reports.common import parse_day
 from services.query.reports.labels import check_lang, meter_name
@@ -163,11 +164,11 @@ async def warning_loop(engine: AsyncEngine, producer, settings) -> None:
 @router.get("/v1/warnings", response_model=WarningList)
 async def get_warnings(principal: Reader, from_: Annotated[str | None, Query(alias="from")] = None,
                        to: str | None = None, department: DepartmentParam = None, meter: MeterParam = None,
-                       lang: str = "zh"):
+                       lang: str = "zh", rollup: Rollup = False):
     """Spend anomaly warnings with the figures that triggered them, newest day first; ``from``/``to`` are local
     days (``to`` exclusive). A department token sees its own department's warnings only."""
     check_lang(lang)
-    scope = scoped_department(principal, department)
+    scope = (await read_scope(principal, department, rollup)).ids
     clauses, args = [], []
     if from_ is not None:
         args.append(parse_day("from", from_))
@@ -177,7 +178,7 @@ async def get_warnings(principal: Reader, from_: Annotated[str | None, Query(ali
         clauses.append(f"w.day < ${len(args)}")
     if scope is not None:
         args.append(scope)
-        clauses.append(f"w.department_id = ${len(args)}")
+        clauses.append(f"w.department_id = ANY(${len(args)}::text[])")
     if meter is not None:
         args.append(meter)
         clauses.append(f"w.meter = ${len(args)}")

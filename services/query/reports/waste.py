@@ -8,6 +8,7 @@ by one department throughout the rule's window, and utilisation-based rules need
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -17,11 +18,12 @@ from fastapi import APIRouter, Depends
 
 from schemas.api import Role
 from schemas.reports import WasteReport
-from services.common.auth import Principal, require_roles, scoped_department
+from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
 from services.common.http_guards import DepartmentParam
 from services.common.periods import LOCAL_TZ, local_midnight
+from services.common.scope import Rollup, read_scope
 from services.metering.store import load_rate_cards
 from services.query.reports.common import (
     TENTH,
@@ -80,7 +82,7 @@ def _money_map(values: dict[str, Decimal]) -> dict[str, str]:
     return {k: format(v, "f") for k, v in sorted(values.items())}
 
 
-async def waste_findings(as_of: date, department: str | None, lang: str = "zh",
+async def waste_findings(as_of: date, departments: Sequence[str] | None, lang: str = "zh",
                          policy: WastePolicy = POLICY) -> tuple[list[dict], dict[str, Decimal]]:
     """The findings, and the exact monthly saving per resource (the one figure the budget basis counts)."""
     end = local_midnight(as_of)
@@ -99,9 +101,9 @@ async def waste_findings(as_of: date, department: str | None, lang: str = "zh",
             WHERE valid_from < $2 AND (valid_to IS NULL OR valid_to > $1)
               AND resource_id IN (SELECT resource_id FROM resource_intervals
                                   WHERE valid_from < $2 AND (valid_to IS NULL OR valid_to >= $2)
-                                    AND ($3::text IS NULL OR department_id = $3))
+                                    AND ($3::text[] IS NULL OR department_id = ANY($3::text[])))
             """,
-            earliest, end, department,
+            earliest, end, departments,
         )
         ids = sorted({r["resource_id"] for r in interval_rows})
         usage = await conn.fetch(
@@ -113,9 +115,9 @@ async def waste_findings(as_of: date, department: str | None, lang: str = "zh",
             ids, min(windows[IDLE], windows["unattached"]), end,
         ) if ids else []
         week = {k[1]: v for k, v in
-                (await utilization_figures(conn, windows[IDLE], end, "resource", department)).items()}
+                (await utilization_figures(conn, windows[IDLE], end, "resource", departments)).items()}
         fortnight = {k[1]: v for k, v in
-                     (await utilization_figures(conn, windows[OVERSIZED], end, "resource", department)).items()}
+                     (await utilization_figures(conn, windows[OVERSIZED], end, "resource", departments)).items()}
         intervals: dict[str, list] = defaultdict(list)
         for r in interval_rows:
             intervals[r["resource_id"]].append(r)
@@ -200,13 +202,13 @@ CSV_COLUMNS = ["department_id", "department_name", "system", "resource_id", "kin
 
 @router.get("/v1/reports/waste", response_model=WasteReport, responses={200: {"content": {"text/csv": {}}}})
 async def get_waste_report(principal: Reader, as_of: str | None = None, department: DepartmentParam = None,
-                           format: str = "json", lang: str = "zh"):
+                           format: str = "json", lang: str = "zh", rollup: Rollup = False):
     """Waste findings with evidence and monthly savings (yuan, at the prices in force at ``as_of``). Every role
     may read; a department token sees its own department's findings only."""
     check_lang(lang)
     check_format(format)
     day = parse_day("as_of", as_of) if as_of else datetime.now(LOCAL_TZ).date()
-    findings, savings = await waste_findings(day, scoped_department(principal, department), lang)
+    findings, savings = await waste_findings(day, (await read_scope(principal, department, rollup)).ids, lang)
     if format == "csv":
         return csv_response([column(c, lang) for c in CSV_COLUMNS],
                             ([f[c] for c in CSV_COLUMNS] for f in findings), f"govmeter-waste-{day}.csv")
