@@ -140,8 +140,6 @@ async def proxy(api: str, path: str, request: Request) -> Response:
     token = request.cookies.get(COOKIE)
     if token:  # without one the API answers 401 itself
         headers["authorization"] = f"Bearer {token}"
-    if body is not None:
-        headers["content-type"] = "application/json"
     try:
         answer = await request.app.state.client.request(
             request.method, f"{base}/{path}", params=request.query_params.multi_items(), headers=headers,

@@ -1,7 +1,7 @@
 """resource applications and their steps (Art. 8-10)
 
-Revision ID: 0008_applications
-Revises: 0007_source_watermarks
+Revision ID: 0009_applications
+Revises: 0008_disputes
 
 An application keeps its state and its two working-day clocks (approval, fulfilment); every step (who, when,
 why) is a row of application_steps, which the app role may only insert.
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0008_applications'
-down_revision: Union[str, None] = '0007_source_watermarks'
+revision: str = "0009_applications"
+down_revision: Union[str, None] = "0008_disputes"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

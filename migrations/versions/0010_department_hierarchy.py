@@ -1,7 +1,7 @@
 """department hierarchy: a department may have a parent (a district government's bureaux, the high-tech zone)
 
-Revision ID: 0008_department_hierarchy
-Revises: 0007_source_watermarks
+Revision ID: 0010_department_hierarchy
+Revises: 0009_applications
 
 ``departments.parent_id`` names the parent (NULL: a top-level department). The tree is kept acyclic by the
 database itself: a trigger walks up from the new parent and refuses (SQLSTATE 23514, check_violation, naming
@@ -15,8 +15,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0008_department_hierarchy'
-down_revision: Union[str, None] = '0007_source_watermarks'
+revision: str = "0010_department_hierarchy"
+down_revision: Union[str, None] = "0009_applications"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
