@@ -5,7 +5,7 @@ connections whose search_path is a new schema ``replay_<id>``: its tables are em
 (``LIKE ... INCLUDING ALL``); billing's tables and departments appear there as views of the live ones (read
 only by bill computation). Its ``events`` is a view too: the lifecycle events replayed so far (copied into
 ``stored_events``) and the live usage events of the segments replayed so far, so that re-rating after an
-ownership change or a new rate card (``store.rebuild_rollups``, ``store.reprice_from``) reads exactly what the
+ownership change or a new rate card (``rerate.rebuild_rollups``, ``rerate.reprice_from``) reads exactly what the
 live worker had stored at that point.
 
 History is replayed in segments, in the order of the closes: first what existed at the first close (events
@@ -45,20 +45,16 @@ from services.billing.bills import ClosedPeriod, closed_periods, open_periods, p
 from services.billing.domain.bills import Bill
 from services.billing.domain.render import draft_bytes, issue
 from services.common.db import asyncpg_dsn, raw_connection, raw_transaction
+from services.common.locks import lock_attribution, stamp_cut
 from services.common.periods import LocalCalendar
 from services.metering.domain.attribution import lifecycle_from_hours
 from services.metering.domain.rating import rate_usage
 from services.metering.rebuild import USAGE_COLUMNS, StoredUsage, create_staging_tables, fold_staged_deltas, stage_deltas
-from services.metering.store import (
-    hourly_delta_rows,
-    load_ownership,
-    load_rate_cards,
-    lock_attribution,
-    rebuild_rollups,
-    reprice_from,
-    reproject_ownership,
-)
-from services.metering.utilization import store_utilization
+from services.metering.ownership import load_ownership, reproject_ownership
+from services.metering.rerate import rebuild_rollups, reprice_from
+from services.metering.staging import hourly_delta_rows
+from services.reference.rate_cards import load_rate_cards
+from services.metering.utilization_store import store_utilization
 
 log = logging.getLogger(__name__)
 
@@ -222,18 +218,8 @@ async def _take_cut(engine) -> Cut:
 
 
 async def _cut_now(conn) -> Cut:
-    """The caller holds the attribution lock exclusively. As at a close (``closing.close_period``): what
-    committed is stamped before this instant; transactions open now have written nothing yet, and what they
-    write is stamped with their start, kept here so that it falls after the cut."""
-    cut_at = await conn.fetchval("SELECT clock_timestamp()")
-    open_now = [r["xact_start"] for r in await conn.fetch(
-        """
-        SELECT xact_start FROM pg_stat_activity
-        WHERE pid <> pg_backend_pid() AND datname = current_database() AND xact_start <= $1
-        """,
-        cut_at,
-    )]
-    return Cut(cut_at, tuple(open_now))
+    """The caller holds the attribution lock exclusively: a cut stamped as a close stamps it (``stamp_cut``)."""
+    return Cut(*await stamp_cut(conn))
 
 
 async def _replay_round(engine, replay_engine, raters: Raters, boundaries: list[Boundary], segments: range,

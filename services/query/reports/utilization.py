@@ -8,7 +8,7 @@ and the change against the previous period.
 * Quantities and cost come from the daily rollup (what /v1/usage shows); each cost is its exact sum rounded
   once, half-up, to the fen. Changes are percentages to 0.1 (null when the previous figure is 0).
 * Utilisation is time-weighted over every observed resource-hour of the system; p95 from the summed 1-point
-  histograms (see ``services.metering.utilization``)."""
+  histograms (see ``services.metering.domain.utilization``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Billing reference data in PostgreSQL: departments and rate cards."""
+"""Reference data in PostgreSQL, which every service reads: departments and rate cards."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.api import DepartmentIn, RateCardIn
 from services.common.db import raw_transaction, without_statement_timeout
+from services.common.locks import lock_attribution
 from services.common.models import Department, RateCard
-from services.metering.store import lock_attribution, reprice_from
+from services.metering.rerate import reprice_from
 
 
 class AlreadyExists(Exception):
@@ -65,3 +66,4 @@ async def list_rate_cards(engine: AsyncEngine) -> list[dict]:
     async with engine.connect() as conn:
         rows = await conn.execute(select(*RateCard.__table__.c).order_by(RateCard.effective_from, RateCard.id))
         return [dict(r._mapping) for r in rows]
+
