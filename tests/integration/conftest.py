@@ -74,7 +74,7 @@ class WorkerProcess:
         log = open(self.log_path, "ab")
         env = {**os.environ, "GOVMETER_WORKER_METRICS_PORT": str(self.metrics_port)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.common.cli", "worker", "metering"],
+            [sys.executable, "-m", "services.cli", "worker", "metering"],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
 

@@ -8,7 +8,7 @@ import time
 import jwt
 import pytest
 
-from services.common.cli import main as govmeter
+from services.cli import main as govmeter
 from tests.integration.support import (
     ADMIN,
     SOURCE,

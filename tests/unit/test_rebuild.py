@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from services.billing.replay import Cut, segment_of
+from services.replay.plan import Cut, segment_of
 from services.metering.domain.rating import MeteredUsage, RollupDelta, rate_usage
 from services.common.periods import LocalCalendar, local_day_of
 from services.metering.domain.attribution import lifecycle_from_hours
