@@ -20,7 +20,7 @@ from schemas.catalogue import meters
 from schemas.reports import BudgetBasisReport
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
-from services.common.money import yuan_text
+from schemas.money import yuan_text
 from services.common.periods import next_month, parse_month
 from services.reference.rate_cards import load_rate_cards
 from services.query.reports.basis import CAP_RATIO, FLOOR_RATIO, budget_basis

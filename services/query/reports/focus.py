@@ -29,7 +29,7 @@ from schemas.api import Role
 from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
-from services.common.money import CURRENCY, exact, quantity_text
+from schemas.money import CURRENCY, exact, quantity_text
 from services.common.http_guards import DepartmentParam
 from services.common.periods import month_bounds, parse_month
 from services.reference.rate_cards import load_rate_cards

@@ -24,7 +24,7 @@ from schemas.catalogue import unit_of
 from schemas.reports import UtilizationReport
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
-from services.common.money import quantity_text, yuan_text
+from schemas.money import quantity_text, yuan_text
 from services.common.http_guards import DepartmentParam
 from services.query.reports.common import (
     TENTH,

@@ -19,7 +19,7 @@ from schemas.api import Role
 from schemas.reports import WasteReport
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
-from services.common.money import quantity_text, yuan_text
+from schemas.money import quantity_text, yuan_text
 from services.common.http_guards import DepartmentParam
 from services.common.periods import LOCAL_TZ, local_midnight
 from services.reference.rate_cards import load_rate_cards
