@@ -147,7 +147,7 @@ class Process:
         self.popen: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.popen = subprocess.Popen([sys.executable, "-m", "services.common.cli", *self.args], cwd=REPO,
+        self.popen = subprocess.Popen([sys.executable, "-m", "services.cli", *self.args], cwd=REPO,
                                       env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
                                       start_new_session=True)
 
@@ -224,7 +224,7 @@ class Drill:
         self.postgres.init()
         self.postgres.start()
         self.broker.start()
-        subprocess.run([sys.executable, "-m", "services.common.cli", "migrate"], cwd=REPO, env=self.env, check=True,
+        subprocess.run([sys.executable, "-m", "services.cli", "migrate"], cwd=REPO, env=self.env, check=True,
                        stdout=subprocess.DEVNULL)
         self.api.start()
         self.worker.start()

@@ -126,7 +126,7 @@ def env_for(prefix: str, **extra) -> dict:
 
 
 def spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "services.common.cli", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
 
@@ -618,7 +618,7 @@ async def bench_replay(size: dict, logs: Path) -> tuple[Figure, dict[str, float]
     for run in range(size["runs"]):
         log = logs / f"replay-{run}.log"
         with open(log, "wb") as out:
-            process = subprocess.Popen([sys.executable, "-m", "services.common.cli", "replay", "--json"], cwd=REPO,
+            process = subprocess.Popen([sys.executable, "-m", "services.cli", "replay", "--json"], cwd=REPO,
                                        env=env_for(f"bench-{STAMP}-replay"), stdout=out, stderr=subprocess.STDOUT)
             while process.poll() is None:  # VmHWM only grows: the last reading before exit is the peak
                 for pid in [process.pid, *descendants(process.pid)]:

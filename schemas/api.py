@@ -10,7 +10,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.catalogue import Meter, meters
 from schemas.events import QUANTITY_PLACES
-from services.common.money import MAX_QUANTITY, MAX_UNIT_PRICE
+from schemas.money import MAX_QUANTITY, MAX_UNIT_PRICE
 
 
 def _at_most_six_places(value: Decimal) -> Decimal:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from schemas.api import DEPARTMENT_ID_PATTERN, NO_NUL
-from services.common.money import MAX_AMOUNT, yuan_text
+from schemas.money import MAX_AMOUNT, yuan_text
 from services.common.periods import MONTH_PATTERN, canonical_month
 
 # Checked by the one month parser (services.common.periods); the pattern is only shown in the JSON Schema.

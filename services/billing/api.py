@@ -10,13 +10,12 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
 
-import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
-from schemas.api import DepartmentIn, DepartmentOut, RateCardIn, RateCardOut, Role
+from schemas.api import Role
 from schemas.billing import (
     AdjustmentIn,
     AdjustmentOut,
@@ -34,7 +33,6 @@ from schemas.billing import (
     SubscriptionOut,
     SourceOut,
 )
-from schemas.catalogue import meters
 from services.billing.applications import router as applications_router
 from services.billing.background import run_billing_loop
 from services.billing.bills import snapshot
@@ -65,8 +63,6 @@ from services.billing.ledger import verify_ledger
 from services.billing.queries import FinalBill, bill_summaries, list_periods, read_bill
 from services.billing.domain.webhooks import url_refusal
 from services.billing.webhooks import create_subscription, delete_subscription, list_subscriptions, run_webhook_loop
-from services.billing.store import (AlreadyExists, BadParent, add_department, add_rate_card, list_departments,
-                                    list_rate_cards)
 from services.billing.watermarks import HeldBySources, source_report
 from services.common.auth import Principal, require_roles
 from services.common.scope import TREE, Rollup, read_scope
@@ -83,6 +79,7 @@ from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, answer_statement_timeouts
 from services.common.periods import LOCAL_TZ, parse_month
 from services.common.response_cache import ResponseCache, with_response_cache
+from services.reference.routes import router as reference_routes
 
 
 def _billing_loop(producer, settings):
@@ -116,7 +113,6 @@ document_error_details(app)
 guard(app, "billing")
 app.include_router(disputes_router)  # disputes of final bill lines (Art. 13)
 app.include_router(applications_router)  # resource applications (Art. 8–10)
-app.include_router(hierarchy.router)
 TREE.watch(bills_cache)  # bills_cache counts changes to departments: the tree is remembered while unchanged
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
@@ -150,43 +146,7 @@ def _month(field: str, value: str | None) -> str | None:
     return value
 
 
-@app.post("/v1/departments", status_code=status.HTTP_201_CREATED, response_model=DepartmentOut)
-async def create_department(department: DepartmentIn, principal: Admin):
-    try:
-        row = await add_department(get_engine(), department)
-    except (AlreadyExists, BadParent) as exc:
-        raise hierarchy.refusal(exc) from None
-    return DepartmentOut(id=row.id, name=row.name, created_at=row.created_at, parent_id=row.parent_id)
-
-
-@app.get("/v1/departments", response_model=list[DepartmentOut])
-async def get_departments(principal: AnyRole):
-    """Every department with its parent; a department token sees only its own, a district finance office its
-    subtree."""
-    return await list_departments(get_engine(), (await read_scope(principal)).ids)
-
-
-def _with_unpriced(card: dict) -> dict:
-    return {**card, "unpriced_meters": sorted(set(meters()) - set(card["prices"]))}
-
-
-@app.post("/v1/rate-cards", status_code=status.HTTP_201_CREATED, response_model=RateCardOut)
-async def create_rate_card(card: RateCardIn, principal: Admin):
-    """Add a rate card. Usage from ``effective_from`` on is priced by it (stored usage is re-rated at once)."""
-    try:
-        stored = await add_rate_card(get_engine(), card, created_by=principal.subject)
-    except AlreadyExists as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    out = RateCardOut(**_with_unpriced(stored))
-    producer = app.state.producer
-    await producer.send_and_wait(get_settings().rate_card_topic, orjson.dumps(out.model_dump(mode="json")),
-                                 key=card.version.encode())
-    return out
-
-
-@app.get("/v1/rate-cards", response_model=list[RateCardOut])
-async def get_rate_cards(principal: AnyRole):
-    return [_with_unpriced(card) for card in await list_rate_cards(get_engine())]
+app.include_router(reference_routes)  # departments and rate cards
 
 
 # --- periods ----------------------------------------------------------------------------------------------------
@@ -357,7 +317,7 @@ async def create_adjustment(adjustment: AdjustmentIn, principal: Admin, now: Now
         raise _unprocessable(str(exc)) from None
     except PeriodClosed as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    return AdjustmentOut(**asdict(posted))
+    return AdjustmentOut(**posted)
 
 
 @app.get("/v1/adjustments", response_model=list[AdjustmentOut], tags=["billing"])

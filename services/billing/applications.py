@@ -36,10 +36,10 @@ from services.common.config import get_settings
 from services.common.db import get_engine, raw_connection
 from services.common.decimal_json import DecimalJSONRoute
 from services.common.events_out import publish_event
-from services.common.money import quantity_text
+from schemas.money import quantity_text
 from services.metering.domain.rating import card_at
-from services.metering.source_binding import require_writable_sources
-from services.metering.store import load_rate_cards
+from services.common.source_binding import require_writable_sources
+from services.reference.rate_cards import load_rate_cards
 
 router = APIRouter(tags=["applications"], route_class=DecimalJSONRoute)  # JSON numbers parsed as Decimal
 Applicant = Annotated[Principal, Depends(require_roles(Role.DEPARTMENT, Role.ADMIN))]

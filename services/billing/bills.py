@@ -28,9 +28,6 @@ from services.common.db import raw_connection
 from services.common.periods import month_bounds
 from services.metering.domain.rating import RateCardPrices, card_prices
 
-# Closes, manual adjustments and ledger appends run one at a time under this transaction-level advisory lock.
-# Order: this one first, then the attribution lock (services.metering.store), never the other way round.
-BILLING_LOCK = 0x676D_626C  # "gmbl"
 NO_USAGE = "none"  # the digest of a department-period without usage rows
 
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.money import yuan_text
 from services.billing.bills import closed_periods, open_periods_with_usage, period_bills, snapshot
 from services.billing.closing import UnknownDepartment
 from services.billing.domain.budgets import RunRate, budget_alerts
@@ -19,7 +20,6 @@ from services.billing.domain.periods import next_open_period
 from services.billing.domain.render import local_text
 from services.common.db import raw_connection, raw_transaction
 from services.common.metrics import BUDGET_ALERTS
-from services.common.money import yuan_text
 from services.common.periods import HOUR, month_bounds
 
 

@@ -1,6 +1,6 @@
 """Closing billing periods (by hand or automatically) and posting manual adjustments: the billing write side.
 
-A close runs in one transaction holding BILLING_LOCK and, exclusively, the attribution lock: no usage batch,
+A close runs in one transaction holding the billing lock and, exclusively, the attribution lock: no usage batch,
 lifecycle event or rate card commits while the period's bills are computed, so the final bills, their ledger
 entries and the instant ``closed_at`` describe one consistent state of the rollups."""
 
@@ -16,7 +16,7 @@ from typing import Collection
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.billing.bills import BILLING_LOCK, closed_periods, open_periods, period_bills
+from services.billing.bills import PeriodBills, closed_periods, open_periods, period_bills
 from services.billing.domain.ledger import LedgerEntry
 from services.billing.domain.periods import due_periods, has_ended
 from services.billing.domain.render import issue
@@ -25,12 +25,11 @@ from services.billing.ledger import append_entries
 from services.billing.watermarks import HeldBySources, load_marks
 from services.common.config import get_settings
 from services.common.db import raw_connection, raw_transaction, without_statement_timeout
+from services.common.locks import auto_close_turn, lock_attribution, lock_billing, stamp_cut
 from services.common.metrics import PERIOD_CLOSE_SECONDS, PERIOD_CLOSES
 from services.common.periods import month_bounds
-from services.metering.store import lock_attribution
 
 log = logging.getLogger(__name__)
-AUTO_CLOSE_LOCK = 0x676D_6163  # "gmac": one auto-closer at a time across billing API instances
 
 
 class PeriodNotEnded(Exception):
@@ -79,44 +78,17 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
     started = time.perf_counter()
     async with raw_transaction(engine) as conn:
         await without_statement_timeout(conn)
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", BILLING_LOCK)
+        await lock_billing(conn)
         done = await _outcome(conn, period)
         if done is not None:
             return done
         await lock_attribution(conn, exclusive=True)
-        # Every transaction that committed before we got the lock is stamped (received_at, created_at: their
-        # start) before this instant. Those still open now began before it but wrote nothing yet (they would
-        # hold the lock): what they write counts after the close, so their start instants are kept with it.
-        closed_at = await conn.fetchval("SELECT clock_timestamp()")
+        closed_at, open_now = await stamp_cut(conn)
         # Read under the exclusive attribution lock: no batch is moving a watermark meanwhile.
-        behind = sources_behind(await load_marks(conn), period, now, active_days)
-        override = None
-        if behind:
-            if override_reason is None:
-                raise HeldBySources(period, behind)
-            override = override_record(closed_by, closed_at, override_reason, behind)
-            log.warning("closing %s past sources behind its end, by %s: %s", period, closed_by, override_reason)
-        open_now = [r["xact_start"] for r in await conn.fetch(
-            """
-            SELECT xact_start FROM pg_stat_activity
-            WHERE pid <> pg_backend_pid() AND datname = current_database() AND xact_start <= $1
-            """,
-            closed_at,
-        )]
+        override = await _watermark_override(conn, period, now, active_days, closed_by, closed_at, override_reason)
         computed = await period_bills(conn, period, status="final", as_of=closed_at, closed_at=closed_at)
         issued = [(bill, issue(bill)) for bill in computed.bills]
-        entries: list[LedgerEntry] = []
-        bill_entry_index: dict[str, int] = {}
-        for bill, paper in issued:
-            common = dict(department_id=bill.department_id, period=period, bill_id=bill.bill_id,
-                          created_by=closed_by, created_at=closed_at)
-            entries += [LedgerEntry(0, "bill_line", meter=line.meter, quantity=line.quantity, amount=line.amount,
-                                    **common) for line in bill.lines]
-            entries += [LedgerEntry(0, "late_adjustment", meter=a.meter, quantity=a.quantity, amount=a.amount,
-                                    original_period=a.original_period, reason=a.reason, **common)
-                        for a in bill.late_adjustments]
-            bill_entry_index[bill.bill_id] = len(entries)
-            entries.append(LedgerEntry(0, "bill", amount=bill.total, content_hash=paper.content_hash, **common))
+        entries, bill_entry_index = _ledger_entries(issued, period, closed_by, closed_at)
         linked = await append_entries(conn, entries)
         total = sum((bill.total for bill in computed.bills), Decimal(0))
         close_seq = await conn.fetchval(
@@ -128,35 +100,79 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
             period, closed_at, open_now, closed_by, len(issued), total, linked[-1].seq if linked else None, instance,
             None if override is None else orjson.dumps(override).decode(),
         )
-        if issued:
-            await conn.execute(
-                """
-                INSERT INTO bills (bill_id, period, department_id, total, content_hash, document, csv, closed_at,
-                                   ledger_seq)
-                SELECT b, $2, d, t, h, doc, c, $3, s
-                FROM unnest($1::text[], $4::text[], $5::numeric[], $6::text[], $7::bytea[], $8::bytea[], $9::bigint[])
-                     AS x(b, d, t, h, doc, c, s)
-                """,
-                [bill.bill_id for bill, _ in issued], period, closed_at,
-                [bill.department_id for bill, _ in issued], [bill.total for bill, _ in issued],
-                [paper.content_hash for _, paper in issued], [paper.document for _, paper in issued],
-                [paper.csv for _, paper in issued], [linked[bill_entry_index[bill.bill_id]].seq for bill, _ in issued],
-            )
-        if computed.baselines:
-            await conn.execute(
-                """
-                INSERT INTO usage_baselines (department_id, period, digest, close_seq)
-                SELECT d, p, g, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(d, p, g)
-                """,
-                [b.department_id for b in computed.baselines], [b.period for b in computed.baselines],
-                [b.digest for b in computed.baselines], close_seq,
-            )
+        await _store_final_bills(conn, period, closed_at, issued, [linked[bill_entry_index[b.bill_id]].seq
+                                                                   for b, _ in issued])
+        await _store_baselines(conn, computed, close_seq)
         PERIOD_CLOSES.labels("auto" if closed_by == "auto-close" else "manual").inc()
         PERIOD_CLOSE_SECONDS.observe(time.perf_counter() - started)  # the lock waits included
         log.info("closed %s: %d bills, total %s", period, len(issued), total)
         return CloseOutcome(period, closed_at, closed_by, total,
                             [BillIssued(b.bill_id, b.department_id, b.total, p.content_hash) for b, p in issued], True,
                             override)
+
+
+async def _watermark_override(conn, period: str, now: datetime, active_days: int, closed_by: str,
+                              closed_at: datetime, override_reason: str | None) -> dict | None:
+    """HeldBySources when an active source is behind the period's end, unless ``override_reason`` says why it
+    closes anyway: then the record of that override, kept with the period."""
+    behind = sources_behind(await load_marks(conn), period, now, active_days)
+    if not behind:
+        return None
+    if override_reason is None:
+        raise HeldBySources(period, behind)
+    log.warning("closing %s past sources behind its end, by %s: %s", period, closed_by, override_reason)
+    return override_record(closed_by, closed_at, override_reason, behind)
+
+
+def _ledger_entries(issued: list, period: str, closed_by: str,
+                    closed_at: datetime) -> tuple[list[LedgerEntry], dict[str, int]]:
+    """The ledger entries of the final bills (their lines, late adjustments, then the bill itself), and where
+    each bill's own entry stands among them."""
+    entries: list[LedgerEntry] = []
+    bill_entry_index: dict[str, int] = {}
+    for bill, paper in issued:
+        common = dict(department_id=bill.department_id, period=period, bill_id=bill.bill_id,
+                      created_by=closed_by, created_at=closed_at)
+        entries += [LedgerEntry(0, "bill_line", meter=line.meter, quantity=line.quantity, amount=line.amount,
+                                **common) for line in bill.lines]
+        entries += [LedgerEntry(0, "late_adjustment", meter=a.meter, quantity=a.quantity, amount=a.amount,
+                                original_period=a.original_period, reason=a.reason, **common)
+                    for a in bill.late_adjustments]
+        bill_entry_index[bill.bill_id] = len(entries)
+        entries.append(LedgerEntry(0, "bill", amount=bill.total, content_hash=paper.content_hash, **common))
+    return entries, bill_entry_index
+
+
+async def _store_final_bills(conn, period: str, closed_at: datetime, issued: list, ledger_seqs: list[int]) -> None:
+    if not issued:
+        return
+    await conn.execute(
+        """
+        INSERT INTO bills (bill_id, period, department_id, total, content_hash, document, csv, closed_at,
+                           ledger_seq)
+        SELECT b, $2, d, t, h, doc, c, $3, s
+        FROM unnest($1::text[], $4::text[], $5::numeric[], $6::text[], $7::bytea[], $8::bytea[], $9::bigint[])
+             AS x(b, d, t, h, doc, c, s)
+        """,
+        [bill.bill_id for bill, _ in issued], period, closed_at,
+        [bill.department_id for bill, _ in issued], [bill.total for bill, _ in issued],
+        [paper.content_hash for _, paper in issued], [paper.document for _, paper in issued],
+        [paper.csv for _, paper in issued], ledger_seqs,
+    )
+
+
+async def _store_baselines(conn, computed: PeriodBills, close_seq: int) -> None:
+    """The usage fingerprints the close settled on (replay checks each of them)."""
+    if not computed.baselines:
+        return
+    await conn.execute(
+        """
+        INSERT INTO usage_baselines (department_id, period, digest, close_seq)
+        SELECT d, p, g, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(d, p, g)
+        """,
+        [b.department_id for b in computed.baselines], [b.period for b in computed.baselines],
+        [b.digest for b in computed.baselines], close_seq,
+    )
 
 
 async def _outcome(conn, period: str) -> CloseOutcome | None:
@@ -184,14 +200,11 @@ async def close_due_periods(engine: AsyncEngine, now: datetime, grace_days: int,
     parallel)."""
     outcomes: list[CloseOutcome] = []
     while True:
-        async with raw_connection(engine) as conn:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", AUTO_CLOSE_LOCK):
+        async with raw_connection(engine) as conn, auto_close_turn(conn) as mine:
+            if not mine:
                 return outcomes or None
-            try:
-                candidates = await open_periods(conn)
-                closed = set(await closed_periods(conn))
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", AUTO_CLOSE_LOCK)
+            candidates = await open_periods(conn)
+            closed = set(await closed_periods(conn))
         if only is not None:
             candidates = [p for p in candidates if p in set(only)]
         due = due_periods(candidates, closed, now, grace_days)
@@ -205,27 +218,13 @@ async def close_due_periods(engine: AsyncEngine, now: datetime, grace_days: int,
                 return outcomes
 
 
-@dataclass(frozen=True, slots=True)
-class PostedAdjustment:
-    id: int
-    department_id: str
-    period: str
-    amount: Decimal
-    reason: str
-    reference: str | None
-    created_by: str
-    created_at: datetime
-    ledger_seq: int
-    ledger_hash: str
-
-
 async def post_adjustment(engine: AsyncEngine, department_id: str, period: str, amount: Decimal, reason: str,
-                          reference: str | None, created_by: str) -> PostedAdjustment:
+                          reference: str | None, created_by: str) -> dict:
     """Append a manual adjustment (negative: a credit) to a department's bill of an open period, with its
-    ledger entry, in one transaction."""
+    ledger entry, in one transaction. Returns it as ``list_adjustments`` lists it."""
     created_at = datetime.now(UTC)
     async with raw_transaction(engine) as conn:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", BILLING_LOCK)
+        await lock_billing(conn)
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM departments WHERE id = $1)", department_id):
             raise UnknownDepartment(f"department_id: unknown department {department_id!r}")
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM billing_periods WHERE period = $1)", period):
@@ -236,9 +235,10 @@ async def post_adjustment(engine: AsyncEngine, department_id: str, period: str, 
 
 
 async def insert_adjustment(conn, department_id: str, period: str, amount: Decimal, reason: str,
-                            reference: str | None, created_by: str, created_at: datetime) -> PostedAdjustment:
+                            reference: str | None, created_by: str, created_at: datetime) -> dict:
     """The adjustment and its ledger entry, in the caller's transaction, which holds BILLING_LOCK and has checked
-    that ``period`` is open (so no close can slip between the check and the insert)."""
+    that ``period`` is open (so no close can slip between the check and the insert). The row as
+    ``list_adjustments`` gives it, with its ledger hash."""
     (entry,) = await append_entries(conn, [LedgerEntry(
         0, "adjustment", department_id=department_id, period=period, amount=amount, reason=reason,
         reference=reference, created_by=created_by, created_at=created_at)])
@@ -249,8 +249,9 @@ async def insert_adjustment(conn, department_id: str, period: str, amount: Decim
         """,
         department_id, period, amount, reason, reference, created_by, created_at, entry.seq,
     )
-    return PostedAdjustment(adjustment_id, department_id, period, amount, reason, reference, created_by, created_at,
-                            entry.seq, entry.hash)
+    return dict(id=adjustment_id, department_id=department_id, period=period, amount=amount, reason=reason,
+                reference=reference, created_by=created_by, created_at=created_at, ledger_seq=entry.seq,
+                ledger_hash=entry.hash)
 
 
 async def list_adjustments(engine: AsyncEngine, department_ids: Collection[str] | None, period: str | None

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.api import Role
 from schemas.disputes import DisputeIn, DisputeOut, DisputeStatus, RejectIn, UpholdIn
-from services.billing.bills import BILLING_LOCK
+from services.common.locks import lock_billing
 from services.billing.closing import insert_adjustment
 from services.billing.domain.bills import parse_bill_number
 from services.billing.domain.disputes import (
@@ -123,7 +123,7 @@ async def answer_dispute(engine: AsyncEngine, dispute_id: int, by: str, decision
     answered_at = datetime.now(UTC)
     async with raw_transaction(engine) as conn:
         if decision == UPHELD:
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", BILLING_LOCK)
+            await lock_billing(conn)
         row = await conn.fetchrow("SELECT * FROM disputes WHERE id = $1 FOR UPDATE", dispute_id)
         if row is None:
             raise DisputeRefused(404, f"dispute_id: no dispute {dispute_id}")
@@ -139,7 +139,7 @@ async def answer_dispute(engine: AsyncEngine, dispute_id: int, by: str, decision
             posted = await insert_adjustment(conn, row["department_id"], target, -credit,
                                              credit_reason(dispute_id, row["bill_id"], row["meter"]),
                                              credit_reference(dispute_id), by, answered_at)
-            adjustment_id = posted.id
+            adjustment_id = posted["id"]
         await conn.execute(
             """
             UPDATE disputes SET status = $2, answered_by = $3, answered_at = $4, reply = $5, credit = $6,

@@ -29,7 +29,7 @@ from services.common.kafka import batch_records
 from services.common.metrics import count_ingest
 from services.common.events_out import publish
 from services.common.observability import instrument
-from services.metering.source_binding import require_writable_sources
+from services.common.source_binding import require_writable_sources
 
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())

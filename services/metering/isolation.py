@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from decimal import DecimalException
 
-from services.metering.store import DeadLetterRow, IncomingEvent
+from services.metering.event_store import DeadLetterRow, IncomingEvent
 
 log = logging.getLogger(__name__)
 

@@ -19,22 +19,20 @@ from services.common.db import raw_transaction
 from services.metering.domain.attribution import Ownership, lifecycle_from_hours
 from services.metering.domain.rating import RateCardPrices, rate_usage
 from services.metering.isolation import apply_isolating
-from services.metering.store import (
+from services.common.locks import lock_attribution
+from services.metering.event_store import (
     DeadLetterRow,
     IncomingEvent,
     InstantText,
     incoming_event,
-    apply_rollup_deltas,
     insert_dead_letters,
-    load_ownership,
-    load_rate_cards,
-    lock_attribution,
-    projection_versions,
-    rebuild_rollups,
-    reproject_ownership,
     store_events,
 )
-from services.metering.utilization import store_utilization
+from services.metering.ownership import load_ownership, projection_versions, reproject_ownership
+from services.metering.rerate import rebuild_rollups
+from services.metering.rollups import apply_rollup_deltas
+from services.reference.rate_cards import load_rate_cards
+from services.metering.utilization_store import store_utilization
 from services.metering.watermarks import advance_watermarks
 
 log = logging.getLogger(__name__)

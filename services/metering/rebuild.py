@@ -1,7 +1,7 @@
 """Bulk write side for rebuilding the usage rollups from stored usage (``govmeter replay``).
 
 The worker adds each batch's hourly deltas to usage_hourly and the coarser rollups row by row
-(``store.apply_rollup_deltas``). A rebuild rates millions of stored events with the same ``rate_usage``, but
+(``rollups.apply_rollup_deltas``). A rebuild rates millions of stored events with the same ``rate_usage``, but
 stages its hourly deltas with COPY in an UNLOGGED table without indexes and adds them to the rollups with one
 set-based ``INSERT … SELECT … GROUP BY`` per table. Sums are exact decimals, so the grouping order changes
 nothing: the rows are the ones the worker's upserts would have produced.
@@ -16,9 +16,10 @@ from typing import Iterable
 
 import asyncpg
 
-from services.metering.store import COARSE_ROLLUPS, HOURLY_DELTA_COLUMNS, HOURLY_KEY, LOCAL_MONTH_OF_DAY, SUMS
+from services.metering.rollups import COARSE_ROLLUPS, HOURLY_KEY, LOCAL_MONTH_OF_DAY, SUMS
+from services.metering.staging import HOURLY_DELTA_COLUMNS
 
-STAGING = "hourly_delta_staging"  # rows of store.HOURLY_DELTA_COLUMNS
+STAGING = "hourly_delta_staging"  # rows of staging.HOURLY_DELTA_COLUMNS
 COARSE_STAGING = "coarse_delta_staging"  # the staged deltas summed per local day, owner, system and meter
 TEXT_KEYS = {"resource_id", "meter", "department_id", "system"}
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Iterable
 
 from schemas.events import USAGE_TYPE
-from services.metering.store import IncomingEvent
+from services.metering.event_store import IncomingEvent
 
 
 def source_marks(new_events: Iterable[IncomingEvent]) -> dict[str, tuple[datetime | None, int]]:

@@ -14,7 +14,7 @@ from services.common.models import Base
 
 
 class UtilizationHourly(Base):
-    """Utilisation observations per UTC hour and resource (see ``services.metering.utilization``): time-weighted
+    """Utilisation observations per UTC hour and resource (see ``services.metering.domain.utilization``): time-weighted
     sums, maxima and 1-point histograms of CPU and memory percent. Never billed; owners are joined at read time."""
 
     __tablename__ = "utilization_hourly"

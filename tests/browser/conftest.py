@@ -166,7 +166,7 @@ def console_stack(tmp_path_factory):
     for api, port in ports.items():
         env[f"GOVMETER_{api.upper()}_PORT"] = str(port)
     logs = tmp_path_factory.mktemp("console-stack")
-    me = [sys.executable, "-m", "services.common.cli"]
+    me = [sys.executable, "-m", "services.cli"]
     subprocess.run([*me, "migrate"], cwd=REPO, env=env, check=True, capture_output=True)
     stack = Stack(console=f"http://127.0.0.1:{ports['console']}",
                   apis={api: f"http://127.0.0.1:{port}" for api, port in ports.items() if api != "console"},

@@ -138,7 +138,7 @@ def test_govmeter_api_and_token_refuse_to_run_without_a_long_secret(secret):
         env["GOVMETER_JWT_SECRET"] = secret
     for command in (["api", "metering", "--port", "0"], ["token", "--role", "admin"]):
         try:
-            done = subprocess.run([sys.executable, "-m", "services.common.cli", *command], cwd=REPO, env=env,
+            done = subprocess.run([sys.executable, "-m", "services.cli", *command], cwd=REPO, env=env,
                                   capture_output=True, text=True, timeout=60)
         except subprocess.TimeoutExpired:
             pytest.fail(f"govmeter {' '.join(command)} ran without a secret")

@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer
 
 from services.billing.api import app as billing_app
 from services.billing.api import billing_clock
-from services.billing.closing import AUTO_CLOSE_LOCK, close_due_periods
+from services.billing.closing import close_due_periods
+from services.common.locks import AUTO_CLOSE_LOCK
 from services.billing.background import run_billing_loop
 from services.billing.domain.periods import closes_at
 from services.common.db import get_engine, raw_connection

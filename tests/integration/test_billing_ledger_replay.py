@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from services.billing.replay import replay
+from services.replay.run import replay
 from services.common.db import asyncpg_dsn, get_engine
 from tests.conftest import SUPERUSER_DATABASE_URL
 from tests.integration.conftest import REPO
@@ -40,7 +40,7 @@ async def verify(apps) -> dict:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.common.cli", *args], cwd=REPO, env=os.environ.copy(),
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=os.environ.copy(),
                           capture_output=True, text=True, timeout=120)
 
 

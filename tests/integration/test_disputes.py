@@ -8,7 +8,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from services.billing.replay import replay
+from services.replay.run import replay
 from services.common.db import asyncpg_dsn, get_engine
 from tests.integration.support import ADMIN, FINANCE, PROVIDER, auth, lifecycle_event, usage_event
 from tests.integration.test_billing import close, department, get_bill, local, new_id, publish, rate_card

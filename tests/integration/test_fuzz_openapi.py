@@ -74,7 +74,7 @@ def fuzz_apis(broker, database, settings, tmp_path_factory):  # database: the ru
             port = _free_port()
             urls[service] = f"http://127.0.0.1:{port}"
             processes.append(subprocess.Popen(
-                [sys.executable, "-m", "services.common.cli", "api", service, "--port", str(port)], cwd=REPO, env=env,
+                [sys.executable, "-m", "services.cli", "api", service, "--port", str(port)], cwd=REPO, env=env,
                 stdout=open(logs / f"{service}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True))
         _wait_healthy(urls, processes)
         created = httpx.post(f"{urls['billing']}/v1/departments", json={"id": FUZZ_DEPARTMENT, "name": "模糊测试局"},

@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 
 import services.billing.closing as closing
 from services.billing.domain.render import issue
-from services.billing.replay import replay
+from services.replay.run import replay
 from services.common.db import get_engine
 from tests.integration.support import ADMIN, FINANCE, lifecycle_event, usage_event
 from tests.integration.test_billing import close, local, new_id, publish, rate_card

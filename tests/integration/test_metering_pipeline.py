@@ -419,7 +419,7 @@ async def test_worker_killed_mid_stream_counts_every_event_exactly_once(apps, wo
 
 
 def half_up_fen(value: Fraction) -> str:
-    """A reference rounding, independent of services.common.money: exact fraction → yuan text, half-up."""
+    """A reference rounding, independent of schemas.money: exact fraction → yuan text, half-up."""
     sign = "-" if value < 0 else ""
     fen = int(abs(value) * 100 + Fraction(1, 2))  # floor(x + ½) of the absolute value: half away from zero
     return f"{sign}{fen // 100}.{fen % 100:02d}"

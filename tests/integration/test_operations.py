@@ -232,7 +232,7 @@ def test_an_api_process_logs_json_lines_with_the_request_id_and_never_the_token(
     log_path = tmp_path / "query.log"
     env = {**os.environ, "GOVMETER_WARNINGS_INTERVAL_SECONDS": "0"}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.common.cli", "api", "query", "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "services.cli", "api", "query", "--port", str(port)],
                                    cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     token = auth("finance")["Authorization"].removeprefix("Bearer ")
     forged = token[:-4] + "AAAA"

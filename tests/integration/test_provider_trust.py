@@ -8,7 +8,7 @@ import time
 import jwt
 import pytest
 
-from services.common.cli import main as govmeter
+from services.cli import main as govmeter
 from tests.integration.support import ADMIN, SOURCE, auth, dead_letters, lifecycle_event, post_events, stored_count, \
     usage_event, wait_stored, wait_until
 from tests.integration.test_billing import department, local, new_id, publish

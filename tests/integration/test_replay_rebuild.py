@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-import services.billing.replay as replay_module
-from services.billing.replay import Cut, replay
+import services.replay.run as replay_module
+from services.replay.plan import Cut
+from services.replay.run import replay
 from services.common.db import asyncpg_dsn, get_engine
 from tests.conftest import SUPERUSER_DATABASE_URL
 from tests.integration.support import SOURCE, lifecycle_event, post_events, usage_event

@@ -244,7 +244,7 @@ async def test_platform_report_shows_families_growth_top_departments_unattribute
 
 
 def evaluate(day: date) -> dict:
-    done = subprocess.run([sys.executable, "-m", "services.common.cli", "warnings", "evaluate", "--day", str(day)],
+    done = subprocess.run([sys.executable, "-m", "services.cli", "warnings", "evaluate", "--day", str(day)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -167,7 +167,7 @@ async def test_a_silent_source_holds_the_close_until_its_data_passes_the_month_e
 
 
 def govmeter(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.common.cli", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
 
 

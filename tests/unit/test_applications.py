@@ -161,7 +161,7 @@ def test_the_estimate_equals_the_bill_of_the_same_month_of_hourly_usage(quantity
 
 def test_the_e_government_centre_has_a_role_of_its_own_in_tokens_and_the_cli():
     from services.common.auth import AUDIENCES, authenticate, issue_token
-    from services.common.cli import main
+    from services.cli import main
 
     principal = authenticate(f"Bearer {issue_token('egov')}", AUDIENCES["billing"])
     assert (principal.role, principal.department) == ("egov", None)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from services.metering.isolation import apply_isolating, is_refusal
 from services.metering.pipeline import BatchOutcome
-from services.metering.store import IncomingEvent
+from services.metering.event_store import IncomingEvent
 
 
 @pytest.mark.parametrize("error", [
@@ -100,7 +100,7 @@ def test_transient_failures_are_retried_and_never_dead_lettered():
 
 def test_the_batches_dead_letters_from_decoding_commit_with_the_first_part():
     store = FakeStore(poisoned={0})
-    from services.metering.store import DeadLetterRow
+    from services.metering.event_store import DeadLetterRow
     letter = DeadLetterRow("k", "src", "bad-json", "invalid JSON", ["body: x"], "{")
     asyncio.run(apply_isolating(store.apply, [item(0), item(1)], [letter], BatchOutcome, sleep=no_sleep))
     assert store.committed == [1] and sorted(store.letters) == ["bad-json", "e0"]

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 
+from schemas.money import MAX_QUANTITY, MAX_UNIT_PRICE, quantity_text, round_fen, yuan_text
 from services.billing.domain.bills import UsageSlice, price_usage
-from services.common.money import MAX_QUANTITY, MAX_UNIT_PRICE, quantity_text, round_fen, yuan_text
 from services.metering.domain.rating import MeteredUsage, card_prices, graduated_charge, rate_usage, Tier
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

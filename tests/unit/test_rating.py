@@ -5,7 +5,7 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.money import round_fen, yuan_text
+from schemas.money import round_fen, yuan_text
 from services.metering.domain.attribution import LifecycleChange, ownership_intervals, owner_at
 from services.metering.domain.rating import (
     MeteredUsage,

@@ -6,11 +6,12 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from services.billing.replay import Cut, segment_of
+from services.replay.plan import Cut, segment_of
 from services.metering.domain.rating import MeteredUsage, RollupDelta, rate_usage
 from services.common.periods import LocalCalendar, local_day_of
 from services.metering.domain.attribution import lifecycle_from_hours
-from services.metering.store import COARSE_ROLLUPS, HOURLY_DELTA_COLUMNS, hourly_delta_rows
+from services.metering.rollups import COARSE_ROLLUPS
+from services.metering.staging import HOURLY_DELTA_COLUMNS, hourly_delta_rows
 
 STAGED = [c.split()[0] for c in HOURLY_DELTA_COLUMNS.split(", ")]  # column names, in order
 
@@ -43,7 +44,7 @@ def test_staged_rows_sum_to_the_worker_s_coarse_deltas_and_keep_decimals_exact()
     assert len(rows) == len(deltas)
     assert sum(Decimal(r["unpriced_quantity"]) for r in rows) == Decimal("7.000000001")
     for rollup in COARSE_ROLLUPS:
-        worker: dict[tuple, Decimal] = defaultdict(Decimal)  # as store.apply_rollup_deltas groups them
+        worker: dict[tuple, Decimal] = defaultdict(Decimal)  # as rollups.apply_rollup_deltas groups them
         for (hour, _resource, meter, department, system, _card), delta in deltas.items():
             worker[coarse_key(rollup, hour, department, system, meter)] += delta.quantity
         staged: dict[tuple, Decimal] = defaultdict(Decimal)

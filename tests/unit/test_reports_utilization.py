@@ -4,7 +4,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.metering.utilization import (
+from services.metering.domain.utilization import (
     BUCKETS,
     Observation,
     bucket_of,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from schemas.events import RESOURCE_TYPE, USAGE_TYPE
 from services.billing.domain.watermarks import SourceMark, is_active, override_record, sources_behind
 from services.common.periods import LOCAL_TZ
-from services.metering.store import IncomingEvent
+from services.metering.event_store import IncomingEvent
 from services.metering.watermarks import source_marks
 
 MARCH_END = datetime(2026, 4, 1, tzinfo=LOCAL_TZ)  # 2026-03-31T16:00Z

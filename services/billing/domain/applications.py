@@ -16,7 +16,7 @@ import chinese_calendar
 from schemas.api import Role
 from schemas.catalogue import meters
 from services.billing.domain.bills import BillLine, UsageSlice, price_usage
-from services.common.money import exact
+from schemas.money import exact
 from services.common.periods import LOCAL_TZ, month_bounds
 from services.metering.domain.rating import RateCardPrices
 

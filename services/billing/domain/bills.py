@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Iterable, Mapping, Sequence
 
-from services.common.money import FEN, exact, round_fen
+from schemas.money import FEN, exact, round_fen
 from services.common.periods import parse_month
 from services.metering.domain.rating import RateCardPrices, Tier, graduated_charge
 

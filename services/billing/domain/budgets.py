@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from services.common.money import round_fen, yuan_text
+from schemas.money import round_fen, yuan_text
 
 THRESHOLDS = (50, 80, 100)
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 import orjson
 
 from services.billing.domain.periods import next_open_period
-from services.common.money import FEN, exact
+from schemas.money import FEN, exact
 
 OPEN, REJECTED, UPHELD = "open", "rejected", "upheld"
 STATES = (OPEN, REJECTED, UPHELD)

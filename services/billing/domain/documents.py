@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote
 
+from schemas.money import CURRENCY
 from services.billing.domain.render import CSV_HEADER, STATUS_ZH, sha256_hex
-from services.common.money import CURRENCY
 from services.common.periods import LOCAL_TZ, month_bounds
 
 STATUS = {zh: status for status, zh in STATUS_ZH.items()}

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 
 from schemas.catalogue import meters
+from schemas.money import CURRENCY, quantity_text, yuan_text
 from services.billing.domain.bills import Bill, BillLine, LateAdjustment, ManualAdjustment, PriceApplied
-from services.common.money import CURRENCY, quantity_text, yuan_text
 from services.common.periods import LOCAL_TZ, month_bounds
 from services.common.spreadsheet import InertCsvWriter
 

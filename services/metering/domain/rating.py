@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Iterable, Iterator, NamedTuple
 
-from services.common.money import exact
+from schemas.money import exact
 from services.common.periods import HOUR
 from services.metering.domain.attribution import Ownership, owner_at
 from services.metering.domain.splitting import split_into_hours

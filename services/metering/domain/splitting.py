@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, localcontext
 
 from schemas.events import QUANTITY_PLACES
-from services.common.money import EXACT
+from schemas.money import EXACT
 from services.common.periods import HOUR, floor_hour
 
 _STEP = Decimal(1).scaleb(-QUANTITY_PLACES)

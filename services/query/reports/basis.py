@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Sequence
 
-from services.common.money import round_fen
+from schemas.money import round_fen
 
 FLOOR_RATIO = Decimal("0.8")
 CAP_RATIO = Decimal("1.3")

@@ -20,10 +20,10 @@ from schemas.catalogue import meters
 from schemas.reports import BudgetBasisReport
 from services.common.auth import Principal
 from services.common.db import get_engine, raw_connection
-from services.common.money import yuan_text
+from schemas.money import yuan_text
 from services.common.periods import next_month, parse_month
 from services.common.scope import require_city_wide
-from services.metering.store import load_rate_cards
+from services.reference.rate_cards import load_rate_cards
 from services.query.reports.basis import CAP_RATIO, FLOOR_RATIO, budget_basis
 from services.query.reports.charges import month_charges
 from services.query.reports.common import bad, check_format, csv_response, department_names, xlsx_response

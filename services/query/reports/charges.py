@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from services.common.money import exact, round_fen
+from schemas.money import exact, round_fen
 from services.common.periods import LOCAL_TZ, month_bounds
 from services.metering.domain.rating import RateCardPrices, tier_walk
-from services.metering.store import load_rate_cards
+from services.reference.rate_cards import load_rate_cards
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from services.common.periods import local_midnight
 from services.common.spreadsheet import InertCsvWriter, append_inert_row
 from services.metering.domain.rating import RateCardPrices, card_at
-from services.metering.utilization import BUCKETS, percentile
+from services.metering.domain.utilization import BUCKETS, percentile
 
 FORMATS = ("json", "csv")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -30,11 +30,11 @@ from schemas.api import Role
 from schemas.catalogue import meters
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
-from services.common.money import CURRENCY, exact, quantity_text
+from schemas.money import CURRENCY, exact, quantity_text
 from services.common.http_guards import DepartmentParam
 from services.common.periods import month_bounds, parse_month
 from services.common.scope import Rollup, read_scope
-from services.metering.store import load_rate_cards
+from services.reference.rate_cards import load_rate_cards
 from services.query.reports.charges import ChargeRow, invoice_id, invoice_lines, local_day_start, month_charges
 from services.query.reports.common import bad, csv_response, department_names
 from services.query.reports.labels import check_lang, meter_name

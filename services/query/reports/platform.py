@@ -19,7 +19,7 @@ from schemas.catalogue import meters, unit_of
 from schemas.reports import PlatformReport
 from services.common.auth import Principal
 from services.common.db import get_engine, raw_connection
-from services.common.money import quantity_text, yuan_text
+from schemas.money import quantity_text, yuan_text
 from services.common.periods import month_bounds, parse_month
 from services.query.reports.applications import late_applications
 from services.common.scope import require_city_wide

@@ -8,7 +8,7 @@ and the change against the previous period.
 * Quantities and cost come from the daily rollup (what /v1/usage shows); each cost is its exact sum rounded
   once, half-up, to the fen. Changes are percentages to 0.1 (null when the previous figure is 0).
 * Utilisation is time-weighted over every observed resource-hour of the system; p95 from the summed 1-point
-  histograms (see ``services.metering.utilization``)."""
+  histograms (see ``services.metering.domain.utilization``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from schemas.catalogue import unit_of
 from schemas.reports import UtilizationReport
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
-from services.common.money import quantity_text, yuan_text
+from schemas.money import quantity_text, yuan_text
 from services.common.http_guards import DepartmentParam
 from services.common.scope import Rollup, read_scope
 from services.query.reports.common import (

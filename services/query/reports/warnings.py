@@ -24,7 +24,7 @@ from schemas.api import Role
 from schemas.reports import WarningList
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection, raw_transaction, without_statement_timeout
-from services.common.money import yuan_text
+from schemas.money import yuan_text
 from services.common.http_guards import DepartmentParam, MeterParam
 from services.common.metrics import SPEND_WARNINGS
 from services.common.periods import LOCAL_TZ

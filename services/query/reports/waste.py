@@ -20,11 +20,11 @@ from schemas.api import Role
 from schemas.reports import WasteReport
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
-from services.common.money import quantity_text, yuan_text
+from schemas.money import quantity_text, yuan_text
 from services.common.http_guards import DepartmentParam
 from services.common.periods import LOCAL_TZ, local_midnight
 from services.common.scope import Rollup, read_scope
-from services.metering.store import load_rate_cards
+from services.reference.rate_cards import load_rate_cards
 from services.query.reports.common import (
     TENTH,
     UtilizationFigures,

@@ -1,4 +1,4 @@
-"""Billing reference data in PostgreSQL: departments and rate cards."""
+"""Reference data in PostgreSQL, which every service reads: departments and rate cards."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.api import DepartmentIn, RateCardIn
 from services.common.db import raw_transaction, without_statement_timeout
+from services.common.locks import lock_attribution
 from services.common.models import Department, RateCard
-from services.metering.store import lock_attribution, reprice_from
+from services.metering.rerate import reprice_from
 
 
 class AlreadyExists(Exception):
@@ -80,3 +81,16 @@ async def list_rate_cards(engine: AsyncEngine) -> list[dict]:
     async with engine.connect() as conn:
         rows = await conn.execute(select(*RateCard.__table__.c).order_by(RateCard.effective_from, RateCard.id))
         return [dict(r._mapping) for r in rows]
+
+
+async def move_department(engine, department_id: str, parent_id: str | None) -> dict | None:
+    """Set a department's parent; None if there is no such department, BadParent if the parent is refused."""
+    async with raw_transaction(engine) as conn:
+        try:
+            row = await conn.fetchrow("UPDATE departments SET parent_id = $2 WHERE id = $1 "
+                                      "RETURNING id, name, created_at, parent_id", department_id, parent_id)
+        except asyncpg.ForeignKeyViolationError:
+            raise BadParent(f"parent_id: no department {parent_id}", unknown=True) from None
+        except asyncpg.CheckViolationError as exc:  # the acyclic trigger (migration 0008) names the field
+            raise BadParent(str(exc), unknown=False) from None
+    return None if row is None else dict(row)

@@ -1,4 +1,5 @@
-"""The ``govmeter`` command: run the whole system (``dev``) or any one piece of it."""
+"""The ``govmeter`` command: run the whole system (``dev``) or any one piece of it. The composition root: the one
+module that imports every service (each registers its own subcommands)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 BROKER_SCRIPT = REPO / "scripts" / "kafka-broker.sh"
 POSTGRES_SCRIPT = REPO / "scripts" / "postgres.sh"
 LOCAL_SUPERUSER = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"  # what postgres.sh sets up
@@ -129,7 +130,7 @@ def cmd_dev(args) -> int:
     migrate(settings.migration_database_url, settings.database_url,
             settings.bootstrap_database_url or (LOCAL_SUPERUSER if local else None))
     children: list[subprocess.Popen] = []
-    me = [sys.executable, "-m", "services.common.cli"]
+    me = [sys.executable, "-m", "services.cli"]
     try:
         logs = REPO / ".cache" / "dev"
         logs.mkdir(parents=True, exist_ok=True)
@@ -243,8 +244,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from services.billing.cli import register as register_billing
     from services.query.cli import register as register_query
+    from services.replay.cli import register as register_replay
 
     register_billing(sub)
+    register_replay(sub)
     register_query(sub)
 
     argv = sys.argv[1:] if argv is None else argv

@@ -1,0 +1,32 @@
+"""What the ``govmeter`` subcommands share: an engine for the length of one command, and a verdict printed."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Iterable
+
+
+def with_engine(work):
+    """Run ``work(engine)`` in a fresh event loop and release the engine's connections afterwards."""
+    from services.common.db import get_engine
+
+    async def run():
+        engine = get_engine()
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def verdict(ok: bool, success: str, heading: str, problems: Iterable[str]) -> int:
+    """Print ``success`` (exit code 0), or ``heading`` and each problem on standard error (exit code 1)."""
+    if ok:
+        print(success)
+        return 0
+    print(heading, file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1

@@ -1,0 +1,1 @@
+"""Reference data every service reads: departments and rate cards (store and routes)."""
