@@ -10,13 +10,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
 
-import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
 from schemas.api import DepartmentIn, DepartmentOut, RateCardIn, RateCardOut, Role
+from schemas.rate_card_approvals import RateCardProposal
 from schemas.billing import (
     AdjustmentIn,
     AdjustmentOut,
@@ -34,7 +34,6 @@ from schemas.billing import (
     SubscriptionOut,
     SourceOut,
 )
-from schemas.catalogue import meters
 from services.billing.background import run_billing_loop
 from services.billing.bills import snapshot
 from services.billing.budgets import (
@@ -62,7 +61,8 @@ from services.billing.ledger import verify_ledger
 from services.billing.queries import FinalBill, bill_summaries, list_periods, read_bill
 from services.billing.domain.webhooks import url_refusal
 from services.billing.webhooks import create_subscription, delete_subscription, list_subscriptions, run_webhook_loop
-from services.billing.store import AlreadyExists, add_department, add_rate_card, list_departments, list_rate_cards
+from services.billing.store import AlreadyExists, add_department, list_departments, list_rate_cards
+from services.billing.rate_card_approvals import propose_rate_card, with_unpriced, router as rate_card_approvals
 from services.billing.watermarks import HeldBySources, source_report
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.config import get_settings
@@ -109,6 +109,7 @@ observe_cache("bills", bills_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "billing")
+app.include_router(rate_card_approvals)  # maker/checker: proposals, approval, rejection
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
@@ -157,27 +158,19 @@ async def get_departments(principal: AnyRole):
     return await list_departments(get_engine(), only)
 
 
-def _with_unpriced(card: dict) -> dict:
-    return {**card, "unpriced_meters": sorted(set(meters()) - set(card["prices"]))}
-
-
-@app.post("/v1/rate-cards", status_code=status.HTTP_201_CREATED, response_model=RateCardOut)
+@app.post("/v1/rate-cards", status_code=status.HTTP_202_ACCEPTED, response_model=RateCardProposal)
 async def create_rate_card(card: RateCardIn, principal: Admin):
-    """Add a rate card. Usage from ``effective_from`` on is priced by it (stored usage is re-rated at once)."""
+    """Propose a rate card. It is pending, and prices nothing, until someone else approves it
+    (``POST /v1/rate-cards/proposals/{id}/approve``, services.billing.rate_card_approvals)."""
     try:
-        stored = await add_rate_card(get_engine(), card, created_by=principal.subject)
+        return await propose_rate_card(get_engine(), card, proposed_by=principal.subject)
     except AlreadyExists as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    out = RateCardOut(**_with_unpriced(stored))
-    producer = app.state.producer
-    await producer.send_and_wait(get_settings().rate_card_topic, orjson.dumps(out.model_dump(mode="json")),
-                                 key=card.version.encode())
-    return out
 
 
 @app.get("/v1/rate-cards", response_model=list[RateCardOut])
 async def get_rate_cards(principal: AnyRole):
-    return [_with_unpriced(card) for card in await list_rate_cards(get_engine())]
+    return [with_unpriced(card) for card in await list_rate_cards(get_engine())]
 
 
 # --- periods ----------------------------------------------------------------------------------------------------
