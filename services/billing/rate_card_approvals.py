@@ -56,7 +56,7 @@ def with_unpriced(card: dict) -> dict:
 
 
 def _proposal(row) -> dict:
-    return with_unpriced({**dict(row), "prices": orjson.loads(row["prices"])})
+    return with_unpriced(dict(row))  # jsonb arrives decoded (the engine's codec)
 
 
 async def _refuse_taken_version(conn, version: str) -> None:
@@ -105,7 +105,7 @@ async def approve_rate_card(engine, proposal_id: int, decider: Decider) -> dict:
         row = await _pending_for(conn, proposal_id, decider)
         approved_at = datetime.now(UTC)
         card = RateCardIn(version=row["version"], effective_from=row["effective_from"], currency=row["currency"],
-                          prices=orjson.loads(row["prices"]))
+                          prices=row["prices"])
         stored = await store_rate_card(conn, card, row["proposed_by"], approval={
             "proposed_at": row["proposed_at"], "approved_by": decider.subject, "approved_at": approved_at})
         await conn.execute(
