@@ -4,7 +4,8 @@ user in by keeping their govmeter token in an HttpOnly cookie, and proxies GET r
 
 Every figure the pages show is therefore an API answer the same user could fetch with the same token: the APIs
 enforce Article 18, not this process. Only GET and HEAD are proxied (the console reads; writes stay with the APIs'
-own clients), so the cookie cannot be used to change anything even by a page that tricks a browser into sending it;
+own clients, but for the rate card decisions of services/console/writes.py, guarded against other origins), so the
+cookie cannot be used to change anything else even by a page that tricks a browser into sending it;
 SameSite=Strict keeps other sites from sending it at all. The token never appears in a URL and page scripts cannot
 read it.
 """
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 from services.common.auth import AUDIENCES, InvalidToken, authenticate
 from services.common.config import get_settings
 from services.common.observability import instrument
+from services.console.writes import router as decisions
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "govmeter_console_token"
@@ -81,6 +83,7 @@ async def lifespan(app: FastAPI):
 
 app = FastAPI(title="govmeter console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 instrument(app, "console")  # /metrics and JSON request logs, as on the APIs
+app.include_router(decisions)  # POST: approve or reject a proposed rate card, nothing else
 
 
 @app.middleware("http")
