@@ -22,9 +22,19 @@ def checker_headers() -> dict[str, str]:
 
 async def propose_and_approve(client: httpx.AsyncClient, card: dict, base_url: str = "") -> httpx.Response:
     """Propose ``card`` (a ``POST /v1/rate-cards`` body) and approve it: the approval's answer (201, the stored
-    card), or the proposal's answer when it was refused (422 for a bad card, 409 for a taken version)."""
+    card), or the proposal's answer when it was refused (422 for a bad card, 409 for a taken version; a pending
+    proposal of this helper with the same version is approved instead, so a demo stopped midway can start again)."""
     proposed = await client.post(f"{base_url}/v1/rate-cards", json=card, headers=proposer_headers())
-    if proposed.status_code != 202:
-        return proposed
-    return await client.post(f"{base_url}/v1/rate-cards/proposals/{proposed.json()['id']}/approve",
-                             headers=checker_headers())
+    if proposed.status_code == 202:
+        return await _approve(client, base_url, proposed.json()["id"])
+    if proposed.status_code == 409:  # a run stopped between the two steps left it pending: approve it now
+        pending = await client.get(f"{base_url}/v1/rate-cards/proposals", params={"status": "pending"},
+                                   headers=checker_headers())
+        for proposal in pending.json() if pending.status_code == 200 else []:
+            if proposal["version"] == card["version"] and proposal["proposed_by"] == PROPOSER:
+                return await _approve(client, base_url, proposal["id"])
+    return proposed
+
+
+async def _approve(client: httpx.AsyncClient, base_url: str, proposal_id: int) -> httpx.Response:
+    return await client.post(f"{base_url}/v1/rate-cards/proposals/{proposal_id}/approve", headers=checker_headers())
