@@ -72,6 +72,8 @@ async def test_a_pending_card_changes_no_figure_until_a_second_person_approves_i
     assert [(e["kind"], e["created_by"], e["department_id"], e["period"]) for e in await ledger_of(body["version"])] \
         == [("rate_card_proposed", PROPOSER, None, "2092-02"), ("rate_card_approved", "rate-card-checker", None,
                                                                 "2092-02")]
+    verified = (await apps["billing"].get("/v1/ledger/verify", headers=ADMIN)).json()
+    assert not [p for p in verified["problems"] if body["version"] in p["problem"]], verified
 
 
 async def test_the_proposer_never_approves_or_rejects_their_own_card_under_any_role(apps):

@@ -15,6 +15,7 @@ from services.billing.domain.rate_card_approvals import (
     decision_refusal,
     is_conflict,
     ledger_entry,
+    missing_entries,
 )
 
 
@@ -49,3 +50,19 @@ def test_a_decision_is_a_ledger_entry_of_no_department_in_the_cards_first_local_
     assert (entry.department_id, entry.period, entry.amount, entry.reference, entry.created_by) == (
         None, "2093-01", Decimal(0), "2093-01", "bob")
     assert verify_chain(chain([entry], 0, GENESIS)) == []
+
+
+def test_the_ledger_vouches_for_every_proposal_and_decision():
+    at = datetime(2093, 1, 5, 2, tzinfo=UTC)
+    start = datetime(2093, 1, 1, tzinfo=UTC)
+    proposals = [{"id": 1, "version": "v1", "status": APPROVED, "proposed_by": "alice", "decided_by": "bob"},
+                 {"id": 2, "version": "v2", "status": PENDING, "proposed_by": "alice", "decided_by": None}]
+    entries = [ledger_entry("rate_card_proposed", "v1", start, "alice", at),
+               ledger_entry("rate_card_approved", "v1", start, "bob", at),
+               ledger_entry("rate_card_proposed", "v2", start, "alice", at)]
+    assert missing_entries(proposals, entries) == []
+    assert missing_entries(proposals, entries[:1] + entries[2:]) == [
+        "the rate_card_approved entry of rate card v1 (proposal 1, by bob) is missing: deleted"]
+    # an approval recorded under someone else's name does not stand for the checker's
+    forged = [entries[0], ledger_entry("rate_card_approved", "v1", start, "alice", at), entries[2]]
+    assert len(missing_entries(proposals, forged)) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Iterable, Mapping
 
 from schemas.api import Role
 from services.billing.domain.ledger import LedgerEntry
@@ -53,3 +54,17 @@ def ledger_entry(kind: str, version: str, effective_from: datetime, actor: str, 
     reference, its first period as the period (the one its re-pricing starts in), no amount."""
     return LedgerEntry(0, kind, department_id=None, period=month_of(effective_from), amount=Decimal(0),
                        created_by=actor, created_at=at, reference=version, reason=reason)
+
+
+def missing_entries(proposals: Iterable[Mapping], entries: Iterable[LedgerEntry]) -> list[str]:
+    """What the ledger lacks for rate card proposals (rows with ``id``, ``version``, ``status``, ``proposed_by``,
+    ``decided_by``): each proposal's entry, and each decision's, by kind, version and who."""
+    recorded = {(e.kind, e.reference, e.created_by) for e in entries if e.kind.startswith("rate_card_")}
+    missing = []
+    for p in proposals:
+        wanted = [(PROPOSED, p["proposed_by"])]
+        if p["status"] != PENDING:
+            wanted.append((APPROVED_ENTRY if p["status"] == APPROVED else REJECTED_ENTRY, p["decided_by"]))
+        missing += [f"the {kind} entry of rate card {p['version']} (proposal {p['id']}, by {who}) is missing: deleted"
+                    for kind, who in wanted if (kind, p["version"], who) not in recorded]
+    return missing
