@@ -66,7 +66,8 @@ async def test_the_basis_breaks_down_by_information_system_adding_up_to_the_bill
     assert systems[(billed, "不动产登记")] == Decimal("6.00") and systems[(billed, "政务服务平台")] == Decimal("3.00")
     detail = [r for r in book["月度明细"].iter_rows(min_row=2, values_only=True) if r[0] == billed]
     assert sum(Decimal(str(r[-1])) for r in detail) == Decimal("9.50")
-    assert ("2093-02", "迟到调整(元)", 1) == next((r[2], r[3], r[4]) for r in detail if r[3] == "迟到调整(元)" and r[4])
+    late = {r[2]: Decimal(str(r[4])) for r in detail if r[3] == "迟到调整(元)"}
+    assert (late["2093-01"], late["2093-02"]) == (Decimal(0), Decimal("1.00"))  # on the bill that carries it
     summary = book["预算依据"]
     header = [c.value for c in summary[1]]
     assert header[2:4] == ["迟到调整(元)", "手工调整及争议退款(元)"] and header[-1] == "建议预算基数(元)"
