@@ -144,6 +144,11 @@ class RateCardOut(RateCardIn):
     id: int
     unpriced_meters: list[str]
     created_at: datetime
+    # maker/checker (schemas.rate_card_approvals): who proposed and approved it, and when (None on older cards)
+    created_by: str | None = None
+    proposed_at: datetime | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
 
 
 class UsageRow(BaseModel):

@@ -170,9 +170,15 @@ class WasteReport(BaseModel):
 
 
 class BudgetMonth(BaseModel):
+    """A month as billed: ``amount`` = the lines (``by_family``; ``by_system`` with ``by=system``) + late
+    adjustments + manual adjustments (dispute credits included)."""
+
     month: str
     amount: str
     by_family: dict[str, str]
+    by_system: dict[str, str] | None = None
+    late_adjustments: str = "0.00"
+    manual_adjustments: str = "0.00"
 
 
 class BudgetDepartment(BaseModel):
@@ -180,6 +186,9 @@ class BudgetDepartment(BaseModel):
     department_name: str
     months: list[BudgetMonth]
     by_family: dict[str, str]
+    by_system: dict[str, str] | None = None
+    late_adjustments: str = "0.00"
+    manual_adjustments: str = "0.00"
     actual_12_months: str
     monthly_mean: str
     trend_per_month: str

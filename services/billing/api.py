@@ -63,6 +63,7 @@ from services.billing.ledger import verify_ledger
 from services.billing.queries import FinalBill, bill_summaries, list_periods, read_bill
 from services.billing.domain.webhooks import url_refusal
 from services.billing.webhooks import create_subscription, delete_subscription, list_subscriptions, run_webhook_loop
+from services.billing.rate_card_approvals import router as rate_card_approvals
 from services.billing.watermarks import HeldBySources, source_report
 from services.common.auth import Principal, require_roles
 from services.common.scope import TREE, Rollup, read_scope
@@ -114,6 +115,7 @@ guard(app, "billing")
 app.include_router(disputes_router)  # disputes of final bill lines (Art. 13)
 app.include_router(applications_router)  # resource applications (Art. 8–10)
 TREE.watch(bills_cache)  # bills_cache counts changes to departments: the tree is remembered while unchanged
+app.include_router(rate_card_approvals)  # rate cards: proposals, approval, rejection (maker/checker)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]

@@ -9,6 +9,7 @@ from decimal import Decimal
 import orjson
 
 from services.billing.domain.ledger import GENESIS, LedgerEntry, LedgerProblem, chain, verify_chain
+from services.billing.domain.rate_card_approvals import missing_entries
 from services.billing.domain.render import content_hash_of, sha256_hex
 
 COLUMNS = ("seq", "kind", "department_id", "period", "bill_id", "original_period", "meter", "quantity", "amount",
@@ -55,7 +56,8 @@ class LedgerReport:
 async def verify_ledger(conn) -> LedgerReport:
     """Verify the chain, then what it vouches for: every manual adjustment, final bill and close has its
     entry (so a deleted last entry is noticed too), each final bill's stored bytes still hash to the content
-    hash in its entry, and each bill's entry total is the sum of its line, late and manual adjustment entries."""
+    hash in its entry, each bill's entry total is the sum of its line, late and manual adjustment entries, and every
+    rate card proposal and decision has its entry."""
     entries = await load_entries(conn)
     problems = verify_chain(entries)
     by_seq = {e.seq: e for e in entries}
@@ -81,6 +83,8 @@ async def verify_ledger(conn) -> LedgerReport:
         if row["ledger_seq"] not in by_seq:
             problems.append(LedgerProblem(row["ledger_seq"], f"entry {row['ledger_seq']} (the ledger's head when "
                                                              f"{row['period']} closed) is missing: deleted"))
+    proposals = await conn.fetch("SELECT id, version, status, proposed_by, decided_by FROM rate_card_proposals")
+    problems += [LedgerProblem(0, why) for why in missing_entries(proposals, entries)]  # no entry: no seq to name
     problems.sort(key=lambda p: p.seq)
     head = entries[-1] if entries else None
     return LedgerReport(len(entries), head.seq if head else 0, head.hash if head else GENESIS,

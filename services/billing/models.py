@@ -115,8 +115,8 @@ class LedgerEntry(Base):
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    kind: Mapped[str] = mapped_column(Text)  # bill_line | late_adjustment | bill | adjustment
-    department_id: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)  # bill_line | late_adjustment | bill | adjustment | rate_card_*
+    department_id: Mapped[str | None] = mapped_column(Text)  # None: a rate card's entries (every department's)
     period: Mapped[str] = mapped_column(Text)  # the bill's period
     bill_id: Mapped[str | None] = mapped_column(Text)
     original_period: Mapped[str | None] = mapped_column(Text)  # late adjustments: the closed period corrected
@@ -258,3 +258,35 @@ class Dispute(Base):
     credit: Mapped[Decimal | None]
     credit_period: Mapped[str | None] = mapped_column(Text)
     adjustment_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("adjustments.id"))
+
+
+class RateCardProposal(Base):
+    """A proposed rate card (migration 0008): pending until someone other than its proposer approves it (then
+    ``rate_card_id`` is the stored card) or rejects it with a reason. Decided rows never change (trigger)."""
+
+    __tablename__ = "rate_card_proposals"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="rate_card_proposals_status"),
+        CheckConstraint("(status = 'pending') = (decided_by IS NULL AND decided_at IS NULL)",
+                        name="rate_card_proposals_decided"),
+        CheckConstraint("decided_by IS DISTINCT FROM proposed_by", name="rate_card_proposals_checker"),
+        CheckConstraint("status <> 'rejected' OR reason IS NOT NULL", name="rate_card_proposals_reason"),
+        CheckConstraint("(status = 'approved') = (rate_card_id IS NOT NULL)", name="rate_card_proposals_card"),
+        Index("uq_rate_card_proposals_version", "version", unique=True, postgresql_where="status <> 'rejected'"),
+        Index("ix_rate_card_proposals_pending", "proposed_at", postgresql_where="status = 'pending'"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    version: Mapped[str] = mapped_column(Text)
+    effective_from: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(Text)
+    prices: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(Text, server_default="pending")  # pending | approved | rejected
+    proposed_by: Mapped[str] = mapped_column(Text)
+    proposed_at: Mapped[datetime]
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    decided_role: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was rejected
+    rate_card_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("rate_cards.id", name="rate_card_proposals_rate_card_id_fkey"))

@@ -62,8 +62,12 @@ class RateCard(Base):
     effective_from: Mapped[datetime]
     currency: Mapped[str] = mapped_column(Text)
     prices: Mapped[dict[str, Any]]
-    created_by: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text)  # who proposed it
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Maker/checker (migration 0008): when it was proposed, who approved it and when; NULL on older cards.
+    proposed_at: Mapped[datetime | None]
+    approved_by: Mapped[str | None] = mapped_column(Text)
+    approved_at: Mapped[datetime | None]
 
 
 class Event(Base):

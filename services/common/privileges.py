@@ -25,6 +25,9 @@ APP_GRANTS: dict[str, str | None] = {
     "dead_letters": APPEND_ONLY,
     "departments": "SELECT, INSERT, UPDATE (parent_id)",  # re-parenting (0008) moves a department, nothing else
     "rate_cards": APPEND_ONLY,  # a new price is a new card
+    # a proposal is decided once (approved or rejected); a trigger refuses any change after that
+    "rate_card_proposals": "SELECT, INSERT, UPDATE (status, decided_by, decided_role, decided_at, reason, "
+                           "rate_card_id)",
     "projection_state": "SELECT, UPDATE (ownership_version, rate_card_version)",
     "resource_intervals": PROJECTION,
     "usage_hourly": PROJECTION,

@@ -5,8 +5,8 @@ user in by keeping their govmeter token in an HttpOnly cookie, and proxies GET r
 Every figure the pages show is therefore an API answer the same user could fetch with the same token: the APIs
 enforce Article 18, not this process. Only GET and HEAD are proxied (the console reads; writes stay with the APIs'
 own clients), so the cookie cannot be used to change anything even by a page that tricks a browser into sending it;
-SameSite=Strict keeps other sites from sending it at all. The exceptions are the resource applications' workflow
-and disputes of bill lines (services/console/writes.py): a few POSTs, JSON only, from this origin's own pages.
+SameSite=Strict keeps other sites from sending it at all. The exceptions are the resource applications' workflow,
+disputes of bill lines and rate card decisions (services/console/writes.py): a few POSTs, JSON only, from this origin's own pages.
 The token never appears in a URL and page scripts cannot read it.
 """
 

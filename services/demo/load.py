@@ -17,6 +17,7 @@ import httpx
 
 from services.common.auth import issue_token
 from services.common.periods import LOCAL_TZ
+from services.demo.rate_cards import propose_and_approve
 
 DEMO_DEPARTMENTS: list[tuple[str, str]] = [
     ("czj", "市财政局"), ("fgw", "市发展和改革委员会"), ("jyj", "市教育局"), ("gaj", "市公安局"),
@@ -109,12 +110,13 @@ def usage_events(resources: list[DemoResource], start: datetime, interval: timed
 
 async def register_departments_and_prices(client: httpx.AsyncClient, billing_url: str, version: str,
                                           effective_from: str) -> None:
-    """The demo departments and a rate card with the demo prices (already registered ones answer 409: fine)."""
+    """The demo departments and a rate card with the demo prices, proposed and approved (already registered ones
+    answer 409: fine)."""
     admin = {"Authorization": f"Bearer {issue_token('admin')}"}
     for dep_id, name in DEMO_DEPARTMENTS:
         await client.post(f"{billing_url}/v1/departments", json={"id": dep_id, "name": name}, headers=admin)
-    await client.post(f"{billing_url}/v1/rate-cards", headers=admin, json={
-        "version": version, "effective_from": effective_from, "currency": "CNY", "prices": DEMO_PRICES})
+    await propose_and_approve(client, {"version": version, "effective_from": effective_from, "currency": "CNY",
+                                       "prices": DEMO_PRICES}, billing_url)
 
 
 HISTORY_METERS = ("compute.vcpu", "compute.memory", "storage.block", "network.bandwidth", "security.waf")

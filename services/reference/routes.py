@@ -1,20 +1,20 @@
-"""Departments and rate cards over HTTP (mounted by the billing app; the URLs are billing's)."""
+"""Departments and rate cards over HTTP (mounted by the billing app; the URLs are billing's). Proposing and
+approving a rate card is billing's maker/checker workflow (services/billing/rate_card_approvals.py): it writes the
+ledger."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, status
 
-from schemas.api import DepartmentIn, DepartmentOut, DepartmentParentIn, RateCardIn, RateCardOut, Role
-from schemas.catalogue import meters
+from schemas.api import DepartmentIn, DepartmentOut, DepartmentParentIn, RateCardOut, Role
 from services.common.auth import Principal, require_roles
-from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.decimal_json import DecimalJSONRoute
 from services.common.scope import read_scope
-from services.reference.store import (AlreadyExists, BadParent, add_department, add_rate_card, list_departments,
+from services.reference.rate_cards import with_unpriced
+from services.reference.store import (AlreadyExists, BadParent, add_department, list_departments,
                                       list_rate_cards, move_department)
 
 router = APIRouter(route_class=DecimalJSONRoute)  # JSON numbers in bodies (prices) parsed as Decimal
@@ -62,24 +62,6 @@ async def set_parent(department_id: str, body: DepartmentParentIn, principal: Ad
     return moved
 
 
-def _with_unpriced(card: dict) -> dict:
-    return {**card, "unpriced_meters": sorted(set(meters()) - set(card["prices"]))}
-
-
-@router.post("/v1/rate-cards", status_code=status.HTTP_201_CREATED, response_model=RateCardOut)
-async def create_rate_card(card: RateCardIn, principal: Admin, request: Request):
-    """Add a rate card. Usage from ``effective_from`` on is priced by it (stored usage is re-rated at once)."""
-    try:
-        stored = await add_rate_card(get_engine(), card, created_by=principal.subject)
-    except AlreadyExists as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    out = RateCardOut(**_with_unpriced(stored))
-    producer = request.app.state.producer
-    await producer.send_and_wait(get_settings().rate_card_topic, orjson.dumps(out.model_dump(mode="json")),
-                                 key=card.version.encode())
-    return out
-
-
 @router.get("/v1/rate-cards", response_model=list[RateCardOut])
 async def get_rate_cards(principal: AnyRole):
-    return [_with_unpriced(card) for card in await list_rate_cards(get_engine())]
+    return [with_unpriced(card) for card in await list_rate_cards(get_engine())]

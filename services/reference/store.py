@@ -42,7 +42,7 @@ async def add_department(engine: AsyncEngine, department: DepartmentIn) -> Depar
         if getattr(exc.orig, "sqlstate", None) == "23503":  # foreign_key_violation: no such parent
             raise BadParent(f"parent_id: no department {department.parent_id}", unknown=True) from None
         if getattr(exc.orig, "sqlstate", None) == "23514":  # check_violation: the acyclic trigger (0008)
-            raise BadParent(f"parent_id: a department cannot be its own parent", unknown=False) from None
+            raise BadParent("parent_id: a department cannot be its own parent", unknown=False) from None
         raise AlreadyExists(f"id: department {department.id} already exists") from None
     return row
 
@@ -55,26 +55,30 @@ async def list_departments(engine: AsyncEngine, only: Sequence[str] | None = Non
         return [dict(r._mapping) for r in await conn.execute(query)]
 
 
-async def add_rate_card(engine: AsyncEngine, card: RateCardIn, created_by: str) -> dict:
-    """Store a rate card and re-rate stored usage from its effective instant, in one transaction, holding the
-    attribution lock so no usage batch rates with the old card meanwhile."""
+async def store_rate_card(conn, card: RateCardIn, created_by: str, approval: dict | None = None) -> dict:
+    """Store a rate card and re-rate stored usage from its effective instant in the caller's transaction,
+    holding the attribution lock so no usage batch rates with the old card meanwhile. ``approval``: the
+    maker/checker stamps (``proposed_at``, ``approved_by``, ``approved_at``) of services.billing.rate_card_approvals."""
     prices = orjson.loads(card.model_dump_json(include={"prices"}))["prices"]
-    async with raw_transaction(engine) as conn:
-        await without_statement_timeout(conn)  # it re-rates stored usage from effective_from on
-        await lock_attribution(conn, exclusive=True)
-        try:
-            async with conn.transaction():  # a savepoint, so a duplicate version leaves a clean 409
-                row = await conn.fetchrow(
-                    """
-                    INSERT INTO rate_cards (version, effective_from, currency, prices, created_by)
-                    VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id, created_at
-                    """,
-                    card.version, card.effective_from, card.currency, orjson.dumps(prices).decode(), created_by,
-                )
-        except asyncpg.UniqueViolationError:
-            raise AlreadyExists(f"version: rate card {card.version} already exists") from None
-        await reprice_from(conn, card.effective_from)
-    return {"id": row["id"], "created_at": row["created_at"], **card.model_dump()}
+    stamps = approval or {"proposed_at": None, "approved_by": None, "approved_at": None}
+    await without_statement_timeout(conn)  # it re-rates stored usage from effective_from on
+    await lock_attribution(conn, exclusive=True)
+    try:
+        async with conn.transaction():  # a savepoint, so a duplicate version leaves a clean 409
+            row = await conn.fetchrow(
+                """
+                INSERT INTO rate_cards (version, effective_from, currency, prices, created_by, proposed_at,
+                                        approved_by, approved_at)
+                VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8) RETURNING id, created_at
+                """,
+                card.version, card.effective_from, card.currency, orjson.dumps(prices).decode(), created_by,
+                stamps["proposed_at"], stamps["approved_by"], stamps["approved_at"],
+            )
+    except asyncpg.UniqueViolationError:
+        raise AlreadyExists(f"version: rate card {card.version} already exists") from None
+    await reprice_from(conn, card.effective_from)
+    return {"id": row["id"], "created_at": row["created_at"], "created_by": created_by, **stamps,
+            **card.model_dump()}
 
 
 async def list_rate_cards(engine: AsyncEngine) -> list[dict]:

@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from services.common.auth import issue_token
 from services.common.db import drop_database
+from services.demo.rate_cards import propose_and_approve
 from tests.conftest import APP_ROLE, OWNER_ROLE, SUPERUSER_URL
 from tests.integration.conftest import drop_roles
 from tests.integration.support import SOURCE, lifecycle_event, usage_event
@@ -99,6 +100,11 @@ async def _produce(bootstrap: str, topic: str, value: bytes) -> None:
         await producer.stop()
 
 
+async def _propose_and_approve(billing: str, card: dict) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await propose_and_approve(client, card, billing)
+
+
 def _seed(stack: Stack, now: datetime) -> None:
     admin, provider = stack.token("admin"), stack.token("provider")
     with httpx.Client(timeout=60) as client:
@@ -110,8 +116,9 @@ def _seed(stack: Stack, now: datetime) -> None:
         for department, name in DEPARTMENTS.items():
             post("billing", "/v1/departments", {"id": department, "name": name})
         first = month_start(now, 13)
-        post("billing", "/v1/rate-cards", {"version": "ui-1", "effective_from": first.isoformat(), "currency": "CNY",
-                                           "prices": PRICES})
+        card = {"version": "ui-1", "effective_from": first.isoformat(), "currency": "CNY", "prices": PRICES}
+        approved = in_thread(_propose_and_approve(stack.apis["billing"], card))
+        assert approved.status_code == 201, approved.text
         events = [lifecycle_event(resource, "activated", department, first, system=system)
                   for resource, (department, system, _, _) in RESOURCES.items()]
         until = now.replace(minute=0, second=0, microsecond=0)

@@ -22,6 +22,7 @@ from services.billing.background import run_billing_loop
 from services.billing.domain.periods import closes_at
 from services.common.db import get_engine, raw_connection
 from services.common.periods import LOCAL_TZ
+from services.demo.rate_cards import propose_and_approve
 from tests.integration.support import ADMIN, FINANCE, PROVIDER, auth, lifecycle_event, post_events, usage_event, \
     wait_stored, wait_until
 
@@ -46,7 +47,7 @@ async def department(apps, name="市财政局") -> str:
 async def rate_card(apps, effective_from: datetime, **prices) -> dict:
     body = {"version": new_id("rc"), "effective_from": effective_from.isoformat(),
             "prices": {meter.replace("_", "."): price for meter, price in prices.items()}}
-    response = await apps["billing"].post("/v1/rate-cards", json=body, headers=ADMIN)
+    response = await propose_and_approve(apps["billing"], body)
     assert response.status_code == 201, response.text
     return response.json()
 

@@ -18,6 +18,7 @@ from services.common.auth import issue_token
 from services.common.config import get_settings
 from services.common.db import get_engine, raw_connection
 from services.common.periods import LOCAL_TZ
+from services.demo.rate_cards import propose_and_approve
 from tests.conftest import SUPERUSER_DATABASE_URL
 from tests.integration.support import (
     ADMIN,
@@ -72,7 +73,7 @@ async def test_every_append_only_table_refuses_update_delete_and_truncate(apps, 
     # a closed month with usage, a manual adjustment and so a final bill, ledger entries and a usage baseline
     department, (vm,) = await department_with_vms(apps, worker, 1)
     card = {"version": f"promise-{RUN}", "effective_from": local(1, 1).isoformat(), "prices": {"compute.vcpu": "1"}}
-    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    assert (await propose_and_approve(apps["billing"], card)).status_code == 201
     used = [usage_event(vm, "compute.vcpu", "2", local(1, 5))]
     assert (await post_events(apps["metering"], used)).status_code == 202
     await wait_stored(used, worker)
@@ -157,7 +158,7 @@ async def test_extension_attributes_are_stored_as_received_and_do_not_change_the
     department, (plain_vm, extended_vm) = await department_with_vms(apps, worker, 2)
     card = {"version": f"promise-ext-{RUN}", "effective_from": local(3, 1).isoformat(),
             "prices": {"compute.vcpu": "0.37", "storage.block": "0.002"}}
-    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    assert (await propose_and_approve(apps["billing"], card)).status_code == 201
     start = local(3, 2, 9)
     plain = [usage_event(plain_vm, "compute.vcpu", "3.5", start, start + timedelta(minutes=90)),
              usage_event(plain_vm, "storage.block", "100", start)]

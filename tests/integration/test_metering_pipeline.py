@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.common.db import get_engine
 from services.common.periods import LOCAL_TZ, local_day_of
+from services.demo.rate_cards import propose_and_approve
 from tests.integration.support import ADMIN, FINANCE, PROVIDER, auth, dead_letters, lifecycle_event, post_events, \
     stored_count, usage_event, usage_rows, wait_stored, wait_until
 
@@ -35,7 +36,7 @@ async def setup_department(apps, name="市财政局") -> str:
 async def setup_rate_card(apps, effective_from, **prices) -> dict:
     body = {"version": new_id("rc"), "effective_from": effective_from.isoformat(), "currency": "CNY",
             "prices": {k.replace("_", "."): v for k, v in prices.items()}}
-    response = await apps["billing"].post("/v1/rate-cards", json=body, headers=ADMIN)
+    response = await propose_and_approve(apps["billing"], body)
     assert response.status_code == 201, response.text
     return response.json()
 

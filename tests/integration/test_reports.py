@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.common.periods import LOCAL_TZ
+from services.demo.rate_cards import propose_and_approve
 from tests.integration.conftest import REPO
 from tests.integration.support import ADMIN, FINANCE, PROVIDER, SOURCE, auth, dead_letters, lifecycle_event, \
     post_events, usage_event, wait_stored, wait_until
@@ -95,7 +96,7 @@ async def seeded(apps, worker):
         assert response.status_code == 201, response.text
     card = {"version": f"rep-{RUN}", "effective_from": local(date(2071, 1, 1)).isoformat(), "currency": "CNY",
             "prices": PRICES}
-    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    assert (await propose_and_approve(apps["billing"], card)).status_code == 201
     since = local(date(2071, 1, 1))
     events = [
         lifecycle_event(VM_A1, "activated", A, since, system=GOV, spec={"vcpu": 8, "memory_gib": 32}),
@@ -356,7 +357,7 @@ async def test_waste_finds_nothing_where_each_rule_must_not_fire(apps, worker):
     assert (await apps["billing"].post("/v1/departments", json={"id": dep, "name": "市统计局"},
                                        headers=ADMIN)).status_code == 201
     card = {"version": f"waste-none-{run}", "effective_from": local(date(2079, 1, 1)).isoformat(), "prices": PRICES}
-    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    assert (await propose_and_approve(apps["billing"], card)).status_code == 201
     as_of, since = date(2079, 3, 1), local(date(2079, 1, 1))
     fortnight = [as_of - timedelta(days=d) for d in range(14, 0, -1)]
     busy, egress, thin, unbilled, resized, vol_on, ip_on, vol_new, vol_free, control = (

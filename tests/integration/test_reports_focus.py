@@ -20,6 +20,7 @@ from decimal import Decimal
 import pytest
 
 from services.common.periods import LOCAL_TZ
+from services.demo.rate_cards import propose_and_approve
 from tests.integration.conftest import REPO
 from tests.integration.support import (
     ADMIN,
@@ -75,7 +76,7 @@ async def may(apps, worker) -> dict:
     card = {"version": f"focus-{RUN}", "effective_from": local(1, month=4).isoformat(), "currency": "CNY",
             "prices": {"compute.vcpu": "0.123457", "storage.object": {"tiers": [
                 {"up_to": "1000", "unit_price": "0.002"}, {"up_to": None, "unit_price": "0.001"}]}}}
-    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    assert (await propose_and_approve(apps["billing"], card)).status_code == 201
     vm_x, bucket_x, vm_y = f"vm-x-{RUN}", f"bucket-x-{RUN}", f"vm-y-{RUN}"
     since = local(1, month=4)
     events = [
@@ -180,7 +181,7 @@ async def late(apps, worker) -> str:
                                        headers=ADMIN)).status_code == 201
     january = datetime(2074, 1, 1, tzinfo=LOCAL_TZ)
     card = {"version": f"focus-late-{RUN}", "effective_from": january.isoformat(), "prices": {"compute.vcpu": "0.50"}}
-    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    assert (await propose_and_approve(apps["billing"], card)).status_code == 201
     vm = f"vm-late-{RUN}"
     first = [lifecycle_event(vm, "activated", department, january),
              usage_event(vm, "compute.vcpu", "10", datetime(2074, 1, 10, 9, tzinfo=LOCAL_TZ))]

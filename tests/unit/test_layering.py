@@ -31,6 +31,8 @@ ALLOWED = {
     ("schemas.billing", "services.common.periods"),
     ("services.billing.webhooks", "services.query.reports"),
     ("services.query.reports.focus", "services.billing.queries"),
+    # The budget basis counts what was billed (issue 17): it reads the bills as billing computes them.
+    ("services.query.reports.billed_spend", "services.billing.bills"),
 }
 
 

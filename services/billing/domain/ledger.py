@@ -23,7 +23,7 @@ GENESIS = "0" * 64
 class LedgerEntry:
     seq: int
     kind: str  # bill_line | late_adjustment | bill | adjustment
-    department_id: str
+    department_id: str | None  # None: a rate card's entries (they concern every department)
     period: str
     amount: Decimal
     created_by: str

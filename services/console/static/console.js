@@ -70,7 +70,7 @@ function duration(ms) {
 }
 
 class ApiError extends Error {
-  constructor(status, detail) { super(`${status} ${detail}`); this.status = status; }
+  constructor(status, detail) { super(`${status} ${detail}`); this.status = status; this.detail = detail; }
 }
 async function api(service, path, params = {}) {
   const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== undefined && v !== null));
@@ -85,7 +85,7 @@ async function api(service, path, params = {}) {
   return response.json();
 }
 
-// A POST through the console's write path (services/console/writes.py: applications and disputes only).
+// A POST through the console's write path (services/console/writes.py: applications, disputes, rate card decisions).
 async function apiPost(service, path, body) {
   const response = await fetch(`/api/${service}${path}`, { method: "POST", credentials: "same-origin",
     headers: { Accept: "application/json", "Content-Type": "application/json", "X-Govmeter-Console": "1" }, body: JSON.stringify(body) });
@@ -212,7 +212,7 @@ function pagesFor(session) {
   if (role === "finance" || role === "admin") pages.push(["overview", "#/overview"], ["departments", "#/departments"]);
   if (role === "department") pages.push(["department", `#/department/${encodeURIComponent(session.department)}`]);
   if (role !== "provider" && role !== "egov") pages.push(["bills", "#/bills"], ["disputes", "#/disputes"]);  // disputes.js
-  if (role === "finance" || role === "admin") pages.push(["basis", "#/basis"]);
+  if (role === "finance" || role === "admin") pages.push(["basis", "#/basis"], ["rateCards", "#/rate-cards"]);
   if (role === "provider" || role === "admin") pages.push(["ops", "#/ops"]);
   if (role !== "finance") pages.push(["applications", "#/applications"]);  // applications.js
   return pages;
@@ -263,7 +263,8 @@ async function route() {
     else if (page === "bills" && allowed.includes("bills")) await billsPage(main, params.get("month"));
     else if (page === "bill" && parts[1]) await billPage(main, parts[1]);
     else if (page === "disputes" && allowed.includes("disputes")) await disputesPage(main, params.get("status"));
-    else if (page === "basis" && allowed.includes("basis")) await basisPage(main, params.get("year"));
+    else if (page === "basis" && allowed.includes("basis")) await basisPage(main, params.get("year"), params.get("by"));
+    else if (page === "rate-cards" && allowed.includes("rateCards")) await rateCardsPage(main);
     else if (page === "ops" && allowed.includes("ops")) await opsPage(main);
     else if (page === "applications" && allowed.includes("applications")) await applicationsPage(main, params.has("overdue"));
     else { location.hash = homeRoute(); return; }
@@ -519,10 +520,11 @@ async function billPage(main, id) {
 }
 
 // ---------- 预算依据 Budget basis ----------
-async function basisPage(main, year) {
+async function basisPage(main, year, by) {
   const generation = state.generation;
   year = year || String(localParts().year + 1);
-  const basis = await api("query", "/v1/reports/budget-basis", { year, lang: state.lang });
+  by = by === "system" ? "system" : "family";
+  const basis = await api("query", "/v1/reports/budget-basis", { year, lang: state.lang, by });
   const family = {};
   for (const d of basis.departments) for (const m of d.months) for (const [f, amount] of Object.entries(m.by_family)) {
     family[f] = family[f] || {};
@@ -532,16 +534,29 @@ async function basisPage(main, year) {
   if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("basis"))} ${esc(basis.year)}</h1>
     <div class="toolbar"><label>${esc(t("year"))} <select id="year">${years.map(y => `<option ${y === year ? "selected" : ""}>${y}</option>`).join("")}</select></label>
-      <a href="/api/query/v1/reports/budget-basis?year=${encodeURIComponent(year)}&format=xlsx&lang=${state.lang}" download data-testid="basis-xlsx">${esc(t("basisDownload"))}</a>
+      <label>${esc(t("byView"))} <select id="by" data-testid="basis-by">${[["family", "byFamily"], ["system", "bySystemView"]].map(([v, k]) => `<option value="${v}" ${v === by ? "selected" : ""}>${esc(t(k))}</option>`).join("")}</select></label>
+      <a href="/api/query/v1/reports/budget-basis?year=${encodeURIComponent(year)}&format=xlsx&lang=${state.lang}&by=${by}" download data-testid="basis-xlsx">${esc(t("basisDownload"))}</a>
       <span>${esc(t("totalProposed"))}: <b data-testid="basis-total">${esc(yuanLabel(basis.total_proposed_basis))}</b></span></div>
     <div class="card"><h2>${esc(t("trend"))}</h2><div id="basis-trend" class="chart"></div></div>
     <div class="card">${table([{ label: t("department") }, { label: t("actual12"), num: true }, { label: t("monthlyMean"), num: true },
         { label: t("trendPerMonth"), num: true }, { label: t("annualWaste"), num: true }, { label: t("proposedBasis"), num: true }],
       basis.departments.map(d => [`<a href="#/department/${encodeURIComponent(d.department_id)}">${esc(d.department_name)}</a>`, esc(yuan(d.actual_12_months)),
         esc(yuan(d.monthly_mean)), esc(yuan(d.trend_per_month)), esc(yuan(d.annual_waste)), esc(yuan(d.proposed_basis))]))}
-      <p class="muted">${esc(t("formula"))}: ${esc(basis.formula)}</p></div>`;
-  document.getElementById("year").addEventListener("change", e => { location.hash = `#/basis?year=${e.target.value}`; });
+      <p class="muted">${esc(t("formula"))}: ${esc(basis.formula)}</p></div>${by === "system" ? basisBySystem(basis) : ""}`;
+  document.getElementById("year").addEventListener("change", e => { location.hash = `#/basis?year=${e.target.value}&by=${by}`; });
+  document.getElementById("by").addEventListener("change", e => { location.hash = `#/basis?year=${year}&by=${e.target.value}`; });
   chart("basis-trend", stacked(basis.months, FAMILIES.filter(f => family[f]).map(f => ({ name: t("families")[f], values: family[f] }))));
+}
+
+function basisBySystem(basis) {  // each department's information systems over the 12 months, then its adjustments
+  const rows = [];
+  for (const d of basis.departments) {
+    for (const [system, amount] of Object.entries(d.by_system || {})) rows.push([esc(d.department_name), esc(system), esc(yuan(amount)), "data-testid=\"basis-system\""]);
+    rows.push([esc(d.department_name), esc(t("lateAdjustments")), esc(yuan(d.late_adjustments)), ""]);
+    rows.push([esc(d.department_name), esc(t("manualAdjustments")), esc(yuan(d.manual_adjustments)), ""]);
+  }
+  return `<div class="card"><h2>${esc(t("systemSpend"))}</h2>${table([{ label: t("department") }, { label: t("system") },
+    { label: t("amount"), num: true }], rows.map(r => r.slice(0, 3)), i => rows[i][3])}</div>`;
 }
 
 // ---------- 运行 Operations ----------

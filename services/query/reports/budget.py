@@ -3,7 +3,8 @@ for finance and admin: the trailing 12 months' spend by service family and month
 identified at the end of those months, and the proposed basis (formula in ``basis``). JSON, CSV or XLSX.
 
 The 12 months end with ``through`` (YYYY-MM), by default December of the year before ``year``. Spend is what
-the bills charge: flat-priced usage as metered, graduated prices over the month-to-date quantity (``charges``).
+the bills charged (``billed_spend``): final bills as issued and open months' drafts, their lines, late
+adjustments and manual adjustments (dispute credits included); ``by=system`` breaks it down by information system.
 Waste is the waste report's as of the 1st after ``through``: per resource its largest monthly saving."""
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ from services.common.db import get_engine, raw_connection
 from schemas.money import yuan_text
 from services.common.periods import next_month, parse_month
 from services.common.scope import require_city_wide
-from services.reference.rate_cards import load_rate_cards
 from services.query.reports.basis import CAP_RATIO, FLOOR_RATIO, budget_basis
-from services.query.reports.charges import month_charges
+from services.query.reports.billed_spend import billed_spend
+from services.query.reports.budget_views import VIEWS, department_months, detail_rows, group_columns, group_values, \
+    system_totals
 from services.query.reports.common import bad, check_format, csv_response, department_names, xlsx_response
-from services.query.reports.labels import check_lang, column, family_name
+from services.query.reports.labels import check_lang, column
 from services.query.reports.waste import waste_findings
 
 router = APIRouter(tags=["reports"])
 Finance = Annotated[Principal, Depends(require_city_wide(Role.FINANCE, Role.ADMIN))]
-FAMILIES = ("compute", "storage", "network", "bandwidth", "security")
 
 FORMULA = {
     "zh": ("建议预算基数 = max(0, min(max(趋势外推, 0.8×近12个月支出), 1.3×近12个月支出)"
@@ -54,33 +55,9 @@ def trailing_months(through: str) -> list[str]:
     return months
 
 
-async def monthly_spend(months: list[str]) -> dict[str, dict[str, dict[str, Decimal]]]:
-    """department → month → meter → exact yuan, as billed."""
-    spend: dict[str, dict[str, dict[str, Decimal]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(Decimal)))
-    async with raw_connection(get_engine()) as conn:
-        cards = await load_rate_cards(conn)
-        tiered = sorted({m for c in cards for m in c.tiered})
-        first = date.fromisoformat(months[0] + "-01")
-        end = date.fromisoformat(next_month(months[-1]) + "-01")
-        rows = await conn.fetch(
-            """
-            SELECT department_id, to_char(day, 'YYYY-MM') AS month, meter, sum(amount) AS amount FROM usage_daily
-            WHERE day >= $1 AND day < $2 AND department_id IS NOT NULL GROUP BY 1, 2, 3
-            """,
-            first, end,
-        )
-        for r in rows:
-            spend[r["department_id"]][r["month"]][r["meter"]] += r["amount"]
-        if tiered:  # graduated prices are charged on the bill, not in the rollups
-            for month in months:
-                for charge in await month_charges(conn, month, None, cards, only_meters=tiered):
-                    spend[charge.department_id][month][charge.meter] += charge.cost
-    return spend
-
-
-async def budget_report(year: int, through: str, lang: str) -> dict:
+async def budget_report(year: int, through: str, lang: str, view: str = "family") -> dict:
     months = trailing_months(through)
-    spend = await monthly_spend(months)
+    spend = await billed_spend(months)
     as_of = date.fromisoformat(next_month(through) + "-01")
     findings, _ = await waste_findings(as_of, None, lang)
     waste: dict[str, Decimal] = defaultdict(Decimal)
@@ -97,24 +74,13 @@ async def budget_report(year: int, through: str, lang: str) -> dict:
     async with raw_connection(get_engine()) as conn:
         names = await department_names(conn, spend)
     departments = []
+    family_of = {key: meter.family for key, meter in catalogue.items()}
     for department in sorted(spend):
-        by_month = spend[department]
-        family_totals: dict[str, Decimal] = defaultdict(Decimal)
-        month_rows, monthly = [], []
-        for month in months:
-            by_family: dict[str, Decimal] = defaultdict(Decimal)
-            for meter, amount in by_month.get(month, {}).items():
-                by_family[catalogue[meter].family if meter in catalogue else "other"] += amount
-            total = sum(by_family.values(), Decimal(0))
-            monthly.append(total)
-            for family, amount in by_family.items():
-                family_totals[family] += amount
-            month_rows.append({"month": month, "amount": yuan_text(total),
-                               "by_family": {f: yuan_text(by_family.get(f, Decimal(0))) for f in FAMILIES}})
+        month_rows, totals, monthly = department_months(spend[department], months, view, family_of)
         basis = budget_basis(monthly, waste.get(department, Decimal(0)))
         departments.append({
             "department_id": department, "department_name": names.get(department, department),
-            "months": month_rows, "by_family": {f: yuan_text(family_totals.get(f, Decimal(0))) for f in FAMILIES},
+            "months": month_rows, **totals,
             "actual_12_months": yuan_text(basis.actual), "monthly_mean": yuan_text(basis.monthly_mean),
             "trend_per_month": yuan_text(basis.trend_per_month), "projected": yuan_text(basis.projected),
             "bounded": yuan_text(basis.bounded), "annual_waste": yuan_text(basis.annual_waste),
@@ -131,14 +97,13 @@ SUMMARY = ["department_id", "department_name", "actual_12_months", "monthly_mean
            "bounded", "annual_waste", "proposed_basis"]
 
 
-def summary_table(report: dict, lang: str, as_numbers: bool) -> tuple[list[str], list[list]]:
-    header = [column(c, lang) for c in SUMMARY[:2]] + [f"{family_name(f, lang)}(元)" if lang == "zh" else
-                                                       f"{family_name(f, lang)} (CNY)" for f in FAMILIES]
+def summary_table(report: dict, lang: str, as_numbers: bool, view: str = "family") -> tuple[list[str], list[list]]:
+    header = [column(c, lang) for c in SUMMARY[:2]] + group_columns(view, lang)
     header += report["months"] + [column(c, lang) for c in SUMMARY[2:]]
     convert = (lambda v: Decimal(v)) if as_numbers else (lambda v: v)
     rows = []
     for d in report["departments"]:
-        rows.append([d["department_id"], d["department_name"]] + [convert(d["by_family"][f]) for f in FAMILIES]
+        rows.append([d["department_id"], d["department_name"]] + [convert(v) for v in group_values(d, view)]
                     + [convert(m["amount"]) for m in d["months"]] + [convert(d[c]) for c in SUMMARY[2:]])
     return header, rows
 
@@ -147,11 +112,14 @@ def summary_table(report: dict, lang: str, as_numbers: bool) -> tuple[list[str],
             responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument"
                                                              ".spreadsheetml.sheet": {}}}})
 async def get_budget_basis(principal: Finance, year: int, through: str | None = None, format: str = "json",
-                           lang: str = "zh"):
-    """Per department: trailing 12 months' spend by service family and month, trend, identified waste and the
-    proposed basis for ``year``. ``format=xlsx`` gives a workbook with headers in the chosen language."""
+                           lang: str = "zh", by: str = "family"):
+    """Per department: trailing 12 months' spend as billed (adjustments and dispute credits included) by service
+    family, or by information system with ``by=system``, and month, trend, identified waste and the proposed
+    basis for ``year``. ``format=xlsx`` gives a workbook with headers in the chosen language."""
     check_lang(lang)
     check_format(format, ("json", "csv", "xlsx"))
+    if by not in VIEWS:
+        raise bad("by", f"choose from {', '.join(VIEWS)}")
     if not 2000 <= year <= 9999:
         raise bad("year", "a four-digit year")
     through = through or f"{year - 1:04d}-12"
@@ -159,23 +127,21 @@ async def get_budget_basis(principal: Finance, year: int, through: str | None = 
         parse_month(through)
     except ValueError as exc:
         raise bad("through", str(exc)) from None
-    report = await budget_report(year, through, lang)
-    filename = f"govmeter-budget-basis-{year}"
+    report = await budget_report(year, through, lang, by)
+    filename = f"govmeter-budget-basis-{year}" + ("-by-system" if by == "system" else "")
     if format == "csv":
-        header, rows = summary_table(report, lang, as_numbers=False)
+        header, rows = summary_table(report, lang, as_numbers=False, view=by)
         return csv_response(header, rows, filename + ".csv")
     if format == "xlsx":
-        header, rows = summary_table(report, lang, as_numbers=True)
-        detail_header = [column(c, lang) for c in ("department_id", "department_name", "month", "family",
-                                                   "family_name", "amount")]
-        detail = [[d["department_id"], d["department_name"], m["month"], f, family_name(f, lang),
-                   Decimal(m["by_family"][f])]
-                  for d in report["departments"] for m in d["months"] for f in FAMILIES]
+        header, rows = summary_table(report, lang, as_numbers=True, view=by)
+        detail_header, detail = detail_rows(report, by, lang)
         notes_header = ["说明" if lang == "zh" else "Notes"]
         span = f"{report['months'][0]} – {report['months'][-1]}"
         notes = [[report["formula"]], [f"{'区间' if lang == 'zh' else 'Months'}: {span}"],
                  [f"{'下限/上限' if lang == 'zh' else 'Bounds'}: {FLOOR_RATIO} / {CAP_RATIO}"]]
         titles = ("预算依据", "月度明细", "计算方法") if lang == "zh" else ("Budget basis", "Monthly detail", "Method")
-        return xlsx_response([(titles[0], header, rows), (titles[1], detail_header, detail),
-                              (titles[2], notes_header, notes)], filename + ".xlsx")
+        sheets = [(titles[0], header, rows), (titles[1], detail_header, detail), (titles[2], notes_header, notes)]
+        if by == "system":
+            sheets.insert(1, ("按信息系统" if lang == "zh" else "By information system", *system_totals(report, lang)))
+        return xlsx_response(sheets, filename + ".xlsx")
     return report
