@@ -76,7 +76,7 @@ from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, answer_statement_timeouts
-from services.common.periods import LOCAL_TZ, parse_month
+from services.common.periods import month_of, parse_month
 from services.common.response_cache import ResponseCache, with_response_cache
 
 
@@ -242,7 +242,7 @@ async def get_bills(principal: Reader, now: Now,
     _month("month", month)
     department = scoped_department(principal, department)
     if month is None and department is None:
-        month = now.astimezone(LOCAL_TZ).strftime("%Y-%m")
+        month = month_of(now)
     # Cached per (scope, month, department). ``now`` reaches the answer only through the default month, resolved
     # above into the key: a summary shows no "as of", and a draft's total is a function of the stored rollups,
     # adjustments, cards and closes alone (it is "as of now" only in that it sees every stored row). A period
@@ -339,7 +339,7 @@ async def create_adjustment(adjustment: AdjustmentIn, principal: Admin, now: Now
     """Append a manual adjustment (negative ``amount``: a credit) to a department's bill of an open period
     (``month``, default this month). Adjustments are never changed or removed: correct one with another. Who
     posted it, when and why are kept, and it is an entry in the ledger."""
-    period = adjustment.month or now.astimezone(LOCAL_TZ).strftime("%Y-%m")
+    period = adjustment.month or month_of(now)
     try:
         posted = await post_adjustment(get_engine(), adjustment.department_id, period, adjustment.amount,
                                        adjustment.reason, adjustment.reference, principal.subject)

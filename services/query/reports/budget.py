@@ -9,7 +9,6 @@ Waste is the waste report's as of the 1st after ``through``: per resource its la
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
@@ -21,7 +20,7 @@ from schemas.reports import BudgetBasisReport
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
 from services.common.money import yuan_text
-from services.common.periods import next_month, parse_month
+from services.common.periods import Month, parse_month
 from services.metering.store import load_rate_cards
 from services.query.reports.basis import CAP_RATIO, FLOOR_RATIO, budget_basis
 from services.query.reports.charges import month_charges
@@ -45,12 +44,7 @@ FORMULA = {
 
 
 def trailing_months(through: str) -> list[str]:
-    year, mon = parse_month(through)
-    months = []
-    for back in range(11, -1, -1):
-        index = year * 12 + (mon - 1) - back
-        months.append(f"{index // 12:04d}-{index % 12 + 1:02d}")
-    return months
+    return [str(month) for month in Month.parse(through).trailing(12)]
 
 
 async def monthly_spend(months: list[str]) -> dict[str, dict[str, dict[str, Decimal]]]:
@@ -59,8 +53,8 @@ async def monthly_spend(months: list[str]) -> dict[str, dict[str, dict[str, Deci
     async with raw_connection(get_engine()) as conn:
         cards = await load_rate_cards(conn)
         tiered = sorted({m for c in cards for m in c.tiered})
-        first = date.fromisoformat(months[0] + "-01")
-        end = date.fromisoformat(next_month(months[-1]) + "-01")
+        first = Month.parse(months[0]).first_day
+        end = Month.parse(months[-1]).next().first_day
         rows = await conn.fetch(
             """
             SELECT department_id, to_char(day, 'YYYY-MM') AS month, meter, sum(amount) AS amount FROM usage_daily
@@ -80,7 +74,7 @@ async def monthly_spend(months: list[str]) -> dict[str, dict[str, dict[str, Deci
 async def budget_report(year: int, through: str, lang: str) -> dict:
     months = trailing_months(through)
     spend = await monthly_spend(months)
-    as_of = date.fromisoformat(next_month(through) + "-01")
+    as_of = Month.parse(through).next().first_day
     findings, _ = await waste_findings(as_of, None, lang)
     waste: dict[str, Decimal] = defaultdict(Decimal)
     counted: dict[str, Decimal] = {}

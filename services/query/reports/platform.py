@@ -20,7 +20,7 @@ from schemas.reports import PlatformReport
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
-from services.common.periods import month_bounds, parse_month
+from services.common.periods import month_bounds, parse_month, previous_month
 from services.query.reports.common import (
     UsageFigure,
     bad,
@@ -33,11 +33,6 @@ from services.query.reports.labels import check_lang, family_name, meter_name
 router = APIRouter(tags=["reports"])
 Analyst = Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.FINANCE, Role.ADMIN))]
 TOP_DEPARTMENTS = 10
-
-
-def previous_month(month: str) -> str:
-    year, mon = parse_month(month)
-    return f"{year - (mon == 1):04d}-{(mon - 2) % 12 + 1:02d}"
 
 
 async def _usage(conn, month: str):

@@ -26,6 +26,7 @@ from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
 from services.common.http_guards import DepartmentParam
+from services.common.periods import Month
 from services.query.reports.common import (
     TENTH,
     UsageFigure,
@@ -55,9 +56,8 @@ def period_of(period: str, start: date) -> tuple[date, date, date]:
         return start, start + timedelta(days=7), start - timedelta(days=7)
     if start.day != 1:
         raise bad("start", "a month report starts on the 1st of a month")
-    end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-    previous = date(start.year - (start.month == 1), (start.month - 2) % 12 + 1, 1)
-    return start, end, previous
+    month = Month(start.year, start.month)
+    return start, month.next().first_day, month.previous().first_day
 
 
 async def utilization_report(period: str, start: date, department: str | None, lang: str) -> dict:
