@@ -20,16 +20,18 @@ from schemas.reports import BudgetBasisReport
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
 from services.common.money import yuan_text
-from services.common.periods import Month, parse_month
+from services.common.http import month_param, unprocessable
+from services.common.periods import Month
 from services.metering.store import load_rate_cards
 from services.query.reports.basis import CAP_RATIO, FLOOR_RATIO, budget_basis
 from services.query.reports.charges import month_charges
-from services.query.reports.common import bad, check_format, csv_response, department_names, xlsx_response
+from services.query.reports.common import check_format, csv_response, department_names, xlsx_response
 from services.query.reports.labels import check_lang, column, family_name
 from services.query.reports.waste import waste_findings
 
 router = APIRouter(tags=["reports"])
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
+ThroughQuery = Annotated[Month | None, Depends(month_param("through", required=False))]
 FAMILIES = ("compute", "storage", "network", "bandwidth", "security")
 
 FORMULA = {
@@ -139,20 +141,15 @@ def summary_table(report: dict, lang: str, as_numbers: bool) -> tuple[list[str],
 @router.get("/v1/reports/budget-basis", response_model=BudgetBasisReport,
             responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument"
                                                              ".spreadsheetml.sheet": {}}}})
-async def get_budget_basis(principal: Finance, year: int, through: str | None = None, format: str = "json",
+async def get_budget_basis(principal: Finance, year: int, through: ThroughQuery, format: str = "json",
                            lang: str = "zh"):
     """Per department: trailing 12 months' spend by service family and month, trend, identified waste and the
     proposed basis for ``year``. ``format=xlsx`` gives a workbook with headers in the chosen language."""
     check_lang(lang)
     check_format(format, ("json", "csv", "xlsx"))
     if not 2000 <= year <= 9999:
-        raise bad("year", "a four-digit year")
-    through = through or f"{year - 1:04d}-12"
-    try:
-        parse_month(through)
-    except ValueError as exc:
-        raise bad("through", str(exc)) from None
-    report = await budget_report(year, through, lang)
+        raise unprocessable("year", "a four-digit year")
+    report = await budget_report(year, str(through or Month(year - 1, 12)), lang)
     filename = f"govmeter-budget-basis-{year}"
     if format == "csv":
         header, rows = summary_table(report, lang, as_numbers=False)

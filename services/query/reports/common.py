@@ -10,9 +10,9 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterable, Iterator, Sequence
 
-from fastapi import HTTPException, status
 from fastapi.responses import Response, StreamingResponse
 
+from services.common.http import unprocessable
 from services.common.periods import local_midnight
 from services.common.spreadsheet import InertCsvWriter, append_inert_row
 from services.metering.domain.rating import RateCardPrices, card_at
@@ -24,13 +24,9 @@ TENTH = Decimal("0.1")
 HUNDREDTH = Decimal("0.01")
 
 
-def bad(field_name: str, why: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{field_name}: {why}")
-
-
 def check_format(value: str, allowed: Sequence[str] = FORMATS) -> str:
     if value not in allowed:
-        raise bad("format", f"choose from {', '.join(allowed)}")
+        raise unprocessable("format", f"choose from {', '.join(allowed)}")
     return value
 
 
@@ -38,7 +34,7 @@ def parse_day(field_name: str, text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise bad(field_name, "not a date in the form YYYY-MM-DD") from None
+        raise unprocessable(field_name, "not a date in the form YYYY-MM-DD") from None
 
 
 def percent_text(value: Decimal | None, step: Decimal = HUNDREDTH) -> str | None:

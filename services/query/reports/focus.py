@@ -31,10 +31,11 @@ from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
 from services.common.money import CURRENCY, exact, quantity_text
 from services.common.http_guards import DepartmentParam
-from services.common.periods import month_bounds, parse_month
+from services.common.http import MonthQuery
+from services.common.periods import month_bounds
 from services.metering.store import load_rate_cards
 from services.query.reports.charges import ChargeRow, invoice_id, invoice_lines, local_day_start, month_charges
-from services.query.reports.common import bad, csv_response, department_names
+from services.query.reports.common import csv_response, department_names
 from services.query.reports.labels import check_lang, meter_name
 
 router = APIRouter(tags=["exports"])
@@ -239,14 +240,11 @@ async def bill_documents(engine, month: str, department: str | None) -> dict[str
 
 @router.get("/v1/exports/focus", response_class=Response,
             responses={200: {"content": {"text/csv": {}}, "description": "FOCUS 1.2 CSV"}})
-async def export_focus(principal: Reader, month: str, department: DepartmentParam = None, lang: str = "zh"):
+async def export_focus(principal: Reader, period: MonthQuery, department: DepartmentParam = None, lang: str = "zh"):
     """A month's charges in FinOps FOCUS 1.2 (CSV). Finance and admin: every department; a department token:
     its own. BilledCost summed per InvoiceId equals that department's bill total for the month."""
     check_lang(lang)
-    try:
-        parse_month(month)
-    except ValueError as exc:
-        raise bad("month", str(exc)) from None
+    month = str(period)
     scope = scoped_department(principal, department)
     async with raw_connection(get_engine()) as conn:
         cards = await load_rate_cards(conn)

@@ -3,9 +3,8 @@ kinds, meter names (from the catalogue)."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, status
-
 from schemas.catalogue import meters
+from services.common.http import unprocessable
 
 LANGS = ("zh", "en")
 
@@ -67,7 +66,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
 
 def check_lang(lang: str) -> str:
     if lang not in LANGS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"lang: choose from {', '.join(LANGS)}")
+        raise unprocessable("lang", f"choose from {', '.join(LANGS)}")
     return lang
 
 

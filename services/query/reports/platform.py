@@ -20,10 +20,10 @@ from schemas.reports import PlatformReport
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
-from services.common.periods import month_bounds, parse_month, previous_month
+from services.common.http import MonthQuery
+from services.common.periods import month_bounds, previous_month
 from services.query.reports.common import (
     UsageFigure,
-    bad,
     change_percent,
     department_names,
     share_percent,
@@ -134,12 +134,8 @@ async def platform_report(month: str, lang: str) -> dict:
 
 
 @router.get("/v1/reports/platform", response_model=PlatformReport)
-async def get_platform_report(principal: Analyst, month: str, lang: str = "zh"):
+async def get_platform_report(principal: Analyst, month: MonthQuery, lang: str = "zh"):
     """The monthly platform analysis (Art. 12(5)): use per service family and its growth, top departments,
     unattributed usage, dead letters."""
     check_lang(lang)
-    try:
-        parse_month(month)
-    except ValueError as exc:
-        raise bad("month", str(exc)) from None
-    return await platform_report(month, lang)
+    return await platform_report(str(month), lang)

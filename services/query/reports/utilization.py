@@ -25,6 +25,7 @@ from schemas.reports import UtilizationReport
 from services.common.auth import Principal, require_roles, scoped_department
 from services.common.db import get_engine, raw_connection
 from services.common.money import quantity_text, yuan_text
+from services.common.http import unprocessable
 from services.common.http_guards import DepartmentParam
 from services.common.periods import Month
 from services.query.reports.common import (
@@ -32,7 +33,6 @@ from services.query.reports.common import (
     UsageFigure,
     UtilizationFigures,
     allocations,
-    bad,
     change_percent,
     check_format,
     csv_response,
@@ -55,7 +55,7 @@ def period_of(period: str, start: date) -> tuple[date, date, date]:
     if period == "week":
         return start, start + timedelta(days=7), start - timedelta(days=7)
     if start.day != 1:
-        raise bad("start", "a month report starts on the 1st of a month")
+        raise unprocessable("start", "a month report starts on the 1st of a month")
     month = Month(start.year, start.month)
     return start, month.next().first_day, month.previous().first_day
 
@@ -157,7 +157,7 @@ async def get_utilization_report(principal: Reader, period: str, start: str, dep
     check_lang(lang)
     check_format(format)
     if period not in PERIODS:
-        raise bad("period", f"choose from {', '.join(PERIODS)}")
+        raise unprocessable("period", f"choose from {', '.join(PERIODS)}")
     report = await utilization_report(period, parse_day("start", start), scoped_department(principal, department),
                                       lang)
     if format == "csv":
