@@ -24,7 +24,9 @@ from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
 from services.common.periods import parse_bound
 from services.common.response_cache import ResponseCache, with_response_cache
-from services.query.reports import budget, focus, platform, utilization, warnings, waste
+from services.query import warnings
+from services.query.reports import budget, focus, platform, utilization, waste
+from services.query.reports import warnings as warnings_report
 from services.query.views import GRANULARITIES, GROUPS, TooManyRows, UsageQuery, usage_report_json
 
 
@@ -45,7 +47,7 @@ observe_cache("usage", usage_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "query")
-for module in (utilization, platform, waste, budget, warnings, focus):
+for module in (utilization, platform, waste, budget, warnings_report, focus):
     app.include_router(module.router)
 
 Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Role.DEPARTMENT))]

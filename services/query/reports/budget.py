@@ -22,12 +22,11 @@ from services.common.db import get_engine, raw_connection
 from services.common.money import yuan_text
 from services.common.http import month_param, unprocessable
 from services.common.periods import Month
-from services.metering.store import load_rate_cards
-from services.query.reports.basis import CAP_RATIO, FLOOR_RATIO, budget_basis
-from services.query.reports.charges import month_charges
-from services.query.reports.common import check_format, csv_response, department_names, xlsx_response
-from services.query.reports.labels import check_lang, column, family_name
+from services.query.domain.basis import CAP_RATIO, FLOOR_RATIO, budget_basis, waste_by_department
+from services.query.domain.labels import column, family_name
+from services.query.formats import check_format, check_lang, csv_response, xlsx_response
 from services.query.reports.waste import waste_findings
+from services.query.views import department_names, monthly_spend
 
 router = APIRouter(tags=["reports"])
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
@@ -45,80 +44,47 @@ FORMULA = {
 }
 
 
-def trailing_months(through: str) -> list[str]:
-    return [str(month) for month in Month.parse(through).trailing(12)]
-
-
-async def monthly_spend(months: list[str]) -> dict[str, dict[str, dict[str, Decimal]]]:
-    """department → month → meter → exact yuan, as billed."""
-    spend: dict[str, dict[str, dict[str, Decimal]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(Decimal)))
-    async with raw_connection(get_engine()) as conn:
-        cards = await load_rate_cards(conn)
-        tiered = sorted({m for c in cards for m in c.tiered})
-        first = Month.parse(months[0]).first_day
-        end = Month.parse(months[-1]).next().first_day
-        rows = await conn.fetch(
-            """
-            SELECT department_id, to_char(day, 'YYYY-MM') AS month, meter, sum(amount) AS amount FROM usage_daily
-            WHERE day >= $1 AND day < $2 AND department_id IS NOT NULL GROUP BY 1, 2, 3
-            """,
-            first, end,
-        )
-        for r in rows:
-            spend[r["department_id"]][r["month"]][r["meter"]] += r["amount"]
-        if tiered:  # graduated prices are charged on the bill, not in the rollups
-            for month in months:
-                for charge in await month_charges(conn, month, None, cards, only_meters=tiered):
-                    spend[charge.department_id][month][charge.meter] += charge.cost
-    return spend
-
-
-async def budget_report(year: int, through: str, lang: str) -> dict:
-    months = trailing_months(through)
+async def budget_report(year: int, through: Month, lang: str) -> dict:
+    months = through.trailing(12)
     spend = await monthly_spend(months)
-    as_of = Month.parse(through).next().first_day
-    findings, _ = await waste_findings(as_of, None, lang)
-    waste: dict[str, Decimal] = defaultdict(Decimal)
-    counted: dict[str, Decimal] = {}
-    finding_count: dict[str, int] = defaultdict(int)
-    for f in findings:  # per resource its largest saving (a resource idle and oversized is counted once)
-        saving = Decimal(f["monthly_saving"])
-        finding_count[f["department_id"]] += 1
-        previous = counted.get(f["resource_id"], Decimal(0))
-        if saving > previous:
-            waste[f["department_id"]] += saving - previous
-            counted[f["resource_id"]] = saving
-    catalogue = meters()
+    findings, _ = await waste_findings(through.next().first_day, None, lang)
+    waste, finding_count = waste_by_department(findings)
     async with raw_connection(get_engine()) as conn:
         names = await department_names(conn, spend)
-    departments = []
-    for department in sorted(spend):
-        by_month = spend[department]
-        family_totals: dict[str, Decimal] = defaultdict(Decimal)
-        month_rows, monthly = [], []
-        for month in months:
-            by_family: dict[str, Decimal] = defaultdict(Decimal)
-            for meter, amount in by_month.get(month, {}).items():
-                by_family[catalogue[meter].family if meter in catalogue else "other"] += amount
-            total = sum(by_family.values(), Decimal(0))
-            monthly.append(total)
-            for family, amount in by_family.items():
-                family_totals[family] += amount
-            month_rows.append({"month": month, "amount": yuan_text(total),
-                               "by_family": {f: yuan_text(by_family.get(f, Decimal(0))) for f in FAMILIES}})
-        basis = budget_basis(monthly, waste.get(department, Decimal(0)))
-        departments.append({
-            "department_id": department, "department_name": names.get(department, department),
-            "months": month_rows, "by_family": {f: yuan_text(family_totals.get(f, Decimal(0))) for f in FAMILIES},
-            "actual_12_months": yuan_text(basis.actual), "monthly_mean": yuan_text(basis.monthly_mean),
-            "trend_per_month": yuan_text(basis.trend_per_month), "projected": yuan_text(basis.projected),
-            "bounded": yuan_text(basis.bounded), "annual_waste": yuan_text(basis.annual_waste),
-            "proposed_basis": yuan_text(basis.proposed), "waste_findings": finding_count.get(department, 0),
-        })
+    departments = [department_out(department, names.get(department, department), spend[department],
+                                  [str(m) for m in months], waste.get(department, Decimal(0)),
+                                  finding_count.get(department, 0))
+                   for department in sorted(spend)]
     return {
-        "year": year, "months": months, "currency": "CNY", "lang": lang, "formula": FORMULA[lang],
-        "departments": departments,
+        "year": year, "months": [str(m) for m in months], "currency": "CNY", "lang": lang,
+        "formula": FORMULA[lang], "departments": departments,
         "total_proposed_basis": yuan_text(sum((Decimal(d["proposed_basis"]) for d in departments), Decimal(0))),
+    }
+
+
+def department_out(department: str, name: str, by_month: dict[str, dict[str, Decimal]], months: list[str],
+                   waste: Decimal, findings: int) -> dict:
+    catalogue = meters()
+    family_totals: dict[str, Decimal] = defaultdict(Decimal)
+    month_rows, monthly = [], []
+    for month in months:
+        by_family: dict[str, Decimal] = defaultdict(Decimal)
+        for meter, amount in by_month.get(month, {}).items():
+            by_family[catalogue[meter].family if meter in catalogue else "other"] += amount
+        total = sum(by_family.values(), Decimal(0))
+        monthly.append(total)
+        for family, amount in by_family.items():
+            family_totals[family] += amount
+        month_rows.append({"month": month, "amount": yuan_text(total),
+                           "by_family": {f: yuan_text(by_family.get(f, Decimal(0))) for f in FAMILIES}})
+    basis = budget_basis(monthly, waste)
+    return {
+        "department_id": department, "department_name": name,
+        "months": month_rows, "by_family": {f: yuan_text(family_totals.get(f, Decimal(0))) for f in FAMILIES},
+        "actual_12_months": yuan_text(basis.actual), "monthly_mean": yuan_text(basis.monthly_mean),
+        "trend_per_month": yuan_text(basis.trend_per_month), "projected": yuan_text(basis.projected),
+        "bounded": yuan_text(basis.bounded), "annual_waste": yuan_text(basis.annual_waste),
+        "proposed_basis": yuan_text(basis.proposed), "waste_findings": findings,
     }
 
 
@@ -149,23 +115,28 @@ async def get_budget_basis(principal: Finance, year: int, through: ThroughQuery,
     check_format(format, ("json", "csv", "xlsx"))
     if not 2000 <= year <= 9999:
         raise unprocessable("year", "a four-digit year")
-    report = await budget_report(year, str(through or Month(year - 1, 12)), lang)
+    report = await budget_report(year, through or Month(year - 1, 12), lang)
     filename = f"govmeter-budget-basis-{year}"
     if format == "csv":
         header, rows = summary_table(report, lang, as_numbers=False)
         return csv_response(header, rows, filename + ".csv")
     if format == "xlsx":
-        header, rows = summary_table(report, lang, as_numbers=True)
-        detail_header = [column(c, lang) for c in ("department_id", "department_name", "month", "family",
-                                                   "family_name", "amount")]
-        detail = [[d["department_id"], d["department_name"], m["month"], f, family_name(f, lang),
-                   Decimal(m["by_family"][f])]
-                  for d in report["departments"] for m in d["months"] for f in FAMILIES]
-        notes_header = ["说明" if lang == "zh" else "Notes"]
-        span = f"{report['months'][0]} – {report['months'][-1]}"
-        notes = [[report["formula"]], [f"{'区间' if lang == 'zh' else 'Months'}: {span}"],
-                 [f"{'下限/上限' if lang == 'zh' else 'Bounds'}: {FLOOR_RATIO} / {CAP_RATIO}"]]
-        titles = ("预算依据", "月度明细", "计算方法") if lang == "zh" else ("Budget basis", "Monthly detail", "Method")
-        return xlsx_response([(titles[0], header, rows), (titles[1], detail_header, detail),
-                              (titles[2], notes_header, notes)], filename + ".xlsx")
+        return workbook(report, lang, filename + ".xlsx")
     return report
+
+
+def workbook(report: dict, lang: str, filename: str):
+    """The summary, the monthly detail per family and the method, one sheet each, numbers as numbers."""
+    header, rows = summary_table(report, lang, as_numbers=True)
+    detail_header = [column(c, lang) for c in ("department_id", "department_name", "month", "family",
+                                               "family_name", "amount")]
+    detail = [[d["department_id"], d["department_name"], m["month"], f, family_name(f, lang),
+               Decimal(m["by_family"][f])]
+              for d in report["departments"] for m in d["months"] for f in FAMILIES]
+    notes_header = ["说明" if lang == "zh" else "Notes"]
+    span = f"{report['months'][0]} – {report['months'][-1]}"
+    notes = [[report["formula"]], [f"{'区间' if lang == 'zh' else 'Months'}: {span}"],
+             [f"{'下限/上限' if lang == 'zh' else 'Bounds'}: {FLOOR_RATIO} / {CAP_RATIO}"]]
+    titles = ("预算依据", "月度明细", "计算方法") if lang == "zh" else ("Budget basis", "Monthly detail", "Method")
+    return xlsx_response([(titles[0], header, rows), (titles[1], detail_header, detail),
+                          (titles[2], notes_header, notes)], filename)

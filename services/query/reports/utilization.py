@@ -28,22 +28,18 @@ from services.common.money import quantity_text, yuan_text
 from services.common.http import unprocessable
 from services.common.http_guards import DepartmentParam
 from services.common.periods import Month
-from services.query.reports.common import (
+from services.query.domain.figures import UsageFigure, UtilizationFigures
+from services.query.domain.labels import column, meter_name
+from services.query.formats import (
     TENTH,
-    UsageFigure,
-    UtilizationFigures,
-    allocations,
     change_percent,
     check_format,
+    check_lang,
     csv_response,
-    daily_usage,
-    day_bounds,
-    department_names,
     parse_day,
     percent_text,
-    utilization_figures,
 )
-from services.query.reports.labels import check_lang, column, meter_name
+from services.query.views import allocations, daily_usage, day_bounds, department_names, utilization_figures
 
 router = APIRouter(tags=["reports"])
 Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.PROVIDER, Role.ADMIN, Role.DEPARTMENT))]
@@ -78,48 +74,50 @@ async def utilization_report(period: str, start: date, department: str | None, l
                 target[(r["department_id"], r["system"])][r["meter"]].add(r["quantity"], r["amount"], r["unpriced"])
         keys = sorted(set(usage) | set(before) | set(utilization) | set(allocated), key=lambda k: (k[0], k[1] or ""))
         names = await department_names(conn, [k[0] for k in keys])
-    rows = []
-    for key in keys:
-        department_id, system = key
-        meters_now, meters_before = usage.get(key, {}), before.get(key, {})
-        cost = sum((f.amount for f in meters_now.values()), Decimal(0))
-        previous_cost = sum((f.amount for f in meters_before.values()), Decimal(0))
-        figures = utilization.get(key, UtilizationFigures())
-        earlier = previous_utilization.get(key, UtilizationFigures())
-        held = allocated.get(key)
-        rows.append({
-            "department_id": department_id,
-            "department_name": names.get(department_id, department_id),
-            "system": system,
-            "resources": len(held.resources) if held else 0,
-            "allocated": {name: quantity_text(value.quantize(Decimal("0.01")).normalize())
-                          for name, value in sorted(held.capacity.items())} if held else {},
-            "meters": [
-                {
-                    "meter": meter, "name": meter_name(meter, lang), "unit": unit_of(meter),
-                    "quantity": quantity_text(meters_now[meter].quantity) if meter in meters_now else "0",
-                    "amount": yuan_text(meters_now[meter].amount) if meter in meters_now else "0.00",
-                    "previous_quantity": (quantity_text(meters_before[meter].quantity)
-                                          if meter in meters_before else "0"),
-                    "quantity_change_percent": change_percent(
-                        meters_now[meter].quantity if meter in meters_now else Decimal(0),
-                        meters_before[meter].quantity if meter in meters_before else Decimal(0)),
-                }
-                for meter in sorted(set(meters_now) | set(meters_before))
-            ],
-            "cost": yuan_text(cost),
-            "previous_cost": yuan_text(previous_cost),
-            "cost_change_percent": change_percent(cost, previous_cost),
-            "cpu_average": percent_text(figures.cpu_average),
-            "cpu_p95": percent_text(figures.cpu_p95, TENTH),
-            "memory_average": percent_text(figures.memory_average),
-            "memory_p95": percent_text(figures.memory_p95, TENTH),
-            "previous_cpu_average": percent_text(earlier.cpu_average),
-            "previous_memory_average": percent_text(earlier.memory_average),
-        })
+    rows = [row_out(key, usage.get(key, {}), before.get(key, {}), utilization.get(key, UtilizationFigures()),
+                    previous_utilization.get(key, UtilizationFigures()), allocated.get(key), names, lang)
+            for key in keys]
     return {
         "period": period, "start": first.isoformat(), "end": end.isoformat(),
         "previous_start": previous_first.isoformat(), "currency": "CNY", "lang": lang, "rows": rows,
+    }
+
+
+def row_out(key: tuple, meters_now: dict[str, UsageFigure], meters_before: dict[str, UsageFigure],
+            figures: UtilizationFigures, earlier: UtilizationFigures, held, names: dict[str, str], lang: str) -> dict:
+    """One department and information system: capacity, meters, cost and utilisation against the period before."""
+    department_id, system = key
+    cost = sum((f.amount for f in meters_now.values()), Decimal(0))
+    previous_cost = sum((f.amount for f in meters_before.values()), Decimal(0))
+    return {
+        "department_id": department_id,
+        "department_name": names.get(department_id, department_id),
+        "system": system,
+        "resources": len(held.resources) if held else 0,
+        "allocated": {name: quantity_text(value.quantize(Decimal("0.01")).normalize())
+                      for name, value in sorted(held.capacity.items())} if held else {},
+        "meters": [
+            {
+                "meter": meter, "name": meter_name(meter, lang), "unit": unit_of(meter),
+                "quantity": quantity_text(meters_now[meter].quantity) if meter in meters_now else "0",
+                "amount": yuan_text(meters_now[meter].amount) if meter in meters_now else "0.00",
+                "previous_quantity": (quantity_text(meters_before[meter].quantity)
+                                      if meter in meters_before else "0"),
+                "quantity_change_percent": change_percent(
+                    meters_now[meter].quantity if meter in meters_now else Decimal(0),
+                    meters_before[meter].quantity if meter in meters_before else Decimal(0)),
+            }
+            for meter in sorted(set(meters_now) | set(meters_before))
+        ],
+        "cost": yuan_text(cost),
+        "previous_cost": yuan_text(previous_cost),
+        "cost_change_percent": change_percent(cost, previous_cost),
+        "cpu_average": percent_text(figures.cpu_average),
+        "cpu_p95": percent_text(figures.cpu_p95, TENTH),
+        "memory_average": percent_text(figures.memory_average),
+        "memory_p95": percent_text(figures.memory_p95, TENTH),
+        "previous_cpu_average": percent_text(earlier.cpu_average),
+        "previous_memory_average": percent_text(earlier.memory_average),
     }
 
 

@@ -1,10 +1,9 @@
 """Report labels in Chinese and English (``lang=zh|en``, default zh): column headers, service families, finding
-kinds, meter names (from the catalogue)."""
+kinds, meter names (from the catalogue). ``formats.check_lang`` refuses any other ``lang``."""
 
 from __future__ import annotations
 
 from schemas.catalogue import meters
-from services.common.http import unprocessable
 
 LANGS = ("zh", "en")
 
@@ -62,12 +61,6 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "resource_id": ("资源编号", "Resource"),
     "monthly_saving": ("每月可节省(元)", "Monthly saving (CNY)"),
 }
-
-
-def check_lang(lang: str) -> str:
-    if lang not in LANGS:
-        raise unprocessable("lang", f"choose from {', '.join(LANGS)}")
-    return lang
 
 
 def pick(pair: tuple[str, str], lang: str) -> str:
