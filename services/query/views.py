@@ -22,7 +22,7 @@ from services.metering.domain.rating import RateCardPrices
 from services.metering.store import load_rate_cards
 from services.query.domain.charges import ChargeRow, charge_rows
 from services.query.domain.figures import Allocation, UtilizationFigures, current_prices, time_weighted_allocations
-from services.query.domain.waste_rules import ResourceEvidence, Windows
+from services.query.domain.waste import ResourceEvidence, Windows
 
 GROUPS = ("department", "meter", "resource", "system")
 GRANULARITIES = ("hour", "day", "month", "total")

@@ -13,17 +13,8 @@ from services.query.domain.charges import ChargeRow
 from services.query.domain.figures import UtilizationFigures
 from services.query.domain.focus import focus_rows, service_columns
 from services.query.domain.platform import tally, top_departments
-from services.query.domain.waste_rules import (
-    IDLE,
-    OVERSIZED,
-    UNATTACHED_IP,
-    ResourceEvidence,
-    Size,
-    Windows,
-    held_size,
-    held_throughout,
-    judge_resource,
-)
+from services.query.domain.waste import ResourceEvidence, Windows, held_size, held_throughout, judge_resource
+from services.query.domain.waste_rules import IDLE, OVERSIZED, UNATTACHED_IP, Size
 
 D = Decimal
 END = datetime(2077, 3, 1, tzinfo=UTC)

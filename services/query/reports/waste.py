@@ -1,6 +1,6 @@
 """``GET /v1/reports/waste``: idle resources, oversized VMs, unattached volumes and public IPs (Art. 10, 19),
 each with its evidence and its monthly saving in yuan at current prices. The rules are in
-``services.query.domain.waste_rules``; evidence is taken over the days before ``as_of`` (a local date, default
+``services.query.domain.waste_rules`` and ``waste``; evidence is taken over the days before ``as_of`` (a local date, default
 today)."""
 
 from __future__ import annotations
@@ -19,16 +19,8 @@ from services.common.money import quantity_text, yuan_text
 from services.common.http_guards import DepartmentParam
 from services.common.periods import LOCAL_TZ, local_midnight
 from services.query.domain.labels import column, finding_name
-from services.query.domain.waste_rules import (
-    IDLE,
-    MIN_OBSERVED_SHARE,
-    OVERSIZED,
-    ResourceEvidence,
-    Verdict,
-    WastePolicy,
-    Windows,
-    judge_resource,
-)
+from services.query.domain.waste import MIN_OBSERVED_SHARE, ResourceEvidence, Verdict, Windows, judge_resource
+from services.query.domain.waste_rules import IDLE, OVERSIZED, WastePolicy
 from services.query.formats import TENTH, check_format, check_lang, csv_response, parse_day, percent_text
 from services.query.views import WasteReads, waste_reads
 
