@@ -80,7 +80,8 @@ async def publish_pending(engine: AsyncEngine, producer, topic: str, batch: int 
     while True:
         async with raw_transaction(engine) as conn:
             rows = await conn.fetch(
-                WARNING_SELECT + " WHERE w.published_at IS NULL ORDER BY w.id LIMIT $1 FOR UPDATE OF w SKIP LOCKED", batch
+                WARNING_SELECT + " WHERE w.published_at IS NULL ORDER BY w.id LIMIT $1 FOR UPDATE OF w SKIP LOCKED",
+                batch,
             )
             if not rows:
                 return sent

@@ -1,7 +1,7 @@
 """``GET /v1/reports/waste``: idle resources, oversized VMs, unattached volumes and public IPs (Art. 10, 19),
 each with its evidence and its monthly saving in yuan at current prices. The rules are in
-``services.query.domain.waste_rules`` and ``waste``; evidence is taken over the days before ``as_of`` (a local date, default
-today)."""
+``services.query.domain.waste_rules`` and ``waste``; evidence is taken over the days before ``as_of`` (a local
+date, default today)."""
 
 from __future__ import annotations
 
