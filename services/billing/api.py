@@ -78,7 +78,8 @@ from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, answer_statement_timeouts
-from services.common.periods import LOCAL_TZ, parse_month
+from services.common.http import month_param, unprocessable
+from services.common.periods import Month, month_of
 from services.common.response_cache import ResponseCache, with_response_cache
 from services.reference.routes import router as reference_routes
 
@@ -132,20 +133,9 @@ async def billing_clock() -> datetime:
 
 
 Now = Annotated[datetime, Depends(billing_clock)]
-
-
-def _unprocessable(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
-
-
-def _month(field: str, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        parse_month(value)
-    except ValueError as exc:
-        raise _unprocessable(f"{field}: {exc}") from None
-    return value
+PathMonth = Annotated[Month, Depends(month_param(in_path=True))]
+BillsMonth = Annotated[Month | None, Depends(month_param(required=False, description="YYYY-MM; default: this month"))]
+OptionalMonth = Annotated[Month | None, Depends(month_param(required=False))]
 
 
 app.include_router(reference_routes)  # departments and rate cards
@@ -168,18 +158,17 @@ async def get_periods(principal: Reader, now: Now):
 @app.post("/v1/periods/{month}/close", response_model=CloseResult, tags=["billing"],
           responses={409: {"description": "the month has not ended yet, or an active event source has not "
                                           "delivered data up to its end (the detail names the sources)"}})
-async def close_billing_period(month: Annotated[str, Path(examples=["2026-11"])], principal: Admin, now: Now,
-                               body: CloseIn | None = None):
+async def close_billing_period(principal: Admin, period: PathMonth, now: Now, body: CloseIn | None = None):
     """Close a period now, before its grace ends: every department's bill becomes final (its JSON, CSV and
     content hash are stored and never change) and its amounts go to the ledger. Departments with active
     resources get a bill even at zero usage. Closing a closed period is harmless: 200 with the same result.
     While an active event source is behind the month's end (``GET /v1/sources``) the answer is 409 naming it;
     ``{"override_watermarks": true, "reason": "..."}`` closes anyway and records who, when, why and which
     sources were behind on the period."""
-    _month("month", month)
+    month = str(period)
     body = body or CloseIn()
     if body.override_watermarks and body.reason is None:
-        raise _unprocessable("reason: required with override_watermarks (it is recorded on the period)")
+        raise unprocessable("reason", "required with override_watermarks (it is recorded on the period)")
     try:
         outcome = await close_period(get_engine(), month, now, closed_by=principal.subject,
                                      active_days=get_settings().source_active_days,
@@ -205,16 +194,15 @@ async def get_sources(principal: SourceReader, now: Now):
 
 
 @app.get("/v1/bills", response_model=list[BillSummary], tags=["billing"])
-async def get_bills(principal: Reader, now: Now,
-                    month: Annotated[str | None, Query(description="YYYY-MM; default: this month")] = None,
-                    department: DepartmentParam = None, rollup: Rollup = False):
+async def get_bills(principal: Reader, now: Now, period: BillsMonth, department: DepartmentParam = None,
+                    rollup: Rollup = False):
     """The bills of a period (finance and admin: every department; a district finance office: its subtree; a
     department: its own), or, with only ``department``, every bill of that department (``rollup``: of its
     subtree). Open periods show drafts as of now."""
-    _month("month", month)
     scope = await read_scope(principal, department, rollup)
+    month = str(period) if period else None
     if month is None and scope.one is None:
-        month = now.astimezone(LOCAL_TZ).strftime("%Y-%m")
+        month = month_of(now)
     # Cached per (scope, month, department). ``now`` reaches the answer only through the default month, resolved
     # above into the key: a summary shows no "as of", and a draft's total is a function of the stored rollups,
     # adjustments, cards and closes alone (it is "as of now" only in that it sees every stored row). A period
@@ -311,23 +299,23 @@ async def create_adjustment(adjustment: AdjustmentIn, principal: Admin, now: Now
     """Append a manual adjustment (negative ``amount``: a credit) to a department's bill of an open period
     (``month``, default this month). Adjustments are never changed or removed: correct one with another. Who
     posted it, when and why are kept, and it is an entry in the ledger."""
-    period = adjustment.month or now.astimezone(LOCAL_TZ).strftime("%Y-%m")
+    period = adjustment.month or month_of(now)
     try:
         posted = await post_adjustment(get_engine(), adjustment.department_id, period, adjustment.amount,
                                        adjustment.reason, adjustment.reference, principal.subject)
     except UnknownDepartment as exc:
-        raise _unprocessable(str(exc)) from None
+        raise unprocessable(str(exc)) from None
     except PeriodClosed as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     return AdjustmentOut(**posted)
 
 
 @app.get("/v1/adjustments", response_model=list[AdjustmentOut], tags=["billing"])
-async def get_adjustments(principal: Reader, month: str | None = None, department: DepartmentParam = None,
+async def get_adjustments(principal: Reader, period: OptionalMonth, department: DepartmentParam = None,
                           rollup: Rollup = False):
     """Manual adjustments, with who posted them, when and why."""
-    _month("month", month)
-    return await list_adjustments(get_engine(), (await read_scope(principal, department, rollup)).ids, month)
+    return await list_adjustments(get_engine(), (await read_scope(principal, department, rollup)).ids,
+                                  str(period) if period else None)
 
 
 # --- budgets and alerts -----------------------------------------------------------------------------------------
@@ -345,7 +333,7 @@ async def set_budget(department_id: str, year: Annotated[int, Path(ge=2000, le=2
     try:
         row = await put_budget(engine, department_id, year, budget.amount, principal.subject)
     except UnknownDepartment as exc:
-        raise _unprocessable(str(exc)) from None
+        raise unprocessable(str(exc)) from None
     raised = await evaluate_budget(engine, department_id, year, settings.budget_projection_min_hours)
     if raised:
         await publish_alerts(engine, app.state.producer, settings.alerts_topic)
@@ -384,16 +372,16 @@ async def subscribe(subscription: SubscriptionIn, principal: Reader):
     without ``department_id``, every department. The URL's host must be allowed (GOVMETER_WEBHOOK_ALLOWED_HOSTS)."""
     scope = await read_scope(principal, subscription.department_id)
     if scope.ids is not None and scope.one is None:  # a district finance office: not "every department"
-        raise _unprocessable("department_id: required: a district finance token subscribes to one department")
+        raise unprocessable("department_id: required: a district finance token subscribes to one department")
     department = scope.one
     refusal = url_refusal(subscription.url, get_settings().webhook_hosts)
     if refusal is not None:
-        raise _unprocessable(refusal)
+        raise unprocessable(refusal)
     try:
         created = await create_subscription(get_engine(), principal, subscription.url, subscription.events,
                                             subscription.alert_kinds, department)
     except UnknownDepartment as exc:
-        raise _unprocessable(str(exc)) from None
+        raise unprocessable(str(exc)) from None
     return SubscriptionCreated(**created)
 
 

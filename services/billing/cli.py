@@ -42,10 +42,10 @@ def cmd_ledger_verify(args) -> int:
 def cmd_close(args) -> int:
     from services.billing.closing import PeriodNotEnded, close_period
     from services.billing.watermarks import HeldBySources
-    from services.common.periods import parse_month
+    from services.common.periods import Month
 
     try:
-        parse_month(args.month)
+        Month.parse(args.month)
     except ValueError as exc:
         print(f"month: {exc}", file=sys.stderr)
         return 2

@@ -145,7 +145,7 @@ def delivery_body(delivery_id: uuid.UUID, event_type: str, subscription_id: uuid
 
 async def fan_out(engine: AsyncEngine, batch: int = FAN_OUT_BATCH) -> int:
     """Create the deliveries that stored alerts and warnings call for; returns how many."""
-    from services.query.reports.warnings import warning_out  # the warnings' one rendering (GET /v1/warnings)
+    from services.query.domain.warnings import warning_out  # the warnings' one rendering (GET /v1/warnings)
 
     created = 0
     for event_type, query, render in ((BUDGET_ALERT, _NEW_ALERTS, alert_message),

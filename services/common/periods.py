@@ -5,6 +5,7 @@ Stored instants are UTC; only here do local days and months appear."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -45,38 +46,97 @@ class LocalCalendar:
         return found
 
 
+@dataclass(frozen=True, order=True)
+class Month:
+    """A billing period: a calendar month in Asia/Shanghai. The one place where months are counted; its text is
+    the canonical ``YYYY-MM`` (ASCII digits) under which periods are stored and compared."""
+
+    year: int
+    month: int
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.year <= 9999 and 1 <= self.month <= 12):
+            raise ValueError(f"{self.year}-{self.month} is not a month")
+
+    @classmethod
+    def parse(cls, text: str) -> Month:
+        """The month of a canonical ``YYYY-MM`` (ASCII digits, nothing around it); anything else is a ValueError.
+        Every month that reaches the store or a comparison with stored periods goes through here."""
+        match = _MONTH.fullmatch(text) if isinstance(text, str) else None
+        if match is None:
+            raise ValueError(f"{text!r} is not a month in the form YYYY-MM")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @classmethod
+    def of(cls, instant: datetime) -> Month:
+        """The month (local time) that holds ``instant``."""
+        local = instant.astimezone(LOCAL_TZ)
+        return cls(local.year, local.month)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    def shifted(self, months: int) -> Month:
+        index = self.year * 12 + self.month - 1 + months
+        return Month(index // 12, index % 12 + 1)
+
+    def next(self) -> Month:
+        return self.shifted(1)
+
+    def previous(self) -> Month:
+        return self.shifted(-1)
+
+    def trailing(self, n: int) -> list[Month]:
+        """The ``n`` months that end with this one, oldest first."""
+        return [self.shifted(-back) for back in range(n - 1, -1, -1)]
+
+    @property
+    def first_day(self) -> date:
+        return date(self.year, self.month, 1)
+
+    @property
+    def start(self) -> datetime:
+        """Local midnight of the 1st (aware)."""
+        return local_midnight(self.first_day)
+
+    @property
+    def end(self) -> datetime:
+        """Exclusive: the start of the next month."""
+        return self.next().start
+
+    @property
+    def bounds(self) -> tuple[datetime, datetime]:
+        return self.start, self.end
+
+
 def month_of(instant: datetime) -> str:
     """The billing period (``YYYY-MM``, local time) that holds ``instant``."""
-    local = instant.astimezone(LOCAL_TZ)
-    return f"{local.year:04d}-{local.month:02d}"
+    return str(Month.of(instant))
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
     """[start, end) of a ``YYYY-MM`` billing period as aware local datetimes."""
-    year, mon = parse_month(month)
-    start = datetime(year, mon, 1, tzinfo=LOCAL_TZ)
-    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=LOCAL_TZ)
-    return start, end
+    return Month.parse(month).bounds
 
 
 def parse_month(month: str) -> tuple[int, int]:
-    """(year, month) of a canonical ``YYYY-MM`` (ASCII digits, nothing around it); anything else is a ValueError.
-    Every month that reaches the store or a comparison with stored periods goes through here."""
-    match = _MONTH.fullmatch(month) if isinstance(month, str) else None
-    if match is None:
-        raise ValueError(f"{month!r} is not a month in the form YYYY-MM")
-    return int(match.group(1)), int(match.group(2))
+    """(year, month) of a canonical ``YYYY-MM``; anything else is a ValueError (see ``Month.parse``)."""
+    parsed = Month.parse(month)
+    return parsed.year, parsed.month
 
 
 def canonical_month(month: str) -> str:
     """``month`` itself if it is a canonical ``YYYY-MM`` (a validator: raises ValueError otherwise)."""
-    parse_month(month)
+    Month.parse(month)
     return month
 
 
 def next_month(month: str) -> str:
-    year, mon = parse_month(month)
-    return f"{year + (mon == 12):04d}-{mon % 12 + 1:02d}"
+    return str(Month.parse(month).next())
+
+
+def previous_month(month: str) -> str:
+    return str(Month.parse(month).previous())
 
 
 def parse_bound(text: str) -> datetime:

@@ -16,7 +16,7 @@ from typing import Iterator
 import httpx
 
 from services.common.auth import issue_token
-from services.common.periods import LOCAL_TZ
+from services.common.periods import Month
 from services.demo.rate_cards import propose_and_approve
 
 DEMO_DEPARTMENTS: list[tuple[str, str]] = [
@@ -143,7 +143,7 @@ def history_events(resources: list[DemoResource], start: datetime, end: datetime
     months = []
     t = start
     while t < end:
-        following = (t.replace(day=28) + timedelta(days=4)).replace(day=1)
+        following = Month.of(t).end
         months.append((t, min(following, end)))
         t = following
     for n, (first, last) in enumerate(months):
@@ -191,9 +191,7 @@ async def run_demo(urls: dict[str, str], rate: float = 200.0, duration: float = 
     fleet = demo_resources(resources)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     since = now - timedelta(days=2)
-    local = now.astimezone(LOCAL_TZ)
-    index = local.year * 12 + local.month - 1 - 13  # the first of the month 13 months ago: same month last year too
-    history_start = datetime(index // 12, index % 12 + 1, 1, tzinfo=LOCAL_TZ)
+    history_start = Month.of(now).shifted(-13).start  # the first of the month 13 months ago: same month last year too
     async with httpx.AsyncClient(timeout=60) as client:
         await register_departments_and_prices(client, urls["billing"], "demo", history_start.isoformat())
         past = history_resources(fleet)
@@ -205,7 +203,7 @@ async def run_demo(urls: dict[str, str], rate: float = 200.0, duration: float = 
             await client.post(f"{urls['metering']}/v1/events", json=lifecycle[i:i + 500], headers=provider)
         finance = {"Authorization": f"Bearer {issue_token('finance')}"}
         for department, amount in demo_budgets(fleet).items():
-            await client.put(f"{urls['billing']}/v1/budgets/{department}/{local.year}", json={"amount": str(amount)},
+            await client.put(f"{urls['billing']}/v1/budgets/{department}/{Month.of(now).year}", json={"amount": str(amount)},
                              headers=finance)
         backfill = [*history_events(past, history_start, since), *utilisation_events(fleet, since)]
         print(f"demo: sending a year of history ({len(backfill)} events, ids fixed: a restart resends duplicates)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Response, status
+from fastapi import Depends, FastAPI, Query, Response
 
 from schemas.api import Role, UsageReport
 from schemas.catalogue import meters
@@ -15,6 +15,7 @@ from services.common.config import get_settings
 from services.common.db import get_engine
 from services.common.guard import guard
 from services.common.health import add_health_route
+from services.common.http import unprocessable
 from services.common.meters import add_meters_route
 from services.common.metrics import observe_cache
 from services.common.observability import instrument
@@ -24,7 +25,9 @@ from services.common.http_guards import DepartmentParam, MeterParam, answer_stat
 from services.common.periods import parse_bound
 from services.common.response_cache import ResponseCache, with_response_cache
 from services.common.scope import TREE, Rollup, read_scope
-from services.query.reports import budget, focus, platform, utilization, warnings, waste
+from services.query import warnings
+from services.query.reports import budget, focus, platform, utilization, waste
+from services.query.reports import warnings as warnings_report
 from services.query.views import GRANULARITIES, GROUPS, TooManyRows, UsageQuery, usage_report_json
 
 
@@ -46,23 +49,19 @@ answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "query")
 TREE.watch(usage_cache)  # the cache counts changes to departments too: the tree is remembered while unchanged
-for module in (utilization, platform, waste, budget, warnings, focus):
+for module in (utilization, platform, waste, budget, warnings_report, focus):
     app.include_router(module.router)
 
 Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Role.DEPARTMENT))]
-
-
-def _bad(field: str, why: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{field}: {why}")
 
 
 def _bound(field: str, text: str):
     try:
         value = parse_bound(text)
     except ValueError as exc:
-        raise _bad(field, f"not a date or datetime with offset ({exc})") from None
+        raise unprocessable(field, f"not a date or datetime with offset ({exc})") from None
     if (value.minute, value.second, value.microsecond) != (0, 0, 0):
-        raise _bad(field, "usage is metered per hour: give a date or a whole hour")
+        raise unprocessable(field, "usage is metered per hour: give a date or a whole hour")
     return value
 
 
@@ -84,15 +83,15 @@ async def get_usage(
     other. ``rollup`` with ``department``: that department and every department below it."""
     start, end = _bound("from", from_), _bound("to", to)
     if end <= start:
-        raise _bad("to", "must be after from")
+        raise unprocessable("to", "must be after from")
     groups = tuple(dict.fromkeys(g.strip() for item in group_by for g in item.split(",") if g.strip()))
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
-        raise _bad("group_by", f"unknown {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+        raise unprocessable("group_by", f"unknown {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
     if granularity not in GRANULARITIES:
-        raise _bad("granularity", f"choose from {', '.join(GRANULARITIES)}")
+        raise unprocessable("granularity", f"choose from {', '.join(GRANULARITIES)}")
     if meter is not None and meter not in meters():
-        raise _bad("meter", f"unknown meter {meter!r}")
+        raise unprocessable("meter", f"unknown meter {meter!r}")
     query = UsageQuery(start, end, groups, granularity, (await read_scope(principal, department, rollup)).ids, meter)
     # The query already holds the scope's ids; the caller's role and department are in the key as well,
     # so no answer ever crosses from one scope to another even if scoping changes.
@@ -101,5 +100,5 @@ async def get_usage(
     try:
         body = await usage_cache.serve(key, lambda: usage_report_json(get_engine(), query, limit))
     except TooManyRows as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+        raise unprocessable(str(exc)) from None
     return Response(body, media_type="application/json")

@@ -11,7 +11,7 @@ def cmd_warnings_evaluate(args) -> int:
     from services.common.config import get_settings
     from services.common.db import get_engine
     from services.common.kafka import ensure_topics, start_producer
-    from services.query.reports.warnings import evaluate_day, publish_pending
+    from services.query.warnings import evaluate_day, publish_pending
 
     async def run() -> tuple[list[int], int]:
         settings = get_settings()

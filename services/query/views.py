@@ -1,15 +1,29 @@
-"""Read models over the rollups (plain SQL). The write side never reads from here."""
+"""Read models over the rollups (plain SQL): ``/v1/usage``, and the reads that the reports share (department
+names, usage per day, utilisation statistics, allocated capacity, a month's charges and bills). The write side
+never reads from here."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Iterable
+
+import orjson
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.catalogue import meters
-from services.common.db import raw_connection
-from services.common.periods import LOCAL_TZ
+from services.common.db import get_engine, raw_connection
+from services.common.periods import LOCAL_TZ, Month, local_midnight
+from services.metering.domain.rating import RateCardPrices
+from services.reference.rate_cards import load_rate_cards
+from services.query.domain.charges import ChargeRow, charge_rows
+from services.query.domain.figures import Allocation, UtilizationFigures, current_prices, time_weighted_allocations
+from services.query.domain.waste import ResourceEvidence, Windows
 
 GROUPS = ("department", "meter", "resource", "system")
 GRANULARITIES = ("hour", "day", "month", "total")
@@ -117,3 +131,292 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: in
     if count > max_rows:
         raise TooManyRows(max_rows)
     return b'{"currency":"CNY","rows":' + rows_json.encode() + b"}"
+
+
+# --- the reads the reports share -------------------------------------------------------------------------------
+
+
+def day_bounds(first: date, end: date) -> tuple[datetime, datetime]:
+    """UTC-comparable instants of [local midnight of ``first``, local midnight of ``end``)."""
+    return local_midnight(first), local_midnight(end)
+
+
+async def department_names(conn, ids: Iterable[str | None] | None = None) -> dict[str, str]:
+    if ids is None:
+        rows = await conn.fetch("SELECT id, name FROM departments")
+    else:
+        rows = await conn.fetch("SELECT id, name FROM departments WHERE id = ANY($1::text[])",
+                                [i for i in set(ids) if i is not None])
+    return {r["id"]: r["name"] for r in rows}
+
+
+async def daily_usage(conn, first: date, end: date, departments: Sequence[str] | None = None,
+                      attributed_only: bool = False) -> list:
+    """usage_daily rows summed per (department, system, meter) over local days [first, end)."""
+    args: list[Any] = [first, end]
+    where = "day >= $1 AND day < $2"
+    if departments is not None:  # a scope's ids (services.common.scope)
+        args.append(departments)
+        where += f" AND department_id = ANY(${len(args)}::text[])"
+    elif attributed_only:
+        where += " AND department_id IS NOT NULL"
+    return await conn.fetch(
+        f"""
+        SELECT department_id, system, meter, sum(quantity) AS quantity, sum(amount) AS amount,
+               sum(unpriced_quantity) AS unpriced
+        FROM usage_daily WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        """,
+        *args,
+    )
+
+
+# Each utilisation hour belongs to the owner holding the resource in that hour (the earlier owner if it changed
+# hands within the hour).
+_OWNED_UTILIZATION = """
+    SELECT DISTINCT ON (u.hour, u.resource_id) u.*, ri.department_id, ri.system
+    FROM utilization_hourly u
+    JOIN resource_intervals ri ON ri.resource_id = u.resource_id
+         AND ri.valid_from < u.hour + interval '1 hour' AND (ri.valid_to IS NULL OR ri.valid_to > u.hour)
+    WHERE u.hour >= $1 AND u.hour < $2
+    ORDER BY u.hour, u.resource_id, ri.valid_from
+"""
+
+
+async def utilization_figures(conn, start: datetime, end: datetime, by: str,
+                              departments: Sequence[str] | None = None) -> dict[tuple, UtilizationFigures]:
+    """Utilisation over [start, end) per (department_id, system) (``by="system"``) or per
+    (department_id, resource_id) (``by="resource"``)."""
+    keys = "department_id, system" if by == "system" else "department_id, resource_id"
+    args: list[Any] = [start, end]
+    scope = ""
+    if departments is not None:
+        args.append(departments)
+        scope = f"WHERE department_id = ANY(${len(args)}::text[])"
+    totals = await conn.fetch(
+        f"""
+        WITH owned AS ({_OWNED_UTILIZATION})
+        SELECT {keys}, sum(observed_ms) AS ms, sum(cpu_sum) AS cs, sum(memory_sum) AS mems,
+               max(cpu_max) AS cm, max(memory_max) AS mm
+        FROM owned {scope} GROUP BY {keys}
+        """,
+        *args,
+    )
+    histograms = await conn.fetch(
+        f"""
+        WITH owned AS ({_OWNED_UTILIZATION})
+        SELECT {keys}, h.i, sum(h.c) AS c, sum(h.m) AS m
+        FROM owned, unnest(owned.cpu_hist, owned.memory_hist) WITH ORDINALITY AS h(c, m, i) {scope}
+        GROUP BY {keys}, h.i
+        """,
+        *args,
+    )
+    figures: dict[tuple, UtilizationFigures] = {}
+    for r in totals:
+        figures[(r[0], r[1])] = UtilizationFigures(int(r["ms"]), r["cs"], r["mems"], r["cm"], r["mm"])
+    for r in histograms:
+        target = figures[(r[0], r[1])]
+        target.cpu_hist[r["i"] - 1] = int(r["c"])
+        target.memory_hist[r["i"] - 1] = int(r["m"])
+    return figures
+
+
+async def allocations(conn, start: datetime, end: datetime,
+                      departments: Sequence[str] | None = None) -> dict[tuple, Allocation]:
+    """Per (department_id, system): resources held at any time in [start, end) and the time-weighted average
+    allocated capacity (Σ spec value × hours held in the period ÷ hours in the period)."""
+    args: list[Any] = [start, end]
+    where = "valid_from < $2 AND (valid_to IS NULL OR valid_to > $1)"
+    if departments is not None:
+        args.append(departments)
+        where += f" AND department_id = ANY(${len(args)}::text[])"
+    rows = await conn.fetch(
+        f"SELECT resource_id, valid_from, valid_to, department_id, system, spec FROM resource_intervals WHERE {where}",
+        *args,
+    )
+    return time_weighted_allocations(rows, start, end)
+
+
+async def month_charges(conn, month: str, departments: Sequence[str] | None = None,
+                        cards: list[RateCardPrices] | None = None,
+                        only_meters: list[str] | None = None) -> list[ChargeRow]:
+    """A month's charges as the bill computes them (see ``domain.charges``)."""
+    start, end = Month.parse(month).bounds
+    cards = cards if cards is not None else await load_rate_cards(conn)
+    by_id = {c.id: c for c in cards}
+    args: list = [start, end]
+    scope = ""
+    if departments is not None:  # a scope's ids (services.common.scope)
+        args.append(departments)
+        scope = f" AND department_id = ANY(${len(args)}::text[])"
+    if only_meters is not None:
+        args.append(only_meters)
+        scope += f" AND meter = ANY(${len(args)}::text[])"
+    rows = await conn.fetch(
+        f"""
+        SELECT department_id, system, resource_id, meter, rate_card_id,
+               (hour AT TIME ZONE 'Asia/Shanghai')::date AS day, min(hour) AS first_hour,
+               sum(quantity) AS quantity, sum(amount) AS amount
+        FROM usage_hourly
+        WHERE hour >= $1 AND hour < $2 AND department_id IS NOT NULL{scope}
+        GROUP BY department_id, system, resource_id, meter, rate_card_id, day
+        ORDER BY department_id, meter, day, first_hour, resource_id, system, rate_card_id
+        """,
+        *args,
+    )
+    return await asyncio.to_thread(charge_rows, rows, by_id)  # a month can be many rows: off the event loop
+
+
+
+async def resource_kinds(conn, resource_ids: Iterable[str]) -> dict[str, str]:
+    """Each resource's kind as its newest lifecycle interval states it."""
+    return {r["resource_id"]: r["kind"] for r in await conn.fetch(
+        """
+        SELECT DISTINCT ON (resource_id) resource_id, kind FROM resource_intervals
+        WHERE resource_id = ANY($1::text[]) ORDER BY resource_id, valid_from DESC
+        """,
+        list(resource_ids),
+    )}
+
+
+async def bill_documents(engine, month: str, departments: Sequence[str] | None) -> dict[str, dict] | None:
+    """The month's bills as issued (final) or as they stand (draft), by department, from the billing side;
+    None where the billing side is not installed."""
+    try:
+        from services.billing.domain.render import bill_document
+        from services.billing.queries import FinalBill, bill_summaries, read_bill
+    except ImportError:
+        return None
+    now = datetime.now(UTC)
+    documents = {}
+    for summary in await bill_summaries(engine, month, departments, now):
+        found = await read_bill(engine, summary["bill_id"], now)
+        if found is not None:
+            documents[summary["department_id"]] = (orjson.loads(found.document) if isinstance(found, FinalBill)
+                                                   else bill_document(found))
+    return documents
+
+
+@dataclass(frozen=True)
+class WasteReads:
+    prices: dict[str, Decimal]  # in force at the windows' end
+    evidence: dict[str, ResourceEvidence]  # per resource held at the end (of ``departments`` if given)
+    names: dict[str, str]  # department names
+
+
+async def waste_reads(windows: Windows, departments: Sequence[str] | None) -> WasteReads:
+    """The evidence of the waste rules: ownership, usage and utilisation of the resources held at the end."""
+    end = windows.end
+    async with raw_connection(get_engine()) as conn:
+        cards = await load_rate_cards(conn)
+        interval_rows = await conn.fetch(
+            """
+            SELECT resource_id, valid_from, valid_to, department_id, system, kind, spec FROM resource_intervals
+            WHERE valid_from < $2 AND (valid_to IS NULL OR valid_to > $1)
+              AND resource_id IN (SELECT resource_id FROM resource_intervals
+                                  WHERE valid_from < $2 AND (valid_to IS NULL OR valid_to >= $2)
+                                    AND ($3::text[] IS NULL OR department_id = ANY($3::text[])))
+            """,
+            windows.earliest, end, departments,
+        )
+        ids = sorted({r["resource_id"] for r in interval_rows})
+        usage = await conn.fetch(
+            """
+            SELECT resource_id, meter, sum(quantity) AS quantity, sum(amount) AS amount
+            FROM usage_hourly WHERE resource_id = ANY($1::text[]) AND hour >= $2 AND hour < $3
+            GROUP BY 1, 2
+            """,
+            ids, windows.usage_start, end,
+        ) if ids else []
+        week = {k[1]: v for k, v in
+                (await utilization_figures(conn, windows.idle, end, "resource", departments)).items()}
+        fortnight = {k[1]: v for k, v in
+                     (await utilization_figures(conn, windows.oversized, end, "resource", departments)).items()}
+        names = await department_names(conn, {r["department_id"] for r in interval_rows})
+    intervals: dict[str, list] = defaultdict(list)
+    for r in interval_rows:
+        intervals[r["resource_id"]].append(r)
+    quantities: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    billed: dict[str, Decimal] = defaultdict(Decimal)
+    for r in usage:
+        per_meter = quantities[r["resource_id"]]
+        per_meter[r["meter"]] = per_meter.get(r["meter"], Decimal(0)) + r["quantity"]
+        billed[r["resource_id"]] += r["amount"]
+    evidence = {i: ResourceEvidence(intervals[i], quantities.get(i, {}), billed.get(i, Decimal(0)), week.get(i),
+                                    fortnight.get(i)) for i in ids}
+    return WasteReads(current_prices(cards, end), evidence, names)
+
+
+@dataclass(frozen=True)
+class PlatformReads:
+    usage: list  # usage_daily per (department_id, meter) in the month
+    usage_before: list  # the same for the month before
+    counts: Any  # departments, resources and unattributed resources with usage in the month
+    dead_letters: list  # per reason
+
+
+async def month_usage(conn, month: Month) -> list:
+    start, end = month.bounds
+    return await conn.fetch(
+        """
+        SELECT department_id, meter, sum(quantity) AS quantity, sum(amount) AS amount
+        FROM usage_daily WHERE day >= $1 AND day < $2 GROUP BY 1, 2
+        """,
+        start.date(), end.date(),
+    )
+
+
+async def platform_reads(conn, month: Month) -> PlatformReads:
+    """What the platform report of ``month`` counts. A dead letter counts in the month of its event's ``time``
+    when the event can be read, otherwise in the month it was received."""
+    start, end = month.bounds
+    now_rows, before_rows = await month_usage(conn, month), await month_usage(conn, month.previous())
+    counts = await conn.fetchrow(
+        """
+        SELECT count(DISTINCT department_id) AS departments, count(DISTINCT resource_id) AS resources,
+               count(DISTINCT resource_id) FILTER (WHERE department_id IS NULL) AS unattributed
+        FROM usage_hourly WHERE hour >= $1 AND hour < $2
+        """,
+        start, end,
+    )
+    letters = await conn.fetch(
+        """
+        SELECT reason, count(*) AS n FROM dead_letters
+        WHERE coalesce(govmeter_event_time(payload), created_at) >= $1
+          AND coalesce(govmeter_event_time(payload), created_at) < $2
+        GROUP BY reason ORDER BY reason
+        """,
+        start, end,
+    )
+    return PlatformReads(now_rows, before_rows, counts, letters)
+
+
+# A stored spend warning with its department's name (the columns ``domain.warnings.warning_out`` reads).
+WARNING_SELECT = """
+    SELECT w.id, w.day, w.department_id, w.meter, w.spend, w.median, w.mad, w.mad_used, w.robust_z, w.threshold,
+           w.baseline, w.created_at, coalesce(d.name, w.department_id) AS department_name
+    FROM spend_warnings w LEFT JOIN departments d ON d.id = w.department_id
+"""
+
+
+async def late_applications(conn, start: datetime, end: datetime, now: datetime | None = None) -> dict[str, int]:
+    """Resource applications (Art. 8–10) for the platform report, an input to Art. 20's assessment: approval and fulfilment clocks that ran out in [start, end) before their step was done, or that are still
+    running past it at ``now`` (a rejected or withdrawn application stops its clock)."""
+    row = await conn.fetchrow(
+        """
+        WITH clocks AS (
+            SELECT approval_due_at, fulfilment_due_at,
+                   coalesce(decided_at, CASE WHEN state IN ('submitted', 'accepted') THEN $3::timestamptz END)
+                       AS approval_stop,
+                   coalesce(fulfilled_at, CASE WHEN state = 'approved' THEN $3::timestamptz END) AS fulfilment_stop
+            FROM applications
+            WHERE approval_due_at >= $1 AND approval_due_at < $2 OR fulfilment_due_at >= $1 AND fulfilment_due_at < $2
+        )
+        SELECT count(*) FILTER (WHERE approval_due_at >= $1 AND approval_due_at < $2
+                                  AND approval_due_at < approval_stop) AS approvals,
+               count(*) FILTER (WHERE fulfilment_due_at >= $1 AND fulfilment_due_at < $2
+                                  AND fulfilment_due_at < fulfilment_stop) AS fulfilments
+        FROM clocks
+        """,
+        start, end, now or datetime.now(UTC),
+    )
+    return {"late_approvals": row["approvals"], "late_fulfilments": row["fulfilments"]}

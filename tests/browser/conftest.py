@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from services.common.auth import issue_token
 from services.common.db import drop_database
+from services.common.periods import Month
 from services.demo.rate_cards import propose_and_approve
 from tests.conftest import APP_ROLE, OWNER_ROLE, SUPERUSER_URL
 from tests.integration.conftest import drop_roles
@@ -55,8 +56,7 @@ def free_port() -> int:
 
 
 def month_start(moment: datetime, back: int = 0) -> datetime:
-    year, month = divmod(moment.year * 12 + moment.month - 1 - back, 12)
-    return datetime(year, month + 1, 1, tzinfo=LOCAL)
+    return Month.of(moment).shifted(-back).start
 
 
 @dataclass

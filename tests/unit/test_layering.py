@@ -25,13 +25,10 @@ ALLOWED = {
     # A new rate card re-rates stored usage in the transaction that stores it (one commit, under the attribution
     # lock): reference data's one write that reaches a service's projection.
     ("services.reference.store", "services.metering.rerate"),
-    # Left to the read-side moves of issue 12 (another branch): the schemas' Month type checks months with the
-    # one month parser (services/common/periods.py, which that branch rewrites); the spend warnings' one
-    # rendering, pure, moves into services/query/domain; the FOCUS export reads the bills as billing issues them.
+    # The schemas' Month type checks months with the one month parser (services/common/periods.py).
     ("schemas.billing", "services.common.periods"),
-    ("services.billing.webhooks", "services.query.reports"),
-    ("services.query.reports.focus", "services.billing.queries"),
-    # The budget basis counts what was billed (issue 17): it reads the bills as billing computes them.
+    # The FOCUS export and the budget basis reconcile with the bills as billing issues and computes them.
+    ("services.query.views", "services.billing.queries"),
     ("services.query.reports.billed_spend", "services.billing.bills"),
 }
 

@@ -3,7 +3,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.query.reports.anomaly import AnomalyRule, median, spend_anomaly
+from services.query.domain.anomaly import AnomalyRule, median, spend_anomaly
 
 D = Decimal
 money = st.decimals(min_value=0, max_value=100_000, places=2, allow_nan=False, allow_infinity=False)

@@ -3,7 +3,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.query.reports.basis import budget_basis, linear_trend
+from services.query.domain.basis import budget_basis, linear_trend
 
 D = Decimal
 

@@ -3,7 +3,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.query.reports.waste_rules import (
+from services.query.domain.waste_rules import (
     Size,
     WastePolicy,
     is_attached,

@@ -5,12 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Collection, Iterable
 
-from services.common.periods import month_bounds, next_month, parse_month
-
-
-def previous_month(period: str) -> str:
-    year, mon = parse_month(period)
-    return f"{year - (mon == 1):04d}-{(mon - 2) % 12 + 1:02d}"
+from services.common.periods import Month, month_bounds, next_month, previous_month
 
 
 def has_ended(period: str, now: datetime) -> bool:
@@ -47,4 +42,4 @@ def closed_run_before(period: str, closed: Collection[str]) -> list[str]:
 
 
 def year_periods(year: int) -> list[str]:
-    return [f"{year:04d}-{mon:02d}" for mon in range(1, 13)]
+    return [str(month) for month in Month(year, 12).trailing(12)]

@@ -9,8 +9,6 @@ Waste is the waste report's as of the 1st after ``through``: per resource its la
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
@@ -18,22 +16,25 @@ from fastapi import APIRouter, Depends
 
 from schemas.api import Role
 from schemas.catalogue import meters
+from schemas.money import yuan_text
 from schemas.reports import BudgetBasisReport
 from services.common.auth import Principal
 from services.common.db import get_engine, raw_connection
-from schemas.money import yuan_text
-from services.common.periods import next_month, parse_month
+from services.common.http import month_param, unprocessable
+from services.common.periods import Month
 from services.common.scope import require_city_wide
-from services.query.reports.basis import CAP_RATIO, FLOOR_RATIO, budget_basis
+from services.query.domain.basis import CAP_RATIO, FLOOR_RATIO, budget_basis, waste_by_department
+from services.query.domain.budget_views import (VIEWS, department_months, detail_rows, group_columns, group_values,
+                                                system_totals)
+from services.query.domain.labels import column
+from services.query.formats import check_format, check_lang, csv_response, xlsx_response
 from services.query.reports.billed_spend import billed_spend
-from services.query.reports.budget_views import VIEWS, department_months, detail_rows, group_columns, group_values, \
-    system_totals
-from services.query.reports.common import bad, check_format, csv_response, department_names, xlsx_response
-from services.query.reports.labels import check_lang, column
 from services.query.reports.waste import waste_findings
+from services.query.views import department_names
 
 router = APIRouter(tags=["reports"])
 Finance = Annotated[Principal, Depends(require_city_wide(Role.FINANCE, Role.ADMIN))]
+ThroughQuery = Annotated[Month | None, Depends(month_param("through", required=False))]
 
 FORMULA = {
     "zh": ("建议预算基数 = max(0, min(max(趋势外推, 0.8×近12个月支出), 1.3×近12个月支出)"
@@ -46,35 +47,15 @@ FORMULA = {
 }
 
 
-def trailing_months(through: str) -> list[str]:
-    year, mon = parse_month(through)
-    months = []
-    for back in range(11, -1, -1):
-        index = year * 12 + (mon - 1) - back
-        months.append(f"{index // 12:04d}-{index % 12 + 1:02d}")
-    return months
-
-
-async def budget_report(year: int, through: str, lang: str, view: str = "family") -> dict:
-    months = trailing_months(through)
+async def budget_report(year: int, through: Month, lang: str, view: str = "family") -> dict:
+    months = [str(m) for m in through.trailing(12)]
     spend = await billed_spend(months)
-    as_of = date.fromisoformat(next_month(through) + "-01")
-    findings, _ = await waste_findings(as_of, None, lang)
-    waste: dict[str, Decimal] = defaultdict(Decimal)
-    counted: dict[str, Decimal] = {}
-    finding_count: dict[str, int] = defaultdict(int)
-    for f in findings:  # per resource its largest saving (a resource idle and oversized is counted once)
-        saving = Decimal(f["monthly_saving"])
-        finding_count[f["department_id"]] += 1
-        previous = counted.get(f["resource_id"], Decimal(0))
-        if saving > previous:
-            waste[f["department_id"]] += saving - previous
-            counted[f["resource_id"]] = saving
-    catalogue = meters()
+    findings, _ = await waste_findings(through.next().first_day, None, lang)
+    waste, finding_count = waste_by_department(findings)
     async with raw_connection(get_engine()) as conn:
         names = await department_names(conn, spend)
+    family_of = {key: meter.family for key, meter in meters().items()}
     departments = []
-    family_of = {key: meter.family for key, meter in catalogue.items()}
     for department in sorted(spend):
         month_rows, totals, monthly = department_months(spend[department], months, view, family_of)
         basis = budget_basis(monthly, waste.get(department, Decimal(0)))
@@ -111,7 +92,7 @@ def summary_table(report: dict, lang: str, as_numbers: bool, view: str = "family
 @router.get("/v1/reports/budget-basis", response_model=BudgetBasisReport,
             responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument"
                                                              ".spreadsheetml.sheet": {}}}})
-async def get_budget_basis(principal: Finance, year: int, through: str | None = None, format: str = "json",
+async def get_budget_basis(principal: Finance, year: int, through: ThroughQuery, format: str = "json",
                            lang: str = "zh", by: str = "family"):
     """Per department: trailing 12 months' spend as billed (adjustments and dispute credits included) by service
     family, or by information system with ``by=system``, and month, trend, identified waste and the proposed
@@ -119,29 +100,30 @@ async def get_budget_basis(principal: Finance, year: int, through: str | None = 
     check_lang(lang)
     check_format(format, ("json", "csv", "xlsx"))
     if by not in VIEWS:
-        raise bad("by", f"choose from {', '.join(VIEWS)}")
+        raise unprocessable("by", f"choose from {', '.join(VIEWS)}")
     if not 2000 <= year <= 9999:
-        raise bad("year", "a four-digit year")
-    through = through or f"{year - 1:04d}-12"
-    try:
-        parse_month(through)
-    except ValueError as exc:
-        raise bad("through", str(exc)) from None
-    report = await budget_report(year, through, lang, by)
+        raise unprocessable("year", "a four-digit year")
+    report = await budget_report(year, through or Month(year - 1, 12), lang, by)
     filename = f"govmeter-budget-basis-{year}" + ("-by-system" if by == "system" else "")
     if format == "csv":
         header, rows = summary_table(report, lang, as_numbers=False, view=by)
         return csv_response(header, rows, filename + ".csv")
     if format == "xlsx":
-        header, rows = summary_table(report, lang, as_numbers=True, view=by)
-        detail_header, detail = detail_rows(report, by, lang)
-        notes_header = ["说明" if lang == "zh" else "Notes"]
-        span = f"{report['months'][0]} – {report['months'][-1]}"
-        notes = [[report["formula"]], [f"{'区间' if lang == 'zh' else 'Months'}: {span}"],
-                 [f"{'下限/上限' if lang == 'zh' else 'Bounds'}: {FLOOR_RATIO} / {CAP_RATIO}"]]
-        titles = ("预算依据", "月度明细", "计算方法") if lang == "zh" else ("Budget basis", "Monthly detail", "Method")
-        sheets = [(titles[0], header, rows), (titles[1], detail_header, detail), (titles[2], notes_header, notes)]
-        if by == "system":
-            sheets.insert(1, ("按信息系统" if lang == "zh" else "By information system", *system_totals(report, lang)))
-        return xlsx_response(sheets, filename + ".xlsx")
+        return workbook(report, lang, by, filename + ".xlsx")
     return report
+
+
+def workbook(report: dict, lang: str, view: str, filename: str):
+    """The summary, the monthly detail (per family or system) and the method, one sheet each, numbers as numbers;
+    by system, the systems' totals too."""
+    header, rows = summary_table(report, lang, as_numbers=True, view=view)
+    detail_header, detail = detail_rows(report, view, lang)
+    notes_header = ["说明" if lang == "zh" else "Notes"]
+    span = f"{report['months'][0]} – {report['months'][-1]}"
+    notes = [[report["formula"]], [f"{'区间' if lang == 'zh' else 'Months'}: {span}"],
+             [f"{'下限/上限' if lang == 'zh' else 'Bounds'}: {FLOOR_RATIO} / {CAP_RATIO}"]]
+    titles = ("预算依据", "月度明细", "计算方法") if lang == "zh" else ("Budget basis", "Monthly detail", "Method")
+    sheets = [(titles[0], header, rows), (titles[1], detail_header, detail), (titles[2], notes_header, notes)]
+    if view == "system":
+        sheets.insert(1, ("按信息系统" if lang == "zh" else "By information system", *system_totals(report, lang)))
+    return xlsx_response(sheets, filename)

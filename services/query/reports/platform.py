@@ -8,7 +8,6 @@ rounded once, half-up, to the fen; growth is in percent to 0.1 (null when the pr
 
 from __future__ import annotations
 
-from collections import defaultdict
 from decimal import Decimal
 from typing import Annotated
 
@@ -19,136 +18,87 @@ from schemas.catalogue import meters, unit_of
 from schemas.reports import PlatformReport
 from services.common.auth import Principal
 from services.common.db import get_engine, raw_connection
+from services.common.http import MonthQuery
 from schemas.money import quantity_text, yuan_text
-from services.common.periods import month_bounds, parse_month
-from services.query.reports.applications import late_applications
+from services.common.periods import Month
 from services.common.scope import require_city_wide
-from services.query.reports.common import (
-    UsageFigure,
-    bad,
-    change_percent,
-    department_names,
-    share_percent,
-)
-from services.query.reports.labels import check_lang, family_name, meter_name
+from services.query.domain.figures import UsageFigure
+from services.query.domain.labels import family_name, meter_name
+from services.query.domain.platform import Tally, tally, top_departments
+from services.query.formats import change_percent, check_lang, share_percent
+from services.query.views import department_names, late_applications, platform_reads
 
 router = APIRouter(tags=["reports"])
 Analyst = Annotated[Principal, Depends(require_city_wide(Role.PROVIDER, Role.FINANCE, Role.ADMIN))]
-TOP_DEPARTMENTS = 10
+_NONE = UsageFigure()
 
 
-def previous_month(month: str) -> str:
-    year, mon = parse_month(month)
-    return f"{year - (mon == 1):04d}-{(mon - 2) % 12 + 1:02d}"
-
-
-async def _usage(conn, month: str):
-    start, end = month_bounds(month)
-    return await conn.fetch(
-        """
-        SELECT department_id, meter, sum(quantity) AS quantity, sum(amount) AS amount
-        FROM usage_daily WHERE day >= $1 AND day < $2 GROUP BY 1, 2
-        """,
-        start.date(), end.date(),
-    )
-
-
-async def platform_report(month: str, lang: str) -> dict:
-    previous = previous_month(month)
-    start, end = month_bounds(month)
+async def platform_report(month: Month, lang: str) -> dict:
     async with raw_connection(get_engine()) as conn:
-        now_rows, before_rows = await _usage(conn, month), await _usage(conn, previous)
-        counts = await conn.fetchrow(
-            """
-            SELECT count(DISTINCT department_id) AS departments, count(DISTINCT resource_id) AS resources,
-                   count(DISTINCT resource_id) FILTER (WHERE department_id IS NULL) AS unattributed
-            FROM usage_hourly WHERE hour >= $1 AND hour < $2
-            """,
-            start, end,
-        )
-        letters = await conn.fetch(
-            """
-            SELECT reason, count(*) AS n FROM dead_letters
-            WHERE coalesce(govmeter_event_time(payload), created_at) >= $1
-              AND coalesce(govmeter_event_time(payload), created_at) < $2
-            GROUP BY reason ORDER BY reason
-            """,
-            start, end,
-        )
-        applications = await late_applications(conn, start, end)
-        by_meter: dict[str, UsageFigure] = defaultdict(UsageFigure)
-        by_meter_before: dict[str, UsageFigure] = defaultdict(UsageFigure)
-        by_department: dict[str, Decimal] = defaultdict(Decimal)
-        by_department_before: dict[str, Decimal] = defaultdict(Decimal)
-        unattributed: dict[str, UsageFigure] = defaultdict(UsageFigure)
-        for rows, meter_target, department_target in ((now_rows, by_meter, by_department),
-                                                      (before_rows, by_meter_before, by_department_before)):
-            for r in rows:
-                meter_target[r["meter"]].add(r["quantity"], r["amount"])
-                if r["department_id"] is not None:
-                    department_target[r["department_id"]] += r["amount"]
-                elif rows is now_rows:
-                    unattributed[r["meter"]].add(r["quantity"], r["amount"])
-        ranking = sorted(by_department.items(), key=lambda item: (-item[1], item[0]))[:TOP_DEPARTMENTS]
+        reads = await platform_reads(conn, month)
+        now, before = tally(reads.usage), tally(reads.usage_before)
+        ranking = top_departments(now.by_department)
         names = await department_names(conn, [d for d, _ in ranking])
-    catalogue = meters()
-    total = sum((f.amount for f in by_meter.values()), Decimal(0))
-    total_before = sum((f.amount for f in by_meter_before.values()), Decimal(0))
-    families = []
-    for family in sorted({m.family for m in catalogue.values()}):
-        keys = sorted(k for k, m in catalogue.items() if m.family == family and (k in by_meter or k in by_meter_before))
-        amount = sum((by_meter[k].amount for k in keys if k in by_meter), Decimal(0))
-        amount_before = sum((by_meter_before[k].amount for k in keys if k in by_meter_before), Decimal(0))
-        families.append({
-            "family": family, "name": family_name(family, lang), "amount": yuan_text(amount),
-            "previous_amount": yuan_text(amount_before), "growth_percent": change_percent(amount, amount_before),
-            "meters": [
-                {
-                    "meter": k, "name": meter_name(k, lang), "unit": unit_of(k),
-                    "quantity": quantity_text(by_meter[k].quantity) if k in by_meter else "0",
-                    "previous_quantity": quantity_text(by_meter_before[k].quantity) if k in by_meter_before else "0",
-                    "growth_percent": change_percent(
-                        by_meter[k].quantity if k in by_meter else Decimal(0),
-                        by_meter_before[k].quantity if k in by_meter_before else Decimal(0)),
-                    "amount": yuan_text(by_meter[k].amount if k in by_meter else Decimal(0)),
-                    "previous_amount": yuan_text(by_meter_before[k].amount if k in by_meter_before else Decimal(0)),
-                }
-                for k in keys
-            ],
-        })
-    unattributed_amount = sum((f.amount for f in unattributed.values()), Decimal(0))
+        applications = await late_applications(conn, *month.bounds)
+    total, total_before = now.total, before.total
+    unattributed_amount = sum((f.amount for f in now.unattributed.values()), Decimal(0))
     return {
-        "month": month, "previous_month": previous, "currency": "CNY", "lang": lang,
+        "month": str(month), "previous_month": str(month.previous()), "currency": "CNY", "lang": lang,
         "total": {"amount": yuan_text(total), "previous_amount": yuan_text(total_before),
                   "growth_percent": change_percent(total, total_before),
-                  "departments": counts["departments"], "resources": counts["resources"]},
-        "families": families,
+                  "departments": reads.counts["departments"], "resources": reads.counts["resources"]},
+        "families": families_out(now, before, lang),
         "top_departments": [
             {"rank": rank, "department_id": d, "department_name": names.get(d, d), "amount": yuan_text(amount),
              "share_percent": share_percent(amount, total),
-             "previous_amount": yuan_text(by_department_before.get(d, Decimal(0))),
-             "growth_percent": change_percent(amount, by_department_before.get(d, Decimal(0)))}
+             "previous_amount": yuan_text(before.by_department.get(d, Decimal(0))),
+             "growth_percent": change_percent(amount, before.by_department.get(d, Decimal(0)))}
             for rank, (d, amount) in enumerate(ranking, start=1)
         ],
         "unattributed": {
             "amount": yuan_text(unattributed_amount), "share_percent": share_percent(unattributed_amount, total),
-            "resources": counts["unattributed"],
+            "resources": reads.counts["unattributed"],
             "meters": [{"meter": k, "name": meter_name(k, lang), "unit": unit_of(k),
                         "quantity": quantity_text(f.quantity), "amount": yuan_text(f.amount)}
-                       for k, f in sorted(unattributed.items())],
+                       for k, f in sorted(now.unattributed.items())],
         },
-        "dead_letters": {"total": sum(r["n"] for r in letters), "by_reason": {r["reason"]: r["n"] for r in letters}},
+        "dead_letters": {"total": sum(r["n"] for r in reads.dead_letters),
+                         "by_reason": {r["reason"]: r["n"] for r in reads.dead_letters}},
         "applications": applications,
     }
 
 
+def families_out(now: Tally, before: Tally, lang: str) -> list[dict]:
+    """Per service family of the catalogue: its amount, the previous month's and the growth, and its meters."""
+    catalogue = meters()
+    families = []
+    for family in sorted({m.family for m in catalogue.values()}):
+        keys = sorted(k for k, m in catalogue.items()
+                      if m.family == family and (k in now.by_meter or k in before.by_meter))
+        amount = sum((now.by_meter[k].amount for k in keys if k in now.by_meter), Decimal(0))
+        amount_before = sum((before.by_meter[k].amount for k in keys if k in before.by_meter), Decimal(0))
+        families.append({
+            "family": family, "name": family_name(family, lang), "amount": yuan_text(amount),
+            "previous_amount": yuan_text(amount_before), "growth_percent": change_percent(amount, amount_before),
+            "meters": [meter_out(k, now.by_meter.get(k), before.by_meter.get(k), lang) for k in keys],
+        })
+    return families
+
+
+def meter_out(meter: str, figure: UsageFigure | None, earlier: UsageFigure | None, lang: str) -> dict:
+    return {
+        "meter": meter, "name": meter_name(meter, lang), "unit": unit_of(meter),
+        "quantity": quantity_text(figure.quantity) if figure else "0",
+        "previous_quantity": quantity_text(earlier.quantity) if earlier else "0",
+        "growth_percent": change_percent((figure or _NONE).quantity, (earlier or _NONE).quantity),
+        "amount": yuan_text((figure or _NONE).amount),
+        "previous_amount": yuan_text((earlier or _NONE).amount),
+    }
+
+
 @router.get("/v1/reports/platform", response_model=PlatformReport)
-async def get_platform_report(principal: Analyst, month: str, lang: str = "zh"):
+async def get_platform_report(principal: Analyst, month: MonthQuery, lang: str = "zh"):
     """The monthly platform analysis (Art. 12(5)): use per service family and its growth, top departments,
     unattributed usage, dead letters."""
     check_lang(lang)
-    try:
-        parse_month(month)
-    except ValueError as exc:
-        raise bad("month", str(exc)) from None
     return await platform_report(month, lang)

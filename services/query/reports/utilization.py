@@ -8,7 +8,7 @@ and the change against the previous period.
 * Quantities and cost come from the daily rollup (what /v1/usage shows); each cost is its exact sum rounded
   once, half-up, to the fen. Changes are percentages to 0.1 (null when the previous figure is 0).
 * Utilisation is time-weighted over every observed resource-hour of the system; p95 from the summed 1-point
-  histograms (see ``services.metering.domain.utilization``)."""
+  histograms (see ``services.metering.utilization``)."""
 
 from __future__ import annotations
 
@@ -26,25 +26,22 @@ from schemas.reports import UtilizationReport
 from services.common.auth import Principal, require_roles
 from services.common.db import get_engine, raw_connection
 from schemas.money import quantity_text, yuan_text
+from services.common.http import unprocessable
 from services.common.http_guards import DepartmentParam
+from services.common.periods import Month
 from services.common.scope import Rollup, read_scope
-from services.query.reports.common import (
+from services.query.domain.figures import UsageFigure, UtilizationFigures
+from services.query.domain.labels import column, meter_name
+from services.query.formats import (
     TENTH,
-    UsageFigure,
-    UtilizationFigures,
-    allocations,
-    bad,
     change_percent,
     check_format,
+    check_lang,
     csv_response,
-    daily_usage,
-    day_bounds,
-    department_names,
     parse_day,
     percent_text,
-    utilization_figures,
 )
-from services.query.reports.labels import check_lang, column, meter_name
+from services.query.views import allocations, daily_usage, day_bounds, department_names, utilization_figures
 
 router = APIRouter(tags=["reports"])
 Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.PROVIDER, Role.ADMIN, Role.DEPARTMENT))]
@@ -56,10 +53,9 @@ def period_of(period: str, start: date) -> tuple[date, date, date]:
     if period == "week":
         return start, start + timedelta(days=7), start - timedelta(days=7)
     if start.day != 1:
-        raise bad("start", "a month report starts on the 1st of a month")
-    end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-    previous = date(start.year - (start.month == 1), (start.month - 2) % 12 + 1, 1)
-    return start, end, previous
+        raise unprocessable("start", "a month report starts on the 1st of a month")
+    month = Month(start.year, start.month)
+    return start, month.next().first_day, month.previous().first_day
 
 
 async def utilization_report(period: str, start: date, departments: Sequence[str] | None, lang: str) -> dict:
@@ -80,48 +76,50 @@ async def utilization_report(period: str, start: date, departments: Sequence[str
                 target[(r["department_id"], r["system"])][r["meter"]].add(r["quantity"], r["amount"], r["unpriced"])
         keys = sorted(set(usage) | set(before) | set(utilization) | set(allocated), key=lambda k: (k[0], k[1] or ""))
         names = await department_names(conn, [k[0] for k in keys])
-    rows = []
-    for key in keys:
-        department_id, system = key
-        meters_now, meters_before = usage.get(key, {}), before.get(key, {})
-        cost = sum((f.amount for f in meters_now.values()), Decimal(0))
-        previous_cost = sum((f.amount for f in meters_before.values()), Decimal(0))
-        figures = utilization.get(key, UtilizationFigures())
-        earlier = previous_utilization.get(key, UtilizationFigures())
-        held = allocated.get(key)
-        rows.append({
-            "department_id": department_id,
-            "department_name": names.get(department_id, department_id),
-            "system": system,
-            "resources": len(held.resources) if held else 0,
-            "allocated": {name: quantity_text(value.quantize(Decimal("0.01")).normalize())
-                          for name, value in sorted(held.capacity.items())} if held else {},
-            "meters": [
-                {
-                    "meter": meter, "name": meter_name(meter, lang), "unit": unit_of(meter),
-                    "quantity": quantity_text(meters_now[meter].quantity) if meter in meters_now else "0",
-                    "amount": yuan_text(meters_now[meter].amount) if meter in meters_now else "0.00",
-                    "previous_quantity": (quantity_text(meters_before[meter].quantity)
-                                          if meter in meters_before else "0"),
-                    "quantity_change_percent": change_percent(
-                        meters_now[meter].quantity if meter in meters_now else Decimal(0),
-                        meters_before[meter].quantity if meter in meters_before else Decimal(0)),
-                }
-                for meter in sorted(set(meters_now) | set(meters_before))
-            ],
-            "cost": yuan_text(cost),
-            "previous_cost": yuan_text(previous_cost),
-            "cost_change_percent": change_percent(cost, previous_cost),
-            "cpu_average": percent_text(figures.cpu_average),
-            "cpu_p95": percent_text(figures.cpu_p95, TENTH),
-            "memory_average": percent_text(figures.memory_average),
-            "memory_p95": percent_text(figures.memory_p95, TENTH),
-            "previous_cpu_average": percent_text(earlier.cpu_average),
-            "previous_memory_average": percent_text(earlier.memory_average),
-        })
+    rows = [row_out(key, usage.get(key, {}), before.get(key, {}), utilization.get(key, UtilizationFigures()),
+                    previous_utilization.get(key, UtilizationFigures()), allocated.get(key), names, lang)
+            for key in keys]
     return {
         "period": period, "start": first.isoformat(), "end": end.isoformat(),
         "previous_start": previous_first.isoformat(), "currency": "CNY", "lang": lang, "rows": rows,
+    }
+
+
+def row_out(key: tuple, meters_now: dict[str, UsageFigure], meters_before: dict[str, UsageFigure],
+            figures: UtilizationFigures, earlier: UtilizationFigures, held, names: dict[str, str], lang: str) -> dict:
+    """One department and information system: capacity, meters, cost and utilisation against the period before."""
+    department_id, system = key
+    cost = sum((f.amount for f in meters_now.values()), Decimal(0))
+    previous_cost = sum((f.amount for f in meters_before.values()), Decimal(0))
+    return {
+        "department_id": department_id,
+        "department_name": names.get(department_id, department_id),
+        "system": system,
+        "resources": len(held.resources) if held else 0,
+        "allocated": {name: quantity_text(value.quantize(Decimal("0.01")).normalize())
+                      for name, value in sorted(held.capacity.items())} if held else {},
+        "meters": [
+            {
+                "meter": meter, "name": meter_name(meter, lang), "unit": unit_of(meter),
+                "quantity": quantity_text(meters_now[meter].quantity) if meter in meters_now else "0",
+                "amount": yuan_text(meters_now[meter].amount) if meter in meters_now else "0.00",
+                "previous_quantity": (quantity_text(meters_before[meter].quantity)
+                                      if meter in meters_before else "0"),
+                "quantity_change_percent": change_percent(
+                    meters_now[meter].quantity if meter in meters_now else Decimal(0),
+                    meters_before[meter].quantity if meter in meters_before else Decimal(0)),
+            }
+            for meter in sorted(set(meters_now) | set(meters_before))
+        ],
+        "cost": yuan_text(cost),
+        "previous_cost": yuan_text(previous_cost),
+        "cost_change_percent": change_percent(cost, previous_cost),
+        "cpu_average": percent_text(figures.cpu_average),
+        "cpu_p95": percent_text(figures.cpu_p95, TENTH),
+        "memory_average": percent_text(figures.memory_average),
+        "memory_p95": percent_text(figures.memory_p95, TENTH),
+        "previous_cpu_average": percent_text(earlier.cpu_average),
+        "previous_memory_average": percent_text(earlier.memory_average),
     }
 
 
@@ -159,7 +157,7 @@ async def get_utilization_report(principal: Reader, period: str, start: str, dep
     check_lang(lang)
     check_format(format)
     if period not in PERIODS:
-        raise bad("period", f"choose from {', '.join(PERIODS)}")
+        raise unprocessable("period", f"choose from {', '.join(PERIODS)}")
     report = await utilization_report(period, parse_day("start", start),
                                       (await read_scope(principal, department, rollup)).ids, lang)
     if format == "csv":

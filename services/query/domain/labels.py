@@ -1,9 +1,7 @@
 """Report labels in Chinese and English (``lang=zh|en``, default zh): column headers, service families, finding
-kinds, meter names (from the catalogue)."""
+kinds, meter names (from the catalogue). ``formats.check_lang`` refuses any other ``lang``."""
 
 from __future__ import annotations
-
-from fastapi import HTTPException, status
 
 from schemas.catalogue import meters
 
@@ -63,12 +61,6 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "resource_id": ("资源编号", "Resource"),
     "monthly_saving": ("每月可节省(元)", "Monthly saving (CNY)"),
 }
-
-
-def check_lang(lang: str) -> str:
-    if lang not in LANGS:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"lang: choose from {', '.join(LANGS)}")
-    return lang
 
 
 def pick(pair: tuple[str, str], lang: str) -> str:

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from services.billing.domain.billed import BilledMonth, by_group
 from schemas.money import yuan_text
-from services.query.reports.labels import column, family_name, pick
+from services.query.domain.labels import column, family_name, pick
 
 VIEWS = ("family", "system")
 FAMILIES = ("compute", "storage", "network", "bandwidth", "security")

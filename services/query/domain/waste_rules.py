@@ -1,5 +1,5 @@
 """Waste rules (Art. 10, 19): idle resources, oversized VMs, unattached volumes and public IPs. Pure functions;
-``services.query.reports.waste`` feeds them from PostgreSQL.
+``services.query.domain.waste`` applies them to one resource's evidence.
 
 * Idle: a resource owned and billed throughout the last ``idle_days`` days whose CPU never exceeded
   ``idle_cpu_max`` percent in that time (its utilisation maximum) and that sent no traffic (no

@@ -16,9 +16,10 @@ changes need a justification outside this figure."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 from schemas.money import round_fen
 
@@ -59,3 +60,19 @@ def budget_basis(monthly: Sequence[Decimal], monthly_waste: Decimal = Decimal(0)
     waste = 12 * monthly_waste
     proposed = round_fen(max(Decimal(0), bounded - waste))
     return BudgetBasis(actual, mean, slope, projected, bounded, waste, proposed)
+
+
+def waste_by_department(findings: Iterable[Mapping]) -> tuple[dict[str, Decimal], dict[str, int]]:
+    """Per department: the monthly saving of its waste findings, a resource counted once at its largest saving
+    (a resource idle and oversized saves once), and how many findings it has."""
+    waste: dict[str, Decimal] = defaultdict(Decimal)
+    counted: dict[str, Decimal] = {}
+    finding_count: dict[str, int] = defaultdict(int)
+    for f in findings:
+        saving = Decimal(f["monthly_saving"])
+        finding_count[f["department_id"]] += 1
+        previous = counted.get(f["resource_id"], Decimal(0))
+        if saving > previous:
+            waste[f["department_id"]] += saving - previous
+            counted[f["resource_id"]] = saving
+    return dict(waste), dict(finding_count)

@@ -15,6 +15,7 @@ and the day is an outlier when z > threshold (3.5). Only increases warn; a basel
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Sequence
 
@@ -61,3 +62,16 @@ def spend_anomaly(baseline: Sequence[Decimal], spend: Decimal, rule: AnomalyRule
     if z <= rule.threshold:
         return None
     return Anomaly(spend, center, mad, mad_used, z, rule.threshold)
+
+
+def judge_day(day: date, spend: dict[tuple[str, str, date], Decimal],
+              rule: AnomalyRule = AnomalyRule()) -> list[tuple[str, str, Anomaly, list[Decimal]]]:
+    """The outliers of ``day`` among daily spends keyed (department, meter, day)."""
+    window = [day - timedelta(days=n) for n in range(rule.window_days, 0, -1)]
+    found = []
+    for department, meter in sorted({(d, m) for d, m, x in spend if x == day}):
+        baseline = [spend.get((department, meter, past), Decimal(0)) for past in window]
+        anomaly = spend_anomaly(baseline, spend[(department, meter, day)], rule)
+        if anomaly is not None:
+            found.append((department, meter, anomaly, baseline))
+    return found

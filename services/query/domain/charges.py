@@ -5,21 +5,19 @@ Rule (the bill's): flat-priced usage costs what the rollups say (exact); usage o
 (tiered) price costs the graduated charge over the department's month-to-date quantity of that meter, taken in
 time order, each slice under the tiers of the card in force at it; a charge row that crosses a tier boundary is
 split, so every row has one unit price. An invoice line is one meter's exact month total rounded half-up to the
-fen; the invoice total is the sum of its lines. Unattributed usage belongs to no invoice."""
+fen; the invoice total is the sum of its lines. Unattributed usage belongs to no invoice. Pure: the rows come from
+``services.query.views.month_charges``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
 from schemas.money import exact, round_fen
-from services.common.periods import LOCAL_TZ, month_bounds
+from services.common.periods import LOCAL_TZ
 from services.metering.domain.rating import RateCardPrices, tier_walk
-from services.reference.rate_cards import load_rate_cards
 
 
 @dataclass(frozen=True)
@@ -38,35 +36,6 @@ class ChargeRow:
 
 def invoice_id(month: str, department_id: str) -> str:
     return f"GM-{month}-{department_id}"
-
-
-async def month_charges(conn, month: str, departments: Sequence[str] | None = None,
-                        cards: list[RateCardPrices] | None = None,
-                        only_meters: list[str] | None = None) -> list[ChargeRow]:
-    start, end = month_bounds(month)
-    cards = cards if cards is not None else await load_rate_cards(conn)
-    by_id = {c.id: c for c in cards}
-    args: list = [start, end]
-    scope = ""
-    if departments is not None:  # a scope's ids (services.common.scope)
-        args.append(departments)
-        scope = f" AND department_id = ANY(${len(args)}::text[])"
-    if only_meters is not None:
-        args.append(only_meters)
-        scope += f" AND meter = ANY(${len(args)}::text[])"
-    rows = await conn.fetch(
-        f"""
-        SELECT department_id, system, resource_id, meter, rate_card_id,
-               (hour AT TIME ZONE 'Asia/Shanghai')::date AS day, min(hour) AS first_hour,
-               sum(quantity) AS quantity, sum(amount) AS amount
-        FROM usage_hourly
-        WHERE hour >= $1 AND hour < $2 AND department_id IS NOT NULL{scope}
-        GROUP BY department_id, system, resource_id, meter, rate_card_id, day
-        ORDER BY department_id, meter, day, first_hour, resource_id, system, rate_card_id
-        """,
-        *args,
-    )
-    return await asyncio.to_thread(charge_rows, rows, by_id)  # a month can be many rows: off the event loop
 
 
 @exact
