@@ -45,6 +45,7 @@ from services.billing.budgets import (
     put_budget,
     year_spend,
 )
+from services.billing.closes import router as closes_router
 from services.billing.closing import (
     PeriodClosed,
     PeriodNotEnded,
@@ -109,6 +110,7 @@ observe_cache("bills", bills_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "billing")
+app.include_router(closes_router)  # GET /v1/closes (services/billing/closes.py)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]

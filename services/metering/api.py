@@ -29,6 +29,7 @@ from services.common.kafka import batch_records
 from services.common.metrics import count_ingest
 from services.common.observability import instrument, kafka_headers
 from services.metering.source_binding import require_writable_sources
+from services.metering.lag import router as lag_router
 
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
@@ -37,6 +38,7 @@ add_meters_route(app)
 instrument(app, "metering")
 document_error_details(app)
 guard(app, "metering")
+app.include_router(lag_router)  # GET /v1/worker-lag (services/metering/lag.py)
 
 BATCH_TYPES = ("application/cloudevents-batch+json",)
 
