@@ -44,6 +44,7 @@ from services.billing.budgets import (
     put_budget,
     year_spend,
 )
+from services.billing.closes import router as closes_router
 from services.billing.closing import (
     PeriodClosed,
     PeriodNotEnded,
@@ -117,6 +118,7 @@ app.include_router(disputes_router)  # disputes of final bill lines (Art. 13)
 app.include_router(applications_router)  # resource applications (Art. 8–10)
 TREE.watch(bills_cache)  # bills_cache counts changes to departments: the tree is remembered while unchanged
 app.include_router(rate_card_approvals)  # rate cards: proposals, approval, rejection (maker/checker)
+app.include_router(closes_router)  # GET /v1/closes (services/billing/closes.py)
 
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Finance = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]

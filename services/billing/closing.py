@@ -94,8 +94,8 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
         close_seq = await conn.fetchval(
             """
             INSERT INTO billing_periods (period, closed_at, open_at_close, closed_by, bills, total, ledger_seq,
-                                         closed_by_instance, watermark_override)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) RETURNING close_seq
+                                         closed_by_instance, watermark_override, close_started_at, close_finished_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, now(), clock_timestamp()) RETURNING close_seq
             """,
             period, closed_at, open_now, closed_by, len(issued), total, linked[-1].seq if linked else None, instance,
             None if override is None else orjson.dumps(override).decode(),

@@ -48,6 +48,9 @@ class BillingPeriod(Base):
     open_at_close: Mapped[list[datetime]] = mapped_column(ARRAY(TIMESTAMP(timezone=True)))
     closed_by: Mapped[str] = mapped_column(Text)
     closed_by_instance: Mapped[str | None] = mapped_column(Text)  # the process that closed it (migration 0005)
+    # The close's transaction: its start (lock waits included) and when this row was written (migration 0008).
+    close_started_at: Mapped[datetime | None]
+    close_finished_at: Mapped[datetime | None]
     # An admin closed it while sources were behind its end: who, when, why, and those sources (migration 0006).
     watermark_override: Mapped[dict[str, Any] | None]
     bills: Mapped[int] = mapped_column(Integer)

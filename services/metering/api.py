@@ -30,6 +30,7 @@ from services.common.metrics import count_ingest
 from services.common.events_out import publish
 from services.common.observability import instrument
 from services.common.source_binding import require_writable_sources
+from services.metering.lag import router as lag_router
 
 
 app = FastAPI(title="govmeter metering API", version="1.0", lifespan=producer_lifespan())
@@ -38,6 +39,7 @@ add_meters_route(app)
 instrument(app, "metering")
 document_error_details(app)
 guard(app, "metering")
+app.include_router(lag_router)  # GET /v1/worker-lag (services/metering/lag.py)
 
 BATCH_TYPES = ("application/cloudevents-batch+json",)
 

@@ -562,23 +562,25 @@ function basisBySystem(basis) {  // each department's information systems over t
 // ---------- 运行 Operations ----------
 async function opsPage(main) {
   const generation = state.generation;
-  const [sources, deadLetters, periods] = await Promise.all([
+  const [sources, deadLetters, closes, lag] = await Promise.all([
     maybe(api("billing", "/v1/sources")),
     maybe(api("metering", "/v1/dead-letters", { limit: 100 })),
-    maybe(api("billing", "/v1/periods")),
+    maybe(api("billing", "/v1/closes", { limit: 24 })),
+    maybe(api("metering", "/v1/worker-lag")),  // ops.js renders the lag and the closes
   ]);
   const now = Date.now();
-  const closed = periods.error ? [] : periods.filter(p => p.status === "closed").reverse();
   const letters = deadLetters.error ? [] : deadLetters.dead_letters.slice().reverse();
   if (generation !== state.generation) return;
   main.innerHTML = `<h1>${esc(t("ops"))}</h1>
     <div class="grid">
       <div class="card kpi"><div class="label">${esc(t("eventsPerSecond"))}</div><div class="value" data-testid="events-per-second">—</div>
         <div class="sub">${esc(t("events"))}: <span id="events-total">${sources.error ? "—" : sources.reduce((s, x) => s + x.events, 0)}</span></div></div>
-      <div class="card kpi"><div class="label">${esc(t("workerLag"))}</div><div class="value">—</div><div class="sub">${esc(t("notAvailable"))}</div></div>
+      <div class="card kpi"><div class="label">${esc(t("workerLag"))}</div><div class="value" data-testid="worker-lag">${esc(lagKpi(lag).value)}</div>
+        <div class="sub" id="worker-lag-sub">${lagKpi(lag).sub}</div></div>
       <div class="card kpi"><div class="label">${esc(t("deadLetters"))}</div><div class="value">${deadLetters.error ? "—" : letters.length}</div></div>
     </div>
     <div class="card"><h2>${esc(t("eventsPerSecond"))}</h2><div id="rate" class="chart" style="height:200px"></div></div>
+    <div class="card"><h2>${esc(t("lagByPartition"))}</h2><div id="worker-lag-partitions">${lagTable(lag)}</div></div>
     <div class="card"><h2>${esc(t("sources"))}</h2>${failure(sources)}
       ${table([{ label: t("source") }, { label: t("completeUpTo") }, { label: t("freshness"), num: true }, { label: t("lastSeen") },
                { label: t("events"), num: true }, { label: t("active") }, { label: t("holds") }],
@@ -588,12 +590,7 @@ async function opsPage(main) {
     <div class="card"><h2>${esc(t("deadLetters"))}</h2>${failure(deadLetters)}
       ${table([{ label: "#" }, { label: t("source") }, { label: t("reason") }, { label: t("errors") }, { label: t("at") }],
         letters.map(d => [esc(d.id), esc(d.source ?? "—"), esc(d.reason), esc((d.errors || []).join("; ")), esc(localTime(d.created_at || d.received_at))]))}</div>
-    <div class="card"><h2>${esc(t("closes"))}</h2>${failure(periods)}
-      ${table([{ label: t("period") }, { label: t("closedAt") }, { label: t("afterMonthEnd"), num: true }, { label: t("closedBy") },
-               { label: t("billsCount"), num: true }, { label: t("total"), num: true }],
-        closed.map(p => [esc(p.period), esc(localTime(p.closed_at)),
-          esc(duration(Date.parse(p.closed_at) - Date.parse(`${addMonths(p.period, 1)}-01T00:00:00+08:00`))),
-          esc(p.closed_by ?? "—"), esc(p.bills ?? "—"), esc(p.total == null ? "—" : yuan(p.total))]))}</div>`;
+    <div class="card"><h2>${esc(t("closes"))}</h2>${closesTable(closes)}</div>`;
   if (sources.error) return;
   // Events per second: the growth of the sources' stored event counts between two polls (every 5 s).
   const samples = [];
@@ -613,6 +610,7 @@ async function opsPage(main) {
       const total = document.getElementById("events-total");
       if (total) total.textContent = events;
       if (rate) rate.setOption({ series: [{ data: samples }] });
+      showLag(await maybe(api("metering", "/v1/worker-lag")));
     } catch (e) { /* the next poll tries again */ }
   };
   state.timers.push(setTimeout(poll, 1000), setInterval(poll, 5000));
