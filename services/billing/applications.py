@@ -32,6 +32,7 @@ from services.billing.domain.applications import (
     month_of,
 )
 from services.common.auth import Principal, require_roles, scoped_department
+from services.common.scope import may_see
 from services.common.config import get_settings
 from services.common.db import get_engine, raw_connection
 from services.common.decimal_json import DecimalJSONRoute
@@ -129,6 +130,8 @@ async def get_application(application_id: ApplicationId, principal: Reader, now:
 
 async def _one(principal: Principal, application_id: int, now: datetime) -> ApplicationOut:
     rows = await read(get_engine(), _actor(principal).department, application_id)
+    if rows and not await may_see(principal, rows[0]["department_id"]):
+        rows = []  # a district finance office: another district's application is as if it did not exist
     if not rows:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"application_id: no application {application_id}")
     return application_out(rows[0], now)

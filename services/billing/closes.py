@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.api import Role
 from schemas.operations import CloseOut
-from services.common.auth import Principal, require_roles
+from services.common.auth import Principal
+from services.common.scope import require_city_wide
 from services.common.db import get_engine, raw_connection
 
 
@@ -47,7 +48,7 @@ router = APIRouter()
 
 
 @router.get("/v1/closes", response_model=list[CloseOut], tags=["billing"])
-async def get_closes(_: Annotated[Principal, Depends(require_roles(Role.PROVIDER, Role.FINANCE, Role.ADMIN))],
+async def get_closes(_: Annotated[Principal, Depends(require_city_wide(Role.PROVIDER, Role.FINANCE, Role.ADMIN))],
                      limit: Annotated[int, Query(ge=1, le=1000)] = 50):
     """The most recent period closes, newest first: the period, when the close started (before its lock waits),
     the instant its bills describe, when it finished, how long it took, who asked (an admin's subject or

@@ -37,13 +37,15 @@ from services.billing.domain.disputes import (
     line_of,
 )
 from services.common.auth import Principal, require_roles, scoped_department
+from services.common.scope import may_see, require_city_wide
 from services.common.db import get_engine, raw_connection, raw_transaction
 from services.common.decimal_json import DecimalJSONRoute
 from services.common.http_guards import DepartmentParam
 
 router = APIRouter(route_class=DecimalJSONRoute, tags=["disputes"])  # amounts parsed as Decimal from their text
 Department = Annotated[Principal, Depends(require_roles(Role.DEPARTMENT))]
-Answerer = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN))]
+# Answers credit bills city-wide: the city finance bureau or admin, not a district finance office.
+Answerer = Annotated[Principal, Depends(require_city_wide(Role.FINANCE, Role.ADMIN))]
 Reader = Annotated[Principal, Depends(require_roles(Role.FINANCE, Role.ADMIN, Role.DEPARTMENT))]
 DisputeId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
@@ -186,6 +188,8 @@ async def get_dispute(dispute_id: DisputeId, principal: Reader):
     only = principal.department if principal.role == Role.DEPARTMENT else None
     async with raw_connection(get_engine()) as conn:
         found = await read_disputes(conn, only, dispute_id=dispute_id)
+    if found and not await may_see(principal, found[0]["department_id"]):
+        found = []  # a district finance office: another district's dispute is as if it did not exist
     if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"dispute_id: no dispute {dispute_id}")
     return found[0]

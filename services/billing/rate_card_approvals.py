@@ -33,6 +33,7 @@ from services.common.auth import Principal, require_roles
 from services.common.config import get_settings
 from services.common.db import get_engine, raw_connection, raw_transaction
 from services.common.decimal_json import DecimalJSONRoute
+from services.common.scope import require_city_wide
 from services.common.locks import lock_billing
 from services.reference.rate_cards import with_unpriced
 from services.reference.store import AlreadyExists, store_rate_card
@@ -146,7 +147,8 @@ async def publish_rate_card(producer, card: RateCardOut) -> None:
 # --- routes (mounted by the billing API) ---------------------------------------------------------------------
 
 router = APIRouter(route_class=DecimalJSONRoute, tags=["rate cards"])
-Checker = Annotated[Principal, Depends(require_roles(Role.ADMIN, Role.FINANCE))]
+# Rate cards price the whole city: the city finance bureau or a second admin decides, never a district office.
+Checker = Annotated[Principal, Depends(require_city_wide(Role.ADMIN, Role.FINANCE))]
 ProposalId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 

@@ -112,6 +112,15 @@ async def read_scope(principal: Principal, requested: str | None = None, rollup:
         raise forbidden(principal) from None
 
 
+async def may_see(principal: Principal, department_id: str | None) -> bool:
+    """Whether one stored row of ``department_id`` is in the principal's visible set (for routes reading one row)."""
+    if principal.role == Role.DEPARTMENT:
+        return department_id == principal.department
+    if principal.role == Role.FINANCE and principal.department is not None:
+        return department_id in visible_set(principal, await TREE.tree())
+    return True
+
+
 # The query parameter of every read that takes a department: include the department's subtree.
 Rollup = Annotated[bool, Query(description="with department: include every department below it (its subtree)")]
 

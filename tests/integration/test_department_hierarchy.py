@@ -20,6 +20,7 @@ from services.billing.api import bills_cache
 from services.common.db import get_engine, raw_connection
 from services.common.periods import LOCAL_TZ
 from services.query.api import usage_cache
+from services.demo.rate_cards import propose_and_approve
 from tests.integration.support import ADMIN, FINANCE, PROVIDER, auth, lifecycle_event, post_events, usage_event, \
     wait_stored
 
@@ -62,7 +63,7 @@ async def city(apps, worker):
         response = await billing.post("/v1/departments", json=body, headers=ADMIN)
         assert response.status_code == 201 and response.json()["parent_id"] == body["parent_id"], response.text
     card = {"version": f"h{RUN}", "effective_from": WEEK[0].isoformat(), "prices": {"network.public_ip": "1.00"}}
-    assert (await billing.post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    assert (await propose_and_approve(billing, card)).status_code == 201
     events = []
     for suffix, (_, _, hours) in CITY.items():
         ip = f"ip-{dep(suffix)}"
@@ -308,6 +309,30 @@ async def test_a_closed_month_s_final_bills_and_period_totals_follow_the_scope(a
     own = await apps["billing"].get(f"/v1/bills/GM-2094-01-{dep('jj-water')}", headers=DISTRICT)
     assert own.status_code == 200 and own.json()["total"] == amount("jj-water")
     await refused_everywhere_outside(apps, DISTRICT, ("hy-edu", "ht"))
+    await district_finance_holds_no_city_wide_power(apps, dep("jj-water"), dep("hy-edu"))
+
+
+async def district_finance_holds_no_city_wide_power(apps, inside: str, outside: str) -> None:
+    """A district finance office reads its subtree's disputes and applications, nothing else, and none of the
+    city's powers: answering disputes (credits), deciding rate cards (prices), the city's closes (totals)."""
+    billing = apps["billing"]
+    ids = {}
+    for department in (inside, outside):
+        opened = await billing.post("/v1/disputes", headers=auth("department", department), json={
+            "bill_id": f"GM-2094-01-{department}", "meter": "network.public_ip", "reason": "hierarchy test"})
+        assert opened.status_code == 201, opened.text
+        ids[department] = opened.json()["id"]
+    assert (await billing.get(f"/v1/disputes/{ids[inside]}", headers=DISTRICT)).status_code == 200
+    refused = await billing.get(f"/v1/disputes/{ids[outside]}", headers=DISTRICT)
+    assert refused.status_code == 404 and outside not in refused.text
+    for path, body in ((f"/v1/disputes/{ids[inside]}/reject", {"reply": "no"}),
+                       (f"/v1/disputes/{ids[inside]}/uphold", {"amount": "0.01"}),
+                       ("/v1/rate-cards/proposals/1/approve", {}), ("/v1/rate-cards/proposals/1/reject", {"reason": "x"})):
+        assert (await billing.post(path, json=body, headers=DISTRICT)).status_code == 403, path
+    for path in ("/v1/closes", "/v1/rate-cards/proposals"):
+        assert (await billing.get(path, headers=DISTRICT)).status_code == 403, path
+    assert (await billing.post(f"/v1/disputes/{ids[outside]}/reject", json={"reply": "city answers"},
+                               headers=FINANCE)).status_code == 200
 
 
 async def test_two_concurrent_moves_cannot_close_a_cycle_between_them(apps):

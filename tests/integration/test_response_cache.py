@@ -69,7 +69,8 @@ async def test_the_bill_list_follows_adjustments_rate_cards_and_the_close_at_onc
         mine = await bills(apps, token)
         assert mine == await bills(apps, token)  # the second read is a hit ...
         assert mine == await uncached_bills(None, dep)  # ... and equal to what the list computes uncached
-        return [(b["period"], b["status"], b["total"]) for b in mine]
+        # this test's year only: other tests' closes carry the VM's (active, unbilled) department into their years
+        return [(b["period"], b["status"], b["total"]) for b in mine if b["period"].startswith("2081-")]
 
     assert await listed() == [("2081-01", "draft", "20.00")]
     posted = await apps["billing"].post("/v1/adjustments", headers=ADMIN, json={
