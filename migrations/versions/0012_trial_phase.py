@@ -53,11 +53,11 @@ def upgrade() -> None:
                 RAISE EXCEPTION 'a trial changes only by going live, once';
             END IF;
             RETURN NEW;
-        END $$;
-        CREATE TRIGGER resource_trials_go_live_once BEFORE UPDATE ON resource_trials
-            FOR EACH ROW EXECUTE FUNCTION resource_trials_go_live_once();
+        END $$
         """
     )
+    op.execute("CREATE TRIGGER resource_trials_go_live_once BEFORE UPDATE ON resource_trials"
+               " FOR EACH ROW EXECUTE FUNCTION resource_trials_go_live_once()")
 
 
 def downgrade() -> None:

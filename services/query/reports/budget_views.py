@@ -10,7 +10,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from services.billing.domain.billed import BilledMonth, by_group
-from services.common.money import yuan_text
+from schemas.money import yuan_text
 from services.query.reports.labels import column, family_name, pick
 
 VIEWS = ("family", "system")
