@@ -58,7 +58,7 @@ def _price(price: PriceApplied) -> dict:
 def _line(line: BillLine) -> dict:
     meter = meters().get(line.meter)
     # Only a trial line carries trial_rate: every other line's JSON is as bills have always had it.
-    trial = {} if line.trial_rate is None else {"trial_rate": format(line.trial_rate, "f")}
+    trial = {} if line.trial_rate is None else {"trial_rate": format(line.trial_rate.normalize(), "f")}
     return {
         "meter": line.meter,
         "name": meter.name_zh if meter else line.meter,
