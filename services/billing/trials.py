@@ -11,13 +11,10 @@ from fastapi import HTTPException, status
 from schemas.applications import TrialOut
 from services.billing.application_store import Writes
 from services.billing.domain.trials import Trial, go_live, phase, trial_window
-from services.common.periods import month_bounds
 
 
-async def _first_open_instant(conn) -> datetime | None:
-    """The end of the latest closed period: a trial starting before it would change a closed bill."""
-    latest = await conn.fetchval("SELECT max(period) FROM billing_periods")
-    return None if latest is None else month_bounds(latest)[1]
+async def _closed_periods(conn) -> set[str]:
+    return {r["period"] for r in await conn.fetch("SELECT period FROM billing_periods")}
 
 
 def record_trial(resource_id: str, effective_at: datetime, trial_days: int, now: datetime, rate: Decimal) -> Writes:
@@ -25,7 +22,7 @@ def record_trial(resource_id: str, effective_at: datetime, trial_days: int, now:
 
     async def write(conn, row: dict) -> None:
         try:
-            trial = trial_window(effective_at, trial_days, now, await _first_open_instant(conn))
+            trial = trial_window(effective_at, trial_days, now, await _closed_periods(conn))
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
         await conn.execute(
@@ -57,5 +54,6 @@ def end_trial(subject: str, now: datetime) -> Writes:
 def trial_out(row: dict | None, now: datetime) -> TrialOut | None:
     if row is None:
         return None
-    return TrialOut(phase=phase(Trial(row["starts_at"], row["ends_at"]), now), rate=format(row["rate"].normalize(), "f"),
+    return TrialOut(phase=phase(Trial(row["starts_at"], row["ends_at"]), now),
+                    rate=format(row["rate"].normalize(), "f"),
                     **{k: row[k] for k in ("starts_at", "planned_ends_at", "ends_at", "went_live_by", "went_live_at")})

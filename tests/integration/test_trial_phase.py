@@ -28,19 +28,25 @@ async def approved_application(apps, dep: str, month: int) -> dict:
         return await step(apps, created["id"], "approve", EGOV)
 
 
+async def in_trial(apps, month: int, fulfilled_at, trial_days: int) -> tuple[str, str, dict, str]:
+    """(department, another department, the application fulfilled with a trial, its VM) at ¥1.00 a vCPU hour."""
+    await rate_card(apps, local(2069, 1, 1), compute_vcpu="1.00")
+    dep, other = await department(apps), await department(apps)
+    application = await approved_application(apps, dep, month)
+    vm = f"vm-{uuid.uuid4().hex[:8]}"
+    with clock(fulfilled_at):
+        fulfilled = await step(apps, application["id"], "fulfil", PROVIDER, resource_id=vm, source=SOURCE,
+                               trial_days=trial_days)
+    return dep, other, fulfilled, vm
+
+
 def lines_of(bill: dict) -> list[tuple]:
     return [(line["meter"], line.get("trial_rate"), line["quantity"], line["amount"]) for line in bill["lines"]]
 
 
 async def test_trial_usage_is_metered_and_billed_on_trial_lines_at_zero_and_replay_gives_the_same_bill(apps, worker):
-    await rate_card(apps, local(2069, 1, 1), compute_vcpu="1.00")
-    dep, other = await department(apps), await department(apps)
-    mine = auth("department", dep)
-    application = await approved_application(apps, dep, 3)
-    vm = f"vm-{uuid.uuid4().hex[:8]}"
-    with clock(local(2069, 3, 3, 10, 30)):
-        fulfilled = await step(apps, application["id"], "fulfil", PROVIDER, resource_id=vm, source=SOURCE,
-                               trial_days=2)
+    dep, other, fulfilled, vm = await in_trial(apps, 3, local(2069, 3, 3, 10, 30), 2)
+    mine, application = auth("department", dep), fulfilled
     trial = fulfilled["trial"]
     assert (trial["phase"], trial["rate"]) == ("trial", "0")
     assert fulfilled["steps"][-1]["note"].endswith("trial of 2 days")
@@ -72,14 +78,8 @@ async def test_trial_usage_is_metered_and_billed_on_trial_lines_at_zero_and_repl
 
 
 async def test_the_department_goes_live_early_and_usage_from_then_is_billed_normally(apps, worker):
-    await rate_card(apps, local(2069, 1, 1), compute_vcpu="1.00")
-    dep, other = await department(apps), await department(apps)
-    mine = auth("department", dep)
-    application = await approved_application(apps, dep, 5)
-    vm = f"vm-{uuid.uuid4().hex[:8]}"
-    with clock(local(2069, 5, 3, 10)):
-        fulfilled = await step(apps, application["id"], "fulfil", PROVIDER, resource_id=vm, source=SOURCE,
-                               trial_days=30)
+    dep, other, fulfilled, vm = await in_trial(apps, 5, local(2069, 5, 3, 10), 30)
+    mine, application = auth("department", dep), fulfilled
     assert fulfilled["trial"]["phase"] == "trial"
     with clock(local(2069, 5, 5, 12)):
         await step(apps, application["id"], "go-live", auth("department", other), expect=404)

@@ -95,26 +95,31 @@ def test_bill_documents_mark_trial_lines_and_leave_normal_lines_as_they_were():
 
 
 def test_a_trial_runs_from_activation_for_its_days_then_is_live():
-    trial = trial_window(T, 7, T, None)
+    trial = trial_window(T, 7, T)
     assert trial.ends_at == T + timedelta(days=7)
     assert phase(trial, T + timedelta(days=6)) == TRIAL
     assert phase(trial, T + timedelta(days=7)) == LIVE
     assert phase(None, T) == LIVE
 
 
-@pytest.mark.parametrize("days, now, first_open, field", [
+@pytest.mark.parametrize("days, now, closed, field", [
     (0, T, None, "trial_days"),
     (91, T, None, "trial_days"),
     (2, T + timedelta(days=2), None, "trial_days"),
-    (7, T, T + timedelta(hours=1), "effective_at"),
+    (7, T, {"2069-03"}, "effective_at"),
+    (30, T, {"2069-01", "2069-04"}, "effective_at"),
 ])
-def test_a_trial_that_could_not_be_billed_truthfully_is_refused_naming_the_field(days, now, first_open, field):
+def test_a_trial_that_could_not_be_billed_truthfully_is_refused_naming_the_field(days, now, closed, field):
     with pytest.raises(ValueError, match=f"^{field}:"):
-        trial_window(T, days, now, first_open)
+        trial_window(T, days, now, closed or ())
+
+
+def test_a_trial_may_start_while_other_months_are_closed():
+    assert trial_window(T, 7, T, {"2069-02", "2069-04"}).ends_at == T + timedelta(days=7)
 
 
 def test_going_live_ends_the_trial_now_and_only_once():
-    trial = trial_window(T, 7, T, None)
+    trial = trial_window(T, 7, T)
     ended = go_live("fulfilled", trial, T + timedelta(days=2))
     assert ended.ends_at == T + timedelta(days=2) and phase(ended, T + timedelta(days=2)) == LIVE
     with pytest.raises(IllegalTransition, match="^state: the application is live"):

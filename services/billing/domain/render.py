@@ -164,7 +164,8 @@ def bill_csv(bill: Bill, inert: bool = True) -> bytes:
         note = f"未定价数量 {quantity_text(line.unpriced_quantity)}" if line.unpriced_quantity else ""
         if line.trial_rate is not None:
             note = "; ".join(filter(None, [trial_note(line.trial_rate), note]))
-        writer.writerow([*head, "用量" if line.trial_rate is None else TRIAL_KIND, line.meter, name, "", quantity_text(line.quantity), unit,
+        kind = "用量" if line.trial_rate is None else TRIAL_KIND
+        writer.writerow([*head, kind, line.meter, name, "", quantity_text(line.quantity), unit,
                          _unit_price_text(line), yuan_text(line.amount), "", note])
         for system in line.systems:
             writer.writerow([*head, "信息系统分项", line.meter, name, system.system, quantity_text(system.quantity),

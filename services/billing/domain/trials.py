@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Collection
 
 from services.billing.domain.applications import FULFILLED, IllegalTransition
+from services.common.periods import month_bounds, month_of, next_month
 
 TRIAL, LIVE = "trial", "live"
 MAX_TRIAL_DAYS = 90
@@ -30,19 +32,27 @@ def phase(trial: Trial | None, now: datetime) -> str:
     return TRIAL if trial is not None and now < trial.ends_at else LIVE
 
 
-def trial_window(effective_at: datetime, trial_days: int, now: datetime,
-                 first_open_instant: datetime | None) -> Trial:
-    """The trial a fulfilment asks for; ValueError naming the field when it could never bill a trial hour
-    truthfully: it must end after ``now``, and start no earlier than ``first_open_instant`` (the end of the last
-    closed period: a closed bill never changes)."""
+def trial_window(effective_at: datetime, trial_days: int, now: datetime, closed: Collection[str] = ()) -> Trial:
+    """The trial a fulfilment asks for; ValueError naming the field when it could not be billed truthfully: it
+    must end after ``now`` and touch no ``closed`` period (a closed bill never changes)."""
     if not 1 <= trial_days <= MAX_TRIAL_DAYS:
         raise ValueError(f"trial_days: between 1 and {MAX_TRIAL_DAYS}")
     ends_at = effective_at + timedelta(days=trial_days)
     if ends_at <= now:
         raise ValueError("trial_days: the trial would have ended already (effective_at + trial_days is past)")
-    if first_open_instant is not None and effective_at < first_open_instant:
-        raise ValueError("effective_at: a trial cannot start in a closed period")
+    touched = set(months_between(effective_at, ends_at)) & set(closed)
+    if touched:
+        raise ValueError(f"effective_at: a trial cannot reach into a closed period ({', '.join(sorted(touched))})")
     return Trial(effective_at, ends_at)
+
+
+def months_between(start: datetime, end: datetime) -> list[str]:
+    """The local months [start, end) touches."""
+    months, month = [], month_of(start)
+    while month_bounds(month)[0] < end:
+        months.append(month)
+        month = next_month(month)
+    return months
 
 
 def go_live(state: str, trial: Trial | None, now: datetime) -> Trial:

@@ -490,8 +490,8 @@ async function billsPage(main, month) {
 // A trial (试运行) line: the usage in resources' trial windows, billed at its rate times the normal price.
 function trialBadge(line) {
   if (line.trial_rate == null) return "";
-  return ` <span class="badge draft" data-testid="trial-line" title="${esc(t("trialRate").replace("{rate}", line.trial_rate))}">`
-    + `${esc(t("trialLine"))} ×${esc(line.trial_rate)}</span>`;
+  const title = t("trialRate").replace("{rate}", line.trial_rate);
+  return ` <span class="badge draft" data-testid="trial-line" title="${esc(title)}">${esc(t("trialLine"))} ×${esc(line.trial_rate)}</span>`;
 }
 
 async function billPage(main, id) {
