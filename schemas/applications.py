@@ -108,6 +108,8 @@ class FulfilIn(BaseModel):
                                           "may write")
     effective_at: AwareDatetime | None = Field(None, description="when billing starts; default now; not before "
                                                                  "the approval nor in the future")
+    trial_days: int | None = Field(None, ge=1, le=90, description="a trial (试运行) of this many days from "
+                                   "effective_at: its usage is metered but billed at the trial rate")
 
 
 class StepOut(BaseModel):
@@ -128,6 +130,16 @@ class Clock(BaseModel):
     late: bool = Field(description="ran out before its step was done (or, still running, has run out)")
 
 
+class TrialOut(BaseModel):
+    phase: Literal["trial", "live"] = Field(description="trial while the window runs; live after it")
+    starts_at: datetime
+    planned_ends_at: datetime
+    ends_at: datetime = Field(description="the planned end, or when the department went live early")
+    rate: str = Field(description="the fraction of the normal price the trial's usage is billed at")
+    went_live_by: str | None
+    went_live_at: datetime | None
+
+
 class ApplicationOut(BaseModel):
     id: int
     department_id: str
@@ -146,4 +158,5 @@ class ApplicationOut(BaseModel):
     fulfilment: Clock
     overdue: bool = Field(description="the clock now running (approval or fulfilment) has run out")
     resource_id: str | None
+    trial: TrialOut | None = Field(None, description="the trial phase a fulfilment asked for, if any")
     steps: list[StepOut]

@@ -72,6 +72,8 @@ class BillLineOut(BaseModel):
     amount: str = Field(description="the line's exact amount rounded half-up to the fen")
     prices: list[PriceApplied] = Field(description="the unit price or tiers each rate card applied")
     systems: list[SystemLine] = Field(description="per information system; adds up to the line")
+    trial_rate: str | None = Field(None, description="a trial (试运行) line: the usage in resources' trial "
+                                                     "windows, billed at this fraction of the normal prices")
 
 
 class LateAdjustmentOut(BaseModel):

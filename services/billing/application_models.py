@@ -10,7 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, Integer, Text, func
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, Integer, Numeric, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -60,3 +60,28 @@ class ApplicationStep(Base):
     role: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())
     note: Mapped[str | None] = mapped_column(Text)  # a rejection's reason, a fulfilment's resource and event
+
+
+class ResourceTrial(Base):
+    """A fulfilled application's trial (试运行, migration 0012): the resource's usage by the department in
+    [starts_at, ends_at) is billed at ``rate`` times the normal price. A stored fact like an adjustment: bills and
+    replay read it, and only going live changes it (the end moves to that instant, once)."""
+
+    __tablename__ = "resource_trials"
+    __table_args__ = (
+        CheckConstraint("rate >= 0 AND rate <= 1", name="rate"),
+        CheckConstraint("ends_at > starts_at OR went_live_at IS NOT NULL", name="window"),
+        CheckConstraint("ends_at <= planned_ends_at", name="ends_by_plan"),
+        Index("ix_resource_trials_resource_id", "resource_id"),
+    )
+
+    application_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("applications.id"), primary_key=True)
+    department_id: Mapped[str] = mapped_column(Text, ForeignKey("departments.id"))
+    resource_id: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[datetime]
+    planned_ends_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    rate: Mapped[Decimal] = mapped_column(Numeric(7, 6))
+    recorded_at: Mapped[datetime]
+    went_live_by: Mapped[str | None] = mapped_column(Text)
+    went_live_at: Mapped[datetime | None]

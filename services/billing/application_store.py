@@ -18,6 +18,8 @@ from services.common.db import raw_connection, raw_transaction
 COLUMNS = """id, department_id, system, kind, items, spec, reason, wanted_by, state, estimate, estimate_rate_card,
     submitted_by, submitted_at, approval_due_at, approval_calendar, decided_at, fulfilment_due_at,
     fulfilment_calendar, fulfilled_at, resource_id"""
+TRIAL_COLUMNS = """application_id, department_id, resource_id, starts_at, planned_ends_at, ends_at, rate,
+    recorded_at, went_live_by, went_live_at"""
 OPEN_AND_PAST_DUE = """((state IN ('submitted', 'accepted') AND approval_due_at < $1)
     OR (state = 'approved' AND fulfilment_due_at < $1))"""
 
@@ -72,11 +74,12 @@ async def _step(conn, application_id: int, action: str, state: str, actor: Actor
 # What a step writes besides the state: column → value, decided from the locked row.
 Changes = dict[str, object]
 BeforeCommit = Callable[[dict], Awaitable[None]]
+Writes = Callable[[object, dict], Awaitable[None]]  # (connection, locked row): more rows the step writes
 
 
 async def move(engine: AsyncEngine, application_id: int, action: str, actor: Actor, now: datetime,
                note: str | None, changes: Callable[[dict], Changes] = lambda row: {},
-               before_commit: BeforeCommit | None = None) -> None:
+               before_commit: BeforeCommit | None = None, writes: Writes | None = None) -> None:
     """Move one application by ``action``: NotFound outside the actor's scope, IllegalTransition (naming the
     state) when its state does not allow it. ``before_commit(row)`` runs with the row locked, after the state
     check (a fulfilment publishes its event there: nothing is written unless the broker took it)."""
@@ -87,6 +90,8 @@ async def move(engine: AsyncEngine, application_id: int, action: str, actor: Act
         target = next_state(row["state"], action)
         row = dict(row)
         extra = changes(row)
+        if writes is not None:
+            await writes(conn, row)
         if before_commit is not None:
             await before_commit(row)
         assignments = ", ".join(f"{column} = ${n}" for n, column in enumerate(extra, start=3))
@@ -115,8 +120,11 @@ async def read(engine: AsyncEngine, department: str | None, application_id: int 
         steps = await conn.fetch(
             "SELECT application_id, seq, action, state, actor, role, at, note FROM application_steps "
             "WHERE application_id = ANY($1::bigint[]) ORDER BY application_id, seq", [r["id"] for r in rows])
+        trials = {t["application_id"]: dict(t) for t in await conn.fetch(
+            f"SELECT {TRIAL_COLUMNS} FROM resource_trials WHERE application_id = ANY($1::bigint[])",
+            [r["id"] for r in rows])}
     by_application: dict[int, list[dict]] = {}
     for step in steps:
         by_application.setdefault(step["application_id"], []).append(dict(step))
-    return [{**dict(r), "steps": by_application.get(r["id"], [])} for r in rows]
+    return [{**dict(r), "steps": by_application.get(r["id"], []), "trial": trials.get(r["id"])} for r in rows]
 

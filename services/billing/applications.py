@@ -41,6 +41,7 @@ from schemas.money import quantity_text
 from services.metering.domain.rating import card_at
 from services.common.source_binding import require_writable_sources
 from services.reference.rate_cards import load_rate_cards
+from services.billing.trials import end_trial, record_trial, trial_out
 
 router = APIRouter(tags=["applications"], route_class=DecimalJSONRoute)  # JSON numbers parsed as Decimal
 Applicant = Annotated[Principal, Depends(require_roles(Role.DEPARTMENT, Role.ADMIN))]
@@ -146,6 +147,7 @@ def application_out(row: dict, now: datetime) -> ApplicationOut:
         **{k: row[k] for k in ("id", "department_id", "system", "kind", "spec", "items", "reason", "wanted_by",
                                "state", "estimate", "estimate_rate_card", "submitted_by", "submitted_at",
                                "resource_id", "steps")},
+        trial=trial_out(row.get("trial"), now),
         approval={"due_at": row["approval_due_at"], "calendar": row["approval_calendar"],
                   "done_at": row["decided_at"], "late": approval_late},
         fulfilment={"due_at": row["fulfilment_due_at"], "calendar": row["fulfilment_calendar"],
@@ -234,9 +236,22 @@ async def fulfil_application(application_id: ApplicationId, body: FulfilIn, prin
         if errors:
             raise _unprocessable("; ".join(errors))
 
-    return await _move(principal, application_id, "fulfil", now, f"resource {body.resource_id} from {body.source}",
+    trial = None if body.trial_days is None else record_trial(body.resource_id, effective_at, body.trial_days, now,
+                                                               get_settings().trial_rate_factor)
+    note = f"resource {body.resource_id} from {body.source}" + (
+        f", trial of {body.trial_days} days" if body.trial_days else "")
+    return await _move(principal, application_id, "fulfil", now, note,
                        changes=lambda row: {"fulfilled_at": now, "resource_id": body.resource_id},
-                       before_commit=publish)
+                       before_commit=publish, writes=trial)
+
+
+@router.post("/v1/applications/{application_id}/go-live", response_model=ApplicationOut,
+             responses={409: {"description": "the application is not in trial (the detail names the state)"}})
+async def go_live_application(application_id: ApplicationId, principal: Mover, now: Now, body: StepIn | None = None):
+    """The department (its own application) or admin ends the trial (试运行) early: from now on the resource's
+    usage is billed at the normal price. A trial that reaches its planned end is live by itself."""
+    return await _move(principal, application_id, "go-live", now, body.reason if body else None,
+                       writes=end_trial(principal.subject, now))
 
 
 def lifecycle_event(row: dict, body: FulfilIn, effective_at: datetime) -> dict:

@@ -85,28 +85,39 @@ def _bounds_days(period: str):
     return start, end, start.date(), end.date()
 
 
+# The rate of the trial (试运行) window an hourly rollup row lies in, if any: an hour overlapping the window counts.
+TRIAL_RATE = """(SELECT min(t.rate) FROM resource_trials t
+    WHERE t.resource_id = u.resource_id AND t.department_id = u.department_id AND t.ends_at > t.starts_at
+      AND u.hour >= date_trunc('hour', t.starts_at) AND u.hour < t.ends_at)"""
+
+
 async def usage_slices(conn, period: str, departments: list[str] | None,
                        cards: dict[int, RateCardPrices]) -> dict[str, list[UsageSlice]]:
     """The department's rated usage in ``period`` from usage_hourly, per hour only for meters that some rate
-    card prices in tiers (the others are summed in SQL: their order cannot change their charge)."""
+    card prices in tiers (the others are summed in SQL: their order cannot change their charge), apart where it
+    lies in a resource's trial window (with the trial's rate)."""
     start, end, _, _ = _bounds_days(period)
     tiered = sorted({meter for card in cards.values() for meter in card.tiered})
+    trials = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM resource_trials WHERE date_trunc('hour', starts_at) < $2 AND ends_at > $1"
+        " AND ends_at > starts_at)", start, end)
     rows = await conn.fetch(
-        """
+        f"""
         SELECT department_id, meter, rate_card_id, system,
                CASE WHEN meter = ANY($3::text[]) THEN hour END AS hour,
+               {TRIAL_RATE if trials else 'NULL::numeric'} AS trial_rate,
                sum(quantity) AS quantity, sum(amount) AS amount, sum(unpriced_quantity) AS unpriced
-        FROM usage_hourly
+        FROM usage_hourly u
         WHERE hour >= $1 AND hour < $2 AND department_id IS NOT NULL
           AND ($4::text[] IS NULL OR department_id = ANY($4::text[]))
-        GROUP BY 1, 2, 3, 4, 5
+        GROUP BY 1, 2, 3, 4, 5, 6
         """,
         start, end, tiered, departments,
     )
     slices: dict[str, list[UsageSlice]] = defaultdict(list)
     for r in rows:
         slices[r["department_id"]].append(UsageSlice(r["hour"], r["meter"], r["rate_card_id"], r["system"] or "",
-                                                     r["quantity"], r["amount"], r["unpriced"]))
+                                                     r["quantity"], r["amount"], r["unpriced"], r["trial_rate"]))
     return slices
 
 

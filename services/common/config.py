@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 
 from pydantic import AliasChoices, Field
@@ -66,6 +67,10 @@ class Settings(BaseSettings):
     ingest_record_events: int = Field(1000, validation_alias="GOVMETER_INGEST_RECORD_EVENTS")
     # POST /v1/events answers 503 with Retry-After when the broker has not acknowledged within this bound.
     ingest_ack_timeout_seconds: float = Field(5.0, gt=0, validation_alias="GOVMETER_INGEST_ACK_TIMEOUT_SECONDS")
+    # A trial (试运行) is billed at this fraction of the normal price; stored with each trial when it starts, so
+    # a change applies to trials started afterwards and never re-prices a bill (docs/workflow-applications.md).
+    trial_rate_factor: Decimal = Field(Decimal(0), ge=0, le=1, decimal_places=6,
+                                       validation_alias="GOVMETER_TRIAL_RATE_FACTOR")
     # Spend anomaly warnings: the query API evaluates the last completed local days this often (0: never).
     warnings_interval_seconds: float = Field(3600.0, validation_alias="GOVMETER_WARNINGS_INTERVAL_SECONDS")
     warnings_lookback_days: int = Field(2, validation_alias="GOVMETER_WARNINGS_LOOKBACK_DAYS")

@@ -57,6 +57,8 @@ APP_GRANTS: dict[str, str | None] = {
     "applications": "SELECT, INSERT, UPDATE (state, decided_at, fulfilment_due_at, fulfilment_calendar, "
                     "fulfilled_at, resource_id)",
     "application_steps": APPEND_ONLY,
+    # trial phases: recorded at fulfilment; going live moves only the end, once (migration 0012's trigger)
+    "resource_trials": "SELECT, INSERT, UPDATE (ends_at, went_live_by, went_live_at)",
     "alembic_version": None,
 }
 

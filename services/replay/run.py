@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 # Read by bill computation through views; the pipeline never writes them.
 SHARED = ("departments", "billing_periods", "bills", "adjustments", "usage_baselines", "ledger_entries", "budgets",
-          "budget_alerts")
+          "budget_alerts", "resource_trials")
 SKIPPED = ("alembic_version", "events")  # events: a view over what has been replayed (see _create_schema)
 UTILIZATION_CHUNK = 2_000
 CATCH_UP_ROUNDS = 20

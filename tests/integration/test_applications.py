@@ -15,6 +15,7 @@ import pytest
 from services.billing.api import app as billing_app
 from services.billing.applications import applications_clock
 from services.common.periods import LOCAL_TZ
+from services.demo.rate_cards import propose_and_approve
 from tests.integration.support import ADMIN, FINANCE, PROVIDER, SOURCE, auth, post_events, usage_event, \
     usage_rows, wait_stored
 
@@ -68,7 +69,7 @@ async def test_a_fulfilled_application_activates_the_resource_for_the_department
     dep = await department(apps)
     card = {"version": f"rc-{uuid.uuid4().hex[:8]}", "effective_from": local(2088, 1, 1).isoformat(),
             "prices": {"compute.vcpu": "0.12", "compute.memory": "0.05"}}
-    assert (await apps["billing"].post("/v1/rate-cards", json=card, headers=ADMIN)).status_code == 201
+    assert (await propose_and_approve(apps["billing"], card)).status_code == 201  # maker/checker
     mine = auth("department", dep)
     with clock(local(2088, 3, 1, 10)):  # a Monday (2088 is beyond chinese-calendar's data: weekdays)
         estimate = await apps["billing"].post("/v1/applications/estimate", json=vm_application(), headers=mine)

@@ -44,6 +44,8 @@ ACTIONS = {
         Action("reject", (SUBMITTED, ACCEPTED), REJECTED, (Role.EGOV,)),
         Action("fulfil", (APPROVED,), FULFILLED, (Role.PROVIDER, Role.ADMIN)),
         Action("withdraw", (SUBMITTED, ACCEPTED), WITHDRAWN, (Role.DEPARTMENT,)),
+        # Ends a trial (试运行) early (domain.trials): the department, whose testing it is, or admin.
+        Action("go-live", (FULFILLED,), FULFILLED, (Role.DEPARTMENT, Role.ADMIN)),
     )
 }
 

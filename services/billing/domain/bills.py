@@ -52,6 +52,8 @@ class UsageSlice:
     quantity: Decimal
     amount: Decimal  # exact yuan of the flat-priced part
     unpriced_quantity: Decimal
+    # In a resource's trial (试运行) window: the fraction of the normal price it is billed at; None: not a trial.
+    trial_rate: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +89,9 @@ class BillLine:
     unpriced_quantity: Decimal
     exact_amount: Decimal
     amount: Decimal  # exact_amount rounded half-up to the fen
-    prices: tuple[PriceApplied, ...]
+    prices: tuple[PriceApplied, ...]  # the normal prices; a trial line is billed at trial_rate times them
     systems: tuple[SystemLine, ...]
+    trial_rate: Decimal | None = None  # a trial (试运行) line: the usage in trial windows billed at this rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,14 +198,19 @@ def _price_usage(slices: Iterable[UsageSlice], cards: Mapping[int, RateCardPrice
     def order(s: UsageSlice):
         card = cards.get(s.rate_card_id)
         when = _naive_utc(card.effective_from) if card else _EARLIEST
-        return (s.meter, _naive_utc(s.hour) if s.hour else _EARLIEST, when, s.rate_card_id, s.system)
+        trial = (s.trial_rate is not None, s.trial_rate or ZERO)
+        return (s.meter, _naive_utc(s.hour) if s.hour else _EARLIEST, when, s.rate_card_id, s.system, trial)
 
-    charges: dict[str, _Charge] = {}
+    # Trial usage takes its place in the month's tier position like any usage (so a trial line is exactly its
+    # rate times what the usage costs, and the normal lines do not depend on the rate); it is charged on a line
+    # of its own per meter and rate.
+    charges: dict[tuple[str, Decimal | None], _Charge] = {}
+    positions: dict[str, Decimal] = {}
     for s in sorted(slices, key=order):
-        charge = charges.setdefault(s.meter, _Charge())
+        charge = charges.setdefault((s.meter, s.trial_rate), _Charge())
         card = cards.get(s.rate_card_id)
         tiers = card.tiered.get(s.meter) if card else None
-        position = charge.quantity
+        position = positions.get(s.meter, ZERO)
         if tiers is not None:
             priced = s.quantity - s.unpriced_quantity
             amount = graduated_charge(tiers, position + s.unpriced_quantity, priced)
@@ -214,20 +222,24 @@ def _price_usage(slices: Iterable[UsageSlice], cards: Mapping[int, RateCardPrice
             amount = s.amount
             if card is not None and s.meter in card.flat:
                 charge.segments.setdefault(s.rate_card_id, _Segment()).quantity += s.quantity - s.unpriced_quantity
+        if s.trial_rate is not None:
+            amount *= s.trial_rate
+        positions[s.meter] = position + s.quantity
         charge.quantity += s.quantity
         charge.unpriced_quantity += s.unpriced_quantity
         charge.amount += amount
         per_system = charge.systems.setdefault(s.system, [ZERO, ZERO])
         per_system[0] += s.quantity
         per_system[1] += amount
-    return [_line(meter, charges[meter], cards) for meter in sorted(charges)]
+    keys = sorted(charges, key=lambda key: (key[0], key[1] is not None, key[1] or ZERO))
+    return [_line(meter, charges[meter, rate], cards, rate) for meter, rate in keys]
 
 
 def _naive_utc(instant: datetime) -> datetime:
     return instant.astimezone(UTC).replace(tzinfo=None)
 
 
-def _line(meter: str, charge: _Charge, cards: Mapping[int, RateCardPrices]) -> BillLine:
+def _line(meter: str, charge: _Charge, cards: Mapping[int, RateCardPrices], trial_rate: Decimal | None) -> BillLine:
     amount = round_fen(charge.amount)
     systems = sorted(charge.systems.items())
     shares = allocate_fen(amount, [exact for _, (_, exact) in systems])
@@ -251,6 +263,7 @@ def _line(meter: str, charge: _Charge, cards: Mapping[int, RateCardPrices]) -> B
         amount=amount,
         prices=tuple(prices),
         systems=tuple(SystemLine(name, quantity, share) for (name, (quantity, _)), share in zip(systems, shares)),
+        trial_rate=trial_rate,
     )
 
 
@@ -303,13 +316,13 @@ def late_adjustments(original_period: str, recomputed: Sequence[BillLine], settl
 
     Adding them to what was billed gives today's figures exactly, so nothing is lost and, once they are frozen
     into a final bill (and so part of ``settled``), nothing is billed twice."""
-    now = {line.meter: line for line in recomputed}
+    now = settled_figures(((line.meter, line.quantity, line.amount) for line in recomputed), ())  # trial lines too
     result = []
     for meter in sorted(set(now) | set(settled)):
-        line = now.get(meter)
+        line = now.get(meter, Settled(ZERO, ZERO))
         before = settled.get(meter, Settled(ZERO, ZERO))
-        quantity = (line.quantity if line else ZERO) - before.quantity
-        amount = (line.amount if line else ZERO) - before.amount
+        quantity = line.quantity - before.quantity
+        amount = line.amount - before.amount
         if quantity != 0 or amount != 0:
             result.append(LateAdjustment(original_period, meter, quantity, amount,
                                          late_reason(original_period, quantity, repriced_by)))

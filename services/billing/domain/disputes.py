@@ -38,7 +38,8 @@ class DisputedLine:
 
 def line_of(document: bytes, bill_id: str, meter: str) -> DisputedLine:
     """The line for ``meter`` on a final bill's stored JSON; refused (422, ``meter``) when the bill has none."""
-    lines = {line["meter"]: line for line in orjson.loads(document)["lines"]}
+    # A trial (试运行) line is not disputed: its rate is documented; the meter's normal line is.
+    lines = {line["meter"]: line for line in orjson.loads(document)["lines"] if "trial_rate" not in line}
     if meter not in lines:
         listed = ", ".join(sorted(lines)) or "none"
         raise DisputeRefused(422, f"meter: bill {bill_id} has no line for {meter} (its lines: {listed})")

@@ -12,6 +12,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -56,6 +57,8 @@ def _price(price: PriceApplied) -> dict:
 
 def _line(line: BillLine) -> dict:
     meter = meters().get(line.meter)
+    # Only a trial line carries trial_rate: every other line's JSON is as bills have always had it.
+    trial = {} if line.trial_rate is None else {"trial_rate": format(line.trial_rate.normalize(), "f")}
     return {
         "meter": line.meter,
         "name": meter.name_zh if meter else line.meter,
@@ -66,6 +69,7 @@ def _line(line: BillLine) -> dict:
         "prices": [_price(p) for p in line.prices],
         "systems": [{"system": s.system, "quantity": quantity_text(s.quantity), "amount": yuan_text(s.amount)}
                     for s in line.systems],
+        **trial,
     }
 
 
@@ -134,6 +138,14 @@ def _unit_price_text(line: BillLine) -> str:
     return " / ".join(parts)
 
 
+TRIAL_KIND = "试运行用量"
+
+
+def trial_note(rate: Decimal) -> str:
+    factor = format(rate.normalize(), "f")
+    return f"试运行, 按正常价格的 {factor} 倍计费 (trial, billed at {factor} × the normal price)"
+
+
 CSV_HEADER = ["账单编号", "部门编号", "部门名称", "账期", "状态", "类型", "计量项", "计量项名称", "信息系统",
               "数量", "单位", "单价(元)", "金额(元)", "原账期", "说明"]
 
@@ -150,7 +162,10 @@ def bill_csv(bill: Bill, inert: bool = True) -> bytes:
         meter = meters().get(line.meter)
         name, unit = (meter.name_zh, meter.unit) if meter else (line.meter, "")
         note = f"未定价数量 {quantity_text(line.unpriced_quantity)}" if line.unpriced_quantity else ""
-        writer.writerow([*head, "用量", line.meter, name, "", quantity_text(line.quantity), unit,
+        if line.trial_rate is not None:
+            note = "; ".join(filter(None, [trial_note(line.trial_rate), note]))
+        kind = "用量" if line.trial_rate is None else TRIAL_KIND
+        writer.writerow([*head, kind, line.meter, name, "", quantity_text(line.quantity), unit,
                          _unit_price_text(line), yuan_text(line.amount), "", note])
         for system in line.systems:
             writer.writerow([*head, "信息系统分项", line.meter, name, system.system, quantity_text(system.quantity),

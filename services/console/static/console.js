@@ -487,6 +487,13 @@ async function billsPage(main, month) {
   document.getElementById("month").addEventListener("change", e => { location.hash = `#/bills?month=${e.target.value}`; });
 }
 
+// A trial (试运行) line: the usage in resources' trial windows, billed at its rate times the normal price.
+function trialBadge(line) {
+  if (line.trial_rate == null) return "";
+  const title = t("trialRate").replace("{rate}", line.trial_rate);
+  return ` <span class="badge draft" data-testid="trial-line" title="${esc(title)}">${esc(t("trialLine"))} ×${esc(line.trial_rate)}</span>`;
+}
+
 async function billPage(main, id) {
   const generation = state.generation;
   const bill = await api("billing", `/v1/bills/${encodeURIComponent(id)}`);
@@ -508,7 +515,7 @@ async function billPage(main, id) {
       <a href="${base}/document.pdf" target="_blank" rel="noopener" data-testid="download-pdf">${esc(t("pdf"))}</a></p></div>
     <div class="card"><h2>${esc(t("lines"))}</h2>
       ${table([{ label: t("meter") }, { label: t("quantity"), num: true }, { label: t("unit") }, { label: t("unitPrice"), num: true }, { label: t("amount"), num: true }],
-              bill.lines.map(l => [esc(meterName(l.meter)), esc(l.quantity), esc(l.unit),
+              bill.lines.map(l => [esc(meterName(l.meter)) + trialBadge(l), esc(l.quantity), esc(l.unit),
                                    esc((l.prices || []).map(p => p.unit_price ?? "tiers").join(" / ")), esc(yuan(l.amount))]))}</div>
     <div class="card"><h2>${esc(t("systems"))}</h2>
       ${table([{ label: t("system") }, { label: t("meter") }, { label: t("quantity"), num: true }, { label: t("amount"), num: true }], systems)}</div>

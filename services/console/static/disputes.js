@@ -26,7 +26,7 @@ async function billDisputes(main, bill) {
   card.className = "card";
   card.dataset.testid = "bill-disputes";
   const lines = own ? table([{ label: t("meter") }, { label: t("lineAmount"), num: true }, { label: t("actions") }],
-    bill.lines.map(l => [esc(meterName(l.meter)), esc(yuan(l.amount)),
+    bill.lines.filter(l => l.trial_rate == null).map(l => [esc(meterName(l.meter)), esc(yuan(l.amount)),
       `<button type="button" data-testid="dispute-line" data-meter="${esc(l.meter)}">${esc(t("disputeLine"))}</button>`])) : "";
   card.innerHTML = `<h2>${esc(t("billDisputes"))}</h2>${own ? `<p class="muted">${esc(t("disputeHelp"))}</p>${lines}` : ""}
     <form id="dispute-form" data-testid="dispute-form" hidden>
