@@ -37,7 +37,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, resource_data_adapter, validate_event
-from services.billing.bills import ClosedPeriod, closed_periods, snapshot
+from services.bill_reads.bills import ClosedPeriod, closed_periods, snapshot
 from services.common.db import asyncpg_dsn, raw_connection, raw_transaction
 from services.common.locks import lock_attribution, stamp_cut
 from services.metering.domain.attribution import lifecycle_from_hours
