@@ -12,9 +12,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializ
 
 from schemas.api import DEPARTMENT_ID_PATTERN, NO_NUL
 from schemas.money import MAX_AMOUNT, yuan_text
-from services.common.periods import MONTH_PATTERN, canonical_month
+from schemas.periods import MONTH_PATTERN, canonical_month
 
-# Checked by the one month parser (services.common.periods); the pattern is only shown in the JSON Schema.
+# Checked by the one month parser (schemas.periods); the pattern is only shown in the JSON Schema.
 Month = Annotated[str, AfterValidator(canonical_month),
                   Field(examples=["2026-11"], json_schema_extra={"pattern": MONTH_PATTERN})]
 Yuan = Annotated[Decimal, PlainSerializer(yuan_text, return_type=str, when_used="json")]

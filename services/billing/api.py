@@ -35,7 +35,7 @@ from schemas.billing import (
 )
 from services.billing.applications import router as applications_router
 from services.billing.background import run_billing_loop
-from services.billing.bills import snapshot
+from services.bill_reads.bills import snapshot
 from services.billing.budgets import (
     evaluate_budget,
     list_alerts,
@@ -61,7 +61,8 @@ from services.billing.domain.documents import BillSheet, attachment_name, bill_s
 from services.billing.domain.render import bill_csv, draft_bytes
 from services.billing import hierarchy
 from services.billing.ledger import verify_ledger
-from services.billing.queries import FinalBill, bill_summaries, list_periods, read_bill
+from services.billing.queries import list_periods
+from services.bill_reads.issued import FinalBill, bill_summaries, read_bill
 from services.billing.domain.webhooks import url_refusal
 from services.billing.webhooks import create_subscription, delete_subscription, list_subscriptions, run_webhook_loop
 from services.billing.rate_card_approvals import router as rate_card_approvals
@@ -100,7 +101,7 @@ async def _all(loops) -> None:
     await asyncio.gather(*loops)  # cancelling the task cancels each loop
 
 
-# What the bill list reads (see services.billing.queries.bill_summaries).
+# What the bill list reads (see services.bill_reads.issued.bill_summaries).
 bills_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "resource_intervals", "rate_cards", "departments",
                                     "billing_periods", "bills", "adjustments", "ledger_entries", "usage_baselines"))
 bill_digests = DigestMemo(bills_cache)  # closed months' usage fingerprints, kept while usage_daily is unchanged

@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.money import yuan_text
-from services.billing.bills import closed_periods, open_periods_with_usage, period_bills, snapshot
+from services.bill_reads.bills import closed_periods, open_periods_with_usage, period_bills, snapshot
 from services.billing.closing import UnknownDepartment
 from services.billing.domain.budgets import RunRate, budget_alerts
 from services.billing.domain.periods import next_open_period

@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 
 def cmd_ledger_verify(args) -> int:
-    from services.billing.bills import snapshot
+    from services.bill_reads.bills import snapshot
     from services.billing.ledger import verify_ledger
 
     async def verify(engine):

@@ -16,7 +16,7 @@ from typing import Collection
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.billing.bills import PeriodBills, closed_periods, open_periods, period_bills
+from services.bill_reads.bills import PeriodBills, closed_periods, open_periods, period_bills
 from services.billing.domain.ledger import LedgerEntry
 from services.billing.domain.periods import due_periods, has_ended
 from services.billing.domain.render import issue

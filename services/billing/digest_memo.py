@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from services.billing.bills import usage_digests
+from services.bill_reads.bills import usage_digests
 from services.common.response_cache import ResponseCache
 
 TABLE = "usage_daily"

@@ -8,7 +8,7 @@ from typing import Collection
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.billing.bills import open_periods, snapshot
+from services.bill_reads.bills import open_periods, snapshot
 from services.billing.domain.periods import has_ended
 from services.billing.domain.watermarks import SourceMark, describe, is_active, is_behind
 from services.common.periods import month_bounds

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from services.metering.staging import stage
+from services.projection.staging import stage
 
 
 class IncomingEvent(NamedTuple):

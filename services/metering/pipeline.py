@@ -28,9 +28,9 @@ from services.metering.event_store import (
     insert_dead_letters,
     store_events,
 )
-from services.metering.ownership import load_ownership, projection_versions, reproject_ownership
-from services.metering.rerate import rebuild_rollups
-from services.metering.rollups import apply_rollup_deltas
+from services.projection.ownership import load_ownership, projection_versions, reproject_ownership
+from services.projection.rerate import rebuild_rollups
+from services.projection.rollups import apply_rollup_deltas
 from services.reference.rate_cards import load_rate_cards
 from services.metering.utilization_store import store_utilization
 from services.metering.watermarks import advance_watermarks

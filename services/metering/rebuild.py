@@ -16,8 +16,8 @@ from typing import Iterable
 
 import asyncpg
 
-from services.metering.rollups import COARSE_ROLLUPS, HOURLY_KEY, LOCAL_MONTH_OF_DAY, SUMS
-from services.metering.staging import HOURLY_DELTA_COLUMNS
+from services.projection.rollups import COARSE_ROLLUPS, HOURLY_KEY, LOCAL_MONTH_OF_DAY, SUMS
+from services.projection.staging import HOURLY_DELTA_COLUMNS
 
 STAGING = "hourly_delta_staging"  # rows of staging.HOURLY_DELTA_COLUMNS
 COARSE_STAGING = "coarse_delta_staging"  # the staged deltas summed per local day, owner, system and meter

@@ -283,7 +283,7 @@ async def bill_documents(engine, month: str, departments: Sequence[str] | None) 
     None where the billing side is not installed."""
     try:
         from services.billing.domain.render import bill_document
-        from services.billing.queries import FinalBill, bill_summaries, read_bill
+        from services.bill_reads.issued import FinalBill, bill_summaries, read_bill
     except ImportError:
         return None
     now = datetime.now(UTC)

@@ -14,7 +14,8 @@ from schemas.api import DepartmentIn, RateCardIn
 from services.common.db import raw_transaction, without_statement_timeout
 from services.common.locks import lock_attribution
 from services.common.models import Department, RateCard
-from services.metering.rerate import reprice_from
+from services.projection.rerate import reprice_from
+from services.reference.rate_cards import load_rate_cards
 
 
 class AlreadyExists(Exception):
@@ -76,7 +77,7 @@ async def store_rate_card(conn, card: RateCardIn, created_by: str, approval: dic
             )
     except asyncpg.UniqueViolationError:
         raise AlreadyExists(f"version: rate card {card.version} already exists") from None
-    await reprice_from(conn, card.effective_from)
+    await reprice_from(conn, card.effective_from, await load_rate_cards(conn))
     return {"id": row["id"], "created_at": row["created_at"], "created_by": created_by, **stamps,
             **card.model_dump()}
 

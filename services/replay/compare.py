@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from services.billing.bills import ClosedPeriod, open_periods, period_bills, snapshot
+from services.bill_reads.bills import ClosedPeriod, open_periods, period_bills, snapshot
 from services.billing.domain.bills import Bill
 from services.billing.domain.render import draft_bytes, issue
 from services.common.db import raw_connection

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.billing.bills import ClosedPeriod
+from services.bill_reads.bills import ClosedPeriod
 
 
 @dataclass

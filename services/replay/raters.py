@@ -12,9 +12,9 @@ import asyncpg
 from schemas.events import USAGE_TYPE
 from services.common.periods import LocalCalendar
 from services.metering.domain.rating import rate_usage
-from services.metering.ownership import load_ownership
+from services.projection.ownership import load_ownership
 from services.metering.rebuild import USAGE_COLUMNS, StoredUsage, stage_deltas
-from services.metering.staging import hourly_delta_rows
+from services.projection.staging import hourly_delta_rows
 from services.reference.rate_cards import load_rate_cards
 from services.replay.plan import SegmentPlan, page_ranges
 

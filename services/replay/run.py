@@ -37,13 +37,13 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from schemas.events import RESOURCE_TYPE, USAGE_TYPE, UTILIZATION_TYPE, resource_data_adapter, validate_event
-from services.billing.bills import ClosedPeriod, closed_periods, snapshot
+from services.bill_reads.bills import ClosedPeriod, closed_periods, snapshot
 from services.common.db import asyncpg_dsn, raw_connection, raw_transaction
 from services.common.locks import lock_attribution, stamp_cut
 from services.metering.domain.attribution import lifecycle_from_hours
-from services.metering.ownership import load_ownership, reproject_ownership
+from services.projection.ownership import load_ownership, reproject_ownership
 from services.metering.rebuild import create_staging_tables, fold_staged_deltas
-from services.metering.rerate import rebuild_rollups, reprice_from
+from services.projection.rerate import rebuild_rollups, reprice_from
 from services.metering.utilization_store import store_utilization
 from services.reference.rate_cards import load_rate_cards
 from services.replay.compare import check_final_bills, compare_all
@@ -181,7 +181,7 @@ async def _replay_segment(source, replay_engine, raters: Raters, boundaries: lis
 
 async def _add_card(writer, card_id: int, effective_from: datetime) -> None:
     await writer.execute("INSERT INTO rate_cards SELECT * FROM public.rate_cards WHERE id = $1", card_id)
-    await reprice_from(writer, effective_from)
+    await reprice_from(writer, effective_from, await load_rate_cards(writer))
 
 
 async def _replay_lifecycle(writer, boundaries: list[Boundary], k: int) -> None:

@@ -65,9 +65,11 @@ class WorkerProcess(Process):
     """``govmeter worker metering`` as a child process that a test can kill outright (``kill``: SIGKILL, no clean
     shutdown, no offset commit, a batch possibly half done)."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, topic_prefix: str | None = None) -> None:
         self.metrics_port = free_port()  # its /metrics; kept across restarts
         env = {**os.environ, "GOVMETER_WORKER_METRICS_PORT": str(self.metrics_port)}
+        if topic_prefix is not None:  # topics and a worker group of a test's own
+            env["GOVMETER_TOPIC_PREFIX"] = topic_prefix
         super().__init__(["worker", "metering"], env, log_path)
 
     @property

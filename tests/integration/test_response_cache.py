@@ -10,7 +10,7 @@ import pytest
 
 from schemas.billing import BillSummary
 from services.billing.api import bill_digests, bills_cache
-from services.billing.queries import bill_summaries
+from services.bill_reads.issued import bill_summaries
 from services.common.config import get_settings
 from services.common.db import asyncpg_dsn, get_engine, raw_connection
 from services.common.response_cache import ResponseCache

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime
@@ -20,7 +17,7 @@ from services.common.config import Settings
 from services.common.kafka import ensure_topics
 from services.metering.api import app as metering_app
 from services.metering.lag import BrokerUnavailable, lag_settings, read_worker_lag
-from tests.integration.conftest import REPO, free_port
+from tests.integration.conftest import WorkerProcess, free_port
 from tests.integration.support import ADMIN, FINANCE, PROVIDER, auth, usage_event, wait_stored, wait_until
 from tests.integration.test_billing import close, department_using_a_vm, local
 
@@ -38,22 +35,6 @@ async def publish_records(settings: Settings, events: list[dict]) -> None:
         await producer.stop()
 
 
-def start_worker(prefix: str, log_path) -> subprocess.Popen:
-    env = {**os.environ, "GOVMETER_TOPIC_PREFIX": prefix, "GOVMETER_WORKER_METRICS_PORT": "0"}
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "worker", "metering"], cwd=REPO, env=env,
-                            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_worker(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 async def test_lag_equals_the_records_published_while_no_worker_runs_and_is_zero_once_a_worker_read_them(
         broker, database, tmp_path):
     # Topics and a worker group of this test's own: the session's worker never reads them.
@@ -68,7 +49,8 @@ async def test_lag_equals_the_records_published_while_no_worker_runs_and_is_zero
     assert {p.topic for p in before.partitions} == {settings.events_topic, settings.rate_card_topic}
     assert all(p.committed_offset is None and p.lag == p.end_offset for p in before.partitions)
 
-    worker = start_worker(settings.topic_prefix, tmp_path / "worker.log")
+    worker = WorkerProcess(tmp_path / "worker.log", topic_prefix=settings.topic_prefix)
+    worker.start()
     try:
         await wait_stored(events, timeout=120)
 
@@ -78,7 +60,7 @@ async def test_lag_equals_the_records_published_while_no_worker_runs_and_is_zero
 
         after = await wait_until(caught_up, timeout=60, interval=0.5)
     finally:
-        stop_worker(worker)
+        worker.stop()
     events_partitions = [p for p in after.partitions if p.topic == settings.events_topic]
     assert sum(p.end_offset for p in events_partitions) == len(events)
     assert all(p.committed_offset == p.end_offset for p in events_partitions if p.end_offset)

@@ -2,8 +2,11 @@
 
 - ``schemas`` (the contracts) imports nothing from ``services``;
 - ``services/common`` (the lowest floor) imports no service package;
-- ``services/reference`` (departments and rate cards, which every service reads) is shared like common: any
-  service may import it, and it imports only common, schemas and other services' ``domain`` packages;
+- above it, shared floors that any service may import, each importing only schemas, the floors below it and
+  services' ``domain`` packages: ``services/projection`` (the rated usage projection: ownership intervals,
+  rollups and their re-rating), ``services/reference`` (departments and rate cards, which every service reads; a
+  new card re-rates the projection in the transaction that stores it) and ``services/bill_reads`` (bills as billing
+  issues and computes them, which billing serves and the query reports reconcile with);
 - a service (billing, metering, query, console, demo) imports from another service only its ``domain`` package
   (pure code), and never ``services.replay`` or ``services.cli``;
 - ``services/replay`` rebuilds metering's projections and re-checks billing's bills: composition code, allowed
@@ -17,20 +20,11 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = {"common", "reference"}  # floors any service may import
+FLOORS = ("common", "projection", "reference", "bill_reads")  # shared floors any service may import, lowest first
 COMPOSITION = {"replay"}  # may use the other services' public modules; only the composition root imports it
 EXEMPT = {"services.cli"}  # the composition root
-# Crossings the rule cannot express, each with its reason; the check fails on any other.
-ALLOWED = {
-    # A new rate card re-rates stored usage in the transaction that stores it (one commit, under the attribution
-    # lock): reference data's one write that reaches a service's projection.
-    ("services.reference.store", "services.metering.rerate"),
-    # The schemas' Month type checks months with the one month parser (services/common/periods.py).
-    ("schemas.billing", "services.common.periods"),
-    # The FOCUS export and the budget basis reconcile with the bills as billing issues and computes them.
-    ("services.query.views", "services.billing.queries"),
-    ("services.query.reports.billed_spend", "services.billing.bills"),
-}
+# Crossings the rule cannot express, each with its reason; the check fails on any other. Empty: keep it so.
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path, root: Path = REPO) -> str:
@@ -76,7 +70,10 @@ def refusal(importer: str, imported: str) -> str | None:
         return "services/common imports no service package"
     if other in ("cli", *COMPOSITION):
         return "only the composition root (services/cli.py) imports the composition code"
-    if own in COMPOSITION or (other in SHARED and own != "reference"):
+    if own in FLOORS and other in FLOORS:
+        return None if FLOORS.index(other) < FLOORS.index(own) else (
+            f"a shared floor imports only the floors below it ({', '.join(FLOORS[:FLOORS.index(own)])})")
+    if own in COMPOSITION or other in FLOORS:
         return None
     if other == "common" or (len(target) > 2 and target[2] == "domain"):
         return None
@@ -120,18 +117,29 @@ def test_the_check_refuses_contracts_and_the_lowest_floor_reaching_up():
     found = violations({
         "schemas.billing": [("services.common.money", 3)],
         "services.common.cli": [("services.billing.cli", 9)],
+        "services.bill_reads.issued": [("services.billing.watermarks", 11), ("services.reference.store", 12)],
+        "services.projection.rerate": [("services.reference.rate_cards", 13), ("services.metering.pipeline", 14)],
         "services.query.reports.charges": [("services.replay.plan", 4), ("services.reference.store", 5)],
-        "services.reference.store": [("services.metering.rollups", 6), ("services.metering.domain.rating", 7)],
+        "services.reference.store": [("services.metering.rollups", 6), ("services.metering.domain.rating", 7),
+                                     ("services.bill_reads.bills", 15)],
         "services.replay.plan": [("services.metering.rollups", 8)],
         "services.cli": [("services.replay.cli", 10)],
     })
     assert found == [
         "schemas.billing imports services.common.money (line 3): schemas (the contracts) import nothing from services",
+        "services.bill_reads.issued imports services.billing.watermarks (line 11): a module of one service imports "
+        "only another service's domain package (services.billing.domain)",
         "services.common.cli imports services.billing.cli (line 9): services/common imports no service package",
+        "services.projection.rerate imports services.reference.rate_cards (line 13): a shared floor imports only "
+        "the floors below it (common)",
+        "services.projection.rerate imports services.metering.pipeline (line 14): a module of one service imports "
+        "only another service's domain package (services.metering.domain)",
         "services.query.reports.charges imports services.replay.plan (line 4): only the composition root "
         "(services/cli.py) imports the composition code",
         "services.reference.store imports services.metering.rollups (line 6): a module of one service imports only "
         "another service's domain package (services.metering.domain)",
+        "services.reference.store imports services.bill_reads.bills (line 15): a shared floor imports only the "
+        "floors below it (common, projection)",
     ]
 
 

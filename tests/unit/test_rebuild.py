@@ -10,8 +10,8 @@ from services.replay.plan import Cut, segment_of
 from services.metering.domain.rating import MeteredUsage, RollupDelta, rate_usage
 from services.common.periods import LocalCalendar, local_day_of
 from services.metering.domain.attribution import lifecycle_from_hours
-from services.metering.rollups import COARSE_ROLLUPS
-from services.metering.staging import HOURLY_DELTA_COLUMNS, hourly_delta_rows
+from services.projection.rollups import COARSE_ROLLUPS
+from services.projection.staging import HOURLY_DELTA_COLUMNS, hourly_delta_rows
 
 STAGED = [c.split()[0] for c in HOURLY_DELTA_COLUMNS.split(", ")]  # column names, in order
 

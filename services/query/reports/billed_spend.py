@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from services.billing.bills import closed_periods, period_bills, snapshot
+from services.bill_reads.bills import closed_periods, period_bills, snapshot
 from services.billing.domain.billed import BilledMonth, billed_month
 from services.billing.domain.render import bill_document
 from services.common.db import get_engine

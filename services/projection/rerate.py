@@ -9,9 +9,9 @@ from schemas.events import USAGE_TYPE
 from services.common.periods import floor_hour
 from services.metering.domain.attribution import Ownership
 from services.metering.domain.rating import MeteredUsage, RateCardPrices, RollupDelta, RollupKey, rate_usage
-from services.metering.ownership import load_ownership
-from services.metering.rollups import apply_rollup_deltas
-from services.reference.rate_cards import load_rate_cards
+from services.projection.ownership import load_ownership
+from services.projection.rollups import apply_rollup_deltas
+
 
 async def rebuild_rollups(
     conn, from_hours: dict[str, datetime], owners: dict[str, list[Ownership]], cards: list[RateCardPrices]
@@ -51,9 +51,10 @@ async def rebuild_rollups(
     await apply_rollup_deltas(conn, deltas, removed=removed)
 
 
-async def reprice_from(conn, effective_from: datetime) -> int:
-    """After a rate card is added: re-rate all stored usage from the hour holding its effective instant.
-    Returns how many resources were re-rated. The caller holds the attribution lock exclusively."""
+async def reprice_from(conn, effective_from: datetime, cards: list[RateCardPrices]) -> int:
+    """After a rate card is added: re-rate all stored usage from the hour holding its effective instant with
+    ``cards`` (every card, the new one included). Returns how many resources were re-rated. The caller holds the
+    attribution lock exclusively."""
     hour = floor_hour(effective_from)
     await conn.execute("UPDATE projection_state SET rate_card_version = rate_card_version + 1 WHERE id = 1")
     resource_ids = [
@@ -61,6 +62,5 @@ async def reprice_from(conn, effective_from: datetime) -> int:
     ]
     if resource_ids:
         owners = await load_ownership(conn, resource_ids)
-        cards = await load_rate_cards(conn)
         await rebuild_rollups(conn, {r: hour for r in resource_ids}, owners, cards)
     return len(resource_ids)

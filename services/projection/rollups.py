@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from services.common.periods import LocalCalendar
 from services.metering.domain.rating import RollupDelta, RollupKey
-from services.metering.staging import hourly_delta_rows, stage
+from services.projection.staging import hourly_delta_rows, stage
 
 
 @dataclass(frozen=True)

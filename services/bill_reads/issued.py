@@ -1,0 +1,95 @@
+"""One bill (final as stored, or a draft computed now) and bill lists: what the billing API serves and the query
+service's reports reconcile with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.bill_reads.bills import (
+    closed_periods,
+    departments_to_bill,
+    has_presence,
+    open_periods_with_usage,
+    period_bills,
+    snapshot,
+    usage_digests,
+)
+from services.billing.domain.bills import Bill, parse_bill_number
+from services.billing.domain.periods import next_open_period
+
+
+@dataclass(frozen=True, slots=True)
+class FinalBill:
+    document: bytes
+    csv: bytes
+    content_hash: str
+    closed_at: datetime | None = None
+
+
+async def read_bill(engine: AsyncEngine, bill_id: str, now: datetime) -> FinalBill | Bill | None:
+    """A final bill exactly as issued, else the draft as of now; None if there is no such bill."""
+    parsed = parse_bill_number(bill_id)
+    if parsed is None:
+        return None
+    period, department = parsed
+    async with snapshot(engine) as conn:
+        row = await conn.fetchrow("SELECT document, csv, content_hash, closed_at FROM bills WHERE bill_id = $1",
+                                  bill_id)
+        if row is not None:
+            return FinalBill(bytes(row["document"]), bytes(row["csv"]), row["content_hash"], row["closed_at"])
+        if period in await closed_periods(conn):
+            return None  # closed without a bill for this department
+        (bill,) = (await period_bills(conn, period, status="draft", as_of=now, departments=[department])).bills
+        if bill.is_empty and not await has_presence(conn, department, period):
+            return None
+        return bill
+
+
+def _final_summary(row) -> dict:
+    document = orjson.loads(bytes(row["document"]))
+    return {"bill_id": row["bill_id"], "department_id": row["department_id"],
+            "department_name": document["department_name"], "period": row["period"], "status": "final",
+            "total": row["total"], "content_hash": row["content_hash"], "closed_at": row["closed_at"]}
+
+
+def _draft_summary(bill: Bill) -> dict:
+    return {"bill_id": bill.bill_id, "department_id": bill.department_id, "department_name": bill.department_name,
+            "period": bill.period, "status": "draft", "total": bill.total, "content_hash": None, "closed_at": None}
+
+
+async def bill_summaries(engine: AsyncEngine, period: str | None, departments: Sequence[str] | None,
+                         now: datetime, digests=usage_digests) -> list[dict]:
+    """Bills of a period (every department, or those of a scope), or every bill of a scope's departments.
+    ``digests``: see ``period_bills``."""
+    async with snapshot(engine) as conn:
+        closed = await closed_periods(conn)
+        finals = await conn.fetch(
+            """
+            SELECT bill_id, department_id, period, total, content_hash, closed_at, document FROM bills
+            WHERE ($1::text IS NULL OR period = $1) AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))
+            ORDER BY period, department_id
+            """,
+            period, departments,
+        )
+        summaries = [_final_summary(r) for r in finals]
+        if period is not None:
+            drafts = [] if period in closed else [period]
+        else:
+            assert departments is not None
+            drafts = {next_open_period(p, closed) for p in closed}
+            for department in departments:  # one department at a time: its loose index scan
+                drafts |= set(await open_periods_with_usage(conn, department))
+        for open_period in sorted(drafts):
+            bills = (await period_bills(conn, open_period, status="draft", as_of=now, digests=digests,
+                                        departments=None if departments is None else list(departments))).bills
+            if departments is not None and any(b.is_empty for b in bills):
+                # a department's zero bill is listed only if the period bills it (active resources)
+                billed = await departments_to_bill(conn, open_period)
+                bills = [b for b in bills if not b.is_empty or b.department_id in billed]
+            summaries += [_draft_summary(b) for b in bills]
+    return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))
