@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import platform
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +49,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
+from bench.finance_load import KINDS, percentile, request_source  # noqa: E402
 from services.common.auth import issue_token  # noqa: E402
 from services.common.config import Settings  # noqa: E402
 from services.common.db import drop_database, get_engine, raw_connection  # noqa: E402
@@ -65,9 +69,10 @@ PROBE_SOURCE = "bench:probe"
 
 SIZES = {
     #            worker events/run, runs, ingest events/run, freshness s, year events, query requests/client
-    "smoke": dict(worker=20_000, runs=1, ingest=10_000, freshness=5, year=40_000, queries=5),
-    "medium": dict(worker=400_000, runs=3, ingest=200_000, freshness=30, year=2_000_000, queries=50),
-    "full": dict(worker=400_000, runs=3, ingest=200_000, freshness=30, year=10_000_000, queries=50),
+    #            (repeated; distinct)
+    "smoke": dict(worker=20_000, runs=1, ingest=10_000, freshness=5, year=40_000, queries=5, distinct=5),
+    "medium": dict(worker=400_000, runs=3, ingest=200_000, freshness=30, year=2_000_000, queries=50, distinct=25),
+    "full": dict(worker=400_000, runs=3, ingest=200_000, freshness=30, year=10_000_000, queries=50, distinct=25),
 }
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
 QUERY_RUNS = 3  # the query figures are the median (and min–max) of this many runs
@@ -148,9 +153,10 @@ class Load:
         self.fleet = demo_resources(2000)
         self.rng = random.Random(seed)
 
-    def events(self, count: int, start: datetime = YEAR_START, span_days: int = 365) -> tuple[list[bytes], int]:
+    def events(self, count: int, start: datetime = YEAR_START, span_days: int = 365,
+               slots: int | None = None) -> tuple[list[bytes], int]:
         """Encoded events and how many distinct valid ones they hold. Each round of the fleet's meters is placed
-        at its own random 5-minute slot in the year."""
+        at its own random 5-minute slot in the span (``slots`` of them from ``start``, else ``span_days``)."""
         per_round = sum(len(r.meters) for r in self.fleet)
         stream = usage_events(self.fleet, start, timedelta(minutes=5), seed=self.rng.randint(0, 10**9))
         out: list[bytes] = []
@@ -158,7 +164,7 @@ class Load:
         slot_start = slot_end = ""
         for i in range(count):
             if i % per_round == 0:
-                begin = start + timedelta(minutes=5 * self.rng.randrange(span_days * 288))
+                begin = start + timedelta(minutes=5 * self.rng.randrange(slots or span_days * 288))
                 slot_start, slot_end = begin.isoformat(), (begin + timedelta(minutes=5)).isoformat()
             event = next(stream)
             event["data"]["start"], event["data"]["end"], event["time"] = slot_start, slot_end, slot_end
@@ -227,6 +233,17 @@ async def wait_for_count(target: int, last_keys: list[tuple[str, str]], timeout:
         if now > deadline:
             raise SystemExit(f"timed out: {await usage_count()} of {target} events stored")
         await asyncio.sleep(poll)
+
+
+async def holds_stored_year(size: dict) -> bool:
+    """Whether the bench database holds (nearly: less the invalid events) a stored year of this size."""
+    try:
+        count = await usage_count()
+    except Exception:  # no bench database yet
+        return False
+    finally:
+        await get_engine().dispose()
+    return count >= 0.95 * size["year"]
 
 
 async def seed_reference_data() -> None:
@@ -482,23 +499,21 @@ async def load_year(size: dict, load: Load, logs: Path) -> tuple[int, float]:
     return await usage_count(), rss
 
 
-async def bench_queries(size: dict, logs: Path) -> tuple[list[Figure], dict[str, float]]:
+QUERY_CLIENTS = 20
+
+
+async def bench_queries(size: dict, logs: Path, ingest_rate: int, console: bool = True
+                        ) -> tuple[list[Figure], dict[str, float]]:
+    """The finance questions three ways (repeated; distinct, idle; distinct while ingesting ``ingest_rate``
+    events/s through the metering API and worker), with the response cache as configured, then distinct while
+    ingesting once more with it off; and the console's overview, idle."""
     env = env_for(f"bench-{STAMP}-query")
-    procs = {"query": spawn(["api", "query"], env, logs / "query-api.log"),
-             "billing": spawn(["api", "billing"], env, logs / "billing-api.log")}
+    procs = start_readers(env, logs, "")
     finance = {"Authorization": f"Bearer {issue_token('finance')}"}
-    department = DEMO_DEPARTMENTS[3][0]
-    year = {"from": "2025-01-01", "to": "2026-01-01"}
-    queries = {
-        "spend by department × month": ("query", "/v1/usage", {**year, "group_by": "department",
-                                                               "granularity": "month"}),
-        "one department by meter × day": ("query", "/v1/usage", {**year, "group_by": "meter", "granularity": "day",
-                                                                 "department": department}),
-        "top-10 departments (year)": ("query", "/v1/usage", {**year, "group_by": "department"}),
-        "a department's bill list": ("billing", "/v1/bills", {"department": department}),
-    }
-    figures = []
-    cached = Settings().response_cache  # GOVMETER_RESPONSE_CACHE=false measures the uncached answers
+    cached = Settings().response_cache  # GOVMETER_RESPONSE_CACHE=false measures every figure uncached
+    seen: set = set()  # every question asked so far: how often a distinct request was new to the cache
+    figures: list[Figure] = []
+    rss: dict[str, float] = {}
     try:
         await wait_healthy("query", procs["query"])
         await wait_healthy("billing", procs["billing"])
@@ -507,50 +522,175 @@ async def bench_queries(size: dict, logs: Path) -> tuple[list[Figure], dict[str,
         # (every due period closed) and the time it took is reported beside them.
         catch_up_s = await wait_due_periods_closed(finance)
         await asyncio.sleep(5)  # the warning task's start-up pass
-        # aiohttp, not httpx, sends the timed requests: an httpx client at 20 concurrent requests spends so much CPU
-        # per request itself that, on a small machine, it measured mostly its own queueing.
-        connector = aiohttp.TCPConnector(limit=40)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as client:
-            for name, (service, path, params) in queries.items():
-                url = f"http://127.0.0.1:{PORTS[service]}{path}"
-                t0 = time.perf_counter()
-                async with client.get(url, params=params, headers=finance) as first:
-                    body = await first.read()
-                first_ms = (time.perf_counter() - t0) * 1000
-                if first.status == 404:
-                    figures.append(Figure(f"query: {name}", float("nan"), "ms", note="endpoint not available"))
-                    continue
-                assert first.status == 200, body
-                p50s, p99s = [], []
-                for _ in range(QUERY_RUNS):
-                    latencies: list[float] = []
-
-                    async def one_client():
-                        for _ in range(size["queries"]):
-                            t0 = time.perf_counter()
-                            async with client.get(url, params=params, headers=finance) as response:
-                                await response.read()
-                            latencies.append((time.perf_counter() - t0) * 1000)
-                            assert response.status == 200
-
-                    await asyncio.gather(*(one_client() for _ in range(20)))
-                    latencies.sort()
-                    p50s.append(latencies[len(latencies) // 2])
-                    p99s.append(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))])
-                first_note = (f"a first request ({first_ms:.0f} ms) warmed the response cache" if cached
-                              else f"response cache off (first request {first_ms:.0f} ms)")
-                if path == "/v1/bills":
-                    first_note += f"; measured after the start-up close of the due months ({catch_up_s:.0f} s)"
-                figures.append(summary(
-                    f"query p99: {name}", p99s, "ms", target="≤ 100 ms",
-                    note=f"p50 {statistics.median(p50s):.1f} ms; median of {QUERY_RUNS} runs of 20 clients × "
-                         f"{size['queries']} requests; {first_note}"))
-        procs["console"] = spawn(["api", "console"], env, logs / "console.log")
-        await wait_healthy("console", procs["console"])
-        figures.append(await bench_console_overview(issue_token("finance"), f"{YEAR_START.year}-12"))
+        cache_text = "response cache on" if cached else "response cache off"
+        closes = f"after the start-up close of the due months ({catch_up_s:.0f} s)"
+        figures += await measure_kinds(size, "repeated", False, finance, seen, f"{cache_text}; {closes}")
+        figures += await measure_kinds(size, "distinct, idle", True, finance, seen, cache_text)
+        if console:
+            procs["console"] = spawn(["api", "console"], env, logs / "console.log")
+            await wait_healthy("console", procs["console"])
+            figures.append(await bench_console_overview(issue_token("finance"), f"{YEAR_START.year}-12"))
+        async with steady_ingest(ingest_rate, logs) as ingest:
+            live = "distinct, while ingesting"
+            figures += await measure_kinds(size, live, True, finance, seen, cache_text, ingest)
+            rss.update({f"{name} API": stop(procs.pop(name)) for name in ("query", "billing")})
+            uncached = start_readers(dict(env, GOVMETER_RESPONSE_CACHE="false"), logs, "-uncached")
+            procs.update({f"{name} API (cache off)": process for name, process in uncached.items()})
+            await wait_healthy("query", uncached["query"])
+            await wait_healthy("billing", uncached["billing"])
+            figures += await measure_kinds(size, f"{live}, cache off", True, finance, seen,
+                                           "response cache off", ingest)
+        figures.append(ingest.figure())
+        rss["metering API (while querying)"], rss["metering worker (while querying)"] = ingest.rss
     finally:
-        rss = {name: stop(p) for name, p in procs.items()}
+        rss.update({name if "API" in name else f"{name} API": stop(process) for name, process in procs.items()})
     return figures, rss
+
+
+def start_readers(env: dict, logs: Path, suffix: str) -> dict[str, subprocess.Popen]:
+    return {"query": spawn(["api", "query"], env, logs / f"query-api{suffix}.log"),
+            "billing": spawn(["api", "billing"], env, logs / f"billing-api{suffix}.log")}
+
+
+async def measure_kinds(size: dict, measure: str, distinct: bool, headers: dict, seen: set, note: str,
+                        ingest: SteadyIngest | None = None) -> list[Figure]:
+    """p50 and p99 of each finance kind, ``QUERY_RUNS`` runs of 20 clients (the median, min–max over runs).
+    Repeated: one request, the cache warmed by a first one. Distinct: every client its own seeded stream."""
+    departments = [d[0] for d in DEMO_DEPARTMENTS]
+    per_client = size["distinct" if distinct else "queries"]
+    figures = []
+    # aiohttp, not httpx, sends the timed requests: an httpx client at 20 concurrent requests spends so much CPU
+    # per request itself that, on a small machine, it measured mostly its own queueing.
+    connector = aiohttp.TCPConnector(limit=2 * QUERY_CLIENTS)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as client:
+        for k, kind in enumerate(KINDS):
+            first_text = ""
+            if not distinct:
+                first_ms = await timed_get(client, request_source(kind, False, 0, departments, YEAR_START.year)(),
+                                           headers, seen)
+                first_text = f"; first request {first_ms:.0f} ms"
+            p50s, p99s, new = [], [], 0
+            for run in range(QUERY_RUNS):
+                latencies: list[float] = []
+                before = len(seen)
+                sources = [request_source(kind, distinct, zlib.crc32(f"{measure}/{k}/{run}/{c}".encode()),
+                                          departments, YEAR_START.year) for c in range(QUERY_CLIENTS)]
+
+                async def one_client(next_request):
+                    for _ in range(per_client):
+                        latencies.append(await timed_get(client, next_request(), headers, seen))
+
+                await asyncio.gather(*(one_client(source) for source in sources))
+                new += len(seen) - before
+                latencies.sort()
+                p50s.append(percentile(latencies, 0.5))
+                p99s.append(percentile(latencies, 0.99))
+            asked = QUERY_RUNS * QUERY_CLIENTS * per_client
+            text = (f"median of {QUERY_RUNS} runs of {QUERY_CLIENTS} clients × {per_client} requests; {note}"
+                    f"{first_text}" + (f"; {100 * new / asked:.0f} % of the requests never asked before"
+                                       if distinct else "") + (f"; {ingest.describe()}" if ingest else ""))
+            figures.append(summary(f"query p50: {kind} ({measure})", p50s, "ms", "≤ 20 ms" if ingest else "",
+                                   note=text))
+            figures.append(summary(f"query p99: {kind} ({measure})", p99s, "ms", "≤ 100 ms", note=text))
+    return figures
+
+
+async def timed_get(client: aiohttp.ClientSession, request: tuple[str, str, dict], headers: dict,
+                    seen: set) -> float:
+    """One request's latency in ms (it must answer 200); remembers the question in ``seen``."""
+    service, path, params = request
+    seen.add((service, path, tuple(sorted(params.items()))))
+    t0 = time.perf_counter()
+    async with client.get(f"http://127.0.0.1:{PORTS[service]}{path}", params=params, headers=headers) as response:
+        body = await response.read()
+    elapsed = (time.perf_counter() - t0) * 1000
+    assert response.status == 200, (request, response.status, body[:500])
+    return elapsed
+
+
+class SteadyIngest:
+    """Usage of the last hour posted to the metering API at a steady rate (batches of 500, on a fixed schedule, as
+    a provider's collector would), stored by a metering worker of its own topic prefix."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate, self.rng = rate, random.Random(2)
+        self.stream = usage_events(demo_resources(2000), YEAR_START, timedelta(minutes=5), seed=2)
+        self.accepted, self.late, self.started, self.stopped, self.last_post = 0, 0, 0.0, 0.0, 0.0
+        self.last_key: tuple[str, str] | None = None
+        self.drain_s = float("nan")
+        self.rss = (0.0, 0.0)
+
+    def batch(self) -> tuple[bytes, tuple[str, str]]:
+        """500 events of the fleet's next meters, in one random 5-minute slot of the last hour."""
+        now = datetime.now(UTC)
+        begin = (now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+                 - timedelta(minutes=5 * self.rng.randint(1, 12)))
+        slot_start, slot_end = begin.isoformat(), (begin + timedelta(minutes=5)).isoformat()
+        events = [next(self.stream) for _ in range(500)]
+        for event in events:
+            event["data"]["start"], event["data"]["end"], event["time"] = slot_start, slot_end, slot_end
+        return orjson.dumps(events), (events[-1]["source"], events[-1]["id"])
+
+    async def post_steadily(self) -> None:
+        provider = {"Authorization": f"Bearer {issue_token('provider', sources=[SOURCE])}",
+                    "content-type": "application/json"}
+        tick = 500 / self.rate
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['metering']}", timeout=60) as client:
+            self.started = time.monotonic()
+            for n in itertools.count():
+                delay = self.started + n * tick - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    self.late += 1
+                body, key = self.batch()
+                response = await client.post("/v1/events", content=body, headers=provider)
+                assert response.status_code == 202, response.text
+                self.accepted += response.json()["accepted"]
+                self.last_key, self.last_post = key, time.monotonic()
+
+    def offered(self) -> float:
+        return self.accepted / max(1e-9, (self.stopped or time.monotonic()) - self.started)
+
+    def describe(self) -> str:
+        return f"while {self.offered():,.0f} events/s were ingested (asked {self.rate:,})"
+
+    def figure(self) -> Figure:
+        return Figure("ingest while querying", self.offered(), "events/s", note=(
+            f"asked {self.rate:,}/s through the metering API and worker; {self.accepted:,} events accepted; "
+            f"{self.late} batches posted late; the worker stored the last batch {self.drain_s:.1f} s after it "
+            "was posted"))
+
+
+@contextlib.asynccontextmanager
+async def steady_ingest(rate: int, logs: Path):
+    """A metering API and worker of their own topic prefix, and ``rate`` events/s posted until the block ends;
+    then waits for the worker to store the last batch (how far it lagged)."""
+    prefix = f"bench-{STAMP}-live"
+    env = env_for(prefix)
+    await ensure_topics(Settings(GOVMETER_TOPIC_PREFIX=prefix))
+    api = spawn(["api", "metering"], env, logs / "live-metering.log")
+    worker = spawn(["worker", "metering"], env, logs / "live-worker.log")
+    ingest = SteadyIngest(rate)
+    try:
+        await wait_healthy("metering", api)
+        await wait_ready([logs / "live-worker.log"])
+        poster = asyncio.create_task(ingest.post_steadily())
+        await asyncio.sleep(3)  # a steady state before the first timed request
+        try:
+            yield ingest
+        finally:
+            poster.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poster
+            ingest.stopped = time.monotonic()
+        if ingest.last_key:
+            deadline = ingest.stopped + 120
+            while not await stored([ingest.last_key]) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            ingest.drain_s = time.monotonic() - ingest.last_post
+    finally:
+        ingest.rss = (stop(api), stop(worker))
 
 
 async def bench_console_overview(token: str, month: str, runs: int = 5) -> Figure:
@@ -666,7 +806,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=list(SIZES), default="smoke")
     parser.add_argument("--skip", default="", help="comma-separated stages to skip: ingest,worker,ceiling,fresh,"
-                                                     "year,queries,replay")
+                                                     "year,queries,console,replay")
+    parser.add_argument("--queries-only", action="store_true",
+                        help="measure only the finance queries and the console: on the stored year the bench "
+                             "database holds when it holds one of this size, else after loading it")
+    parser.add_argument("--ingest-rate", type=int, default=2000,
+                        help="events/s posted through the metering API while the queries are measured")
     parser.add_argument("--reuse-database", action="store_true",
                         help="measure on the bench database the last run left (its stored year), without seeding: "
                              "e.g. --skip ingest,worker,ceiling,fresh,year to re-measure queries and replay")
@@ -677,6 +822,11 @@ async def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     subprocess.check_call(["bash", str(REPO / "scripts" / "postgres.sh")], stdout=subprocess.DEVNULL)
     subprocess.check_call(["bash", str(REPO / "scripts" / "kafka-broker.sh"), "start"], stdout=subprocess.DEVNULL)
+    if args.queries_only:
+        skip |= {"ingest", "worker", "ceiling", "fresh", "replay"}
+        if await holds_stored_year(size):
+            args.reuse_database = True
+            skip.add("year")
     if not args.reuse_database:
         await drop_database(BENCH_DB)
     await asyncio.to_thread(migrate, BENCH_DB)
@@ -713,10 +863,13 @@ async def main() -> None:
     if "year" not in skip:
         stored, rss["metering worker (year load)"] = await load_year(size, load, logs)
         figures.append(Figure("usage events stored for the queries", stored, "events"))
+    elif args.reuse_database and "queries" not in skip:
+        figures.append(Figure("usage events stored for the queries", await usage_count(), "events",
+                              note="the stored year the bench database held"))
     if "queries" not in skip:
-        query_figures, query_rss = await bench_queries(size, logs)
+        query_figures, query_rss = await bench_queries(size, logs, args.ingest_rate, "console" not in skip)
         figures.extend(query_figures)
-        rss.update({f"{k} API": v for k, v in query_rss.items()})
+        rss.update(query_rss)
     if "replay" not in skip:
         figure, replay_rss = await bench_replay(size, logs)
         rss.update({name: mb for name, mb in replay_rss.items() if mb})
