@@ -810,6 +810,7 @@ async def main() -> None:
     parser.add_argument("--queries-only", action="store_true",
                         help="measure only the finance queries and the console: on the stored year the bench "
                              "database holds when it holds one of this size, else after loading it")
+    parser.add_argument("--note", default="", help="a note kept in the result JSON (say, what else loaded the machine)")
     parser.add_argument("--ingest-rate", type=int, default=2000,
                         help="events/s posted through the metering API while the queries are measured")
     parser.add_argument("--reuse-database", action="store_true",
@@ -882,7 +883,7 @@ async def main() -> None:
           f"{platform.python_version()}, {STAMP}\n")
     print_table(figures)
     result = {"size": args.size, "stamp": STAMP, "machine": {"cores": os.cpu_count(), "node": platform.node()},
-              "skipped": sorted(skip), "reused_database": args.reuse_database,
+              "skipped": sorted(skip), "reused_database": args.reuse_database, "note": args.note,
               "figures": [f.__dict__ for f in figures]}
     out = REPO / "bench" / "results"
     text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
