@@ -802,7 +802,7 @@ def print_table(figures: list[Figure]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=list(SIZES), default="smoke")
     parser.add_argument("--skip", default="", help="comma-separated stages to skip: ingest,worker,ceiling,fresh,"
@@ -816,7 +816,28 @@ async def main() -> None:
     parser.add_argument("--reuse-database", action="store_true",
                         help="measure on the bench database the last run left (its stored year), without seeding: "
                              "e.g. --skip ingest,worker,ceiling,fresh,year to re-measure queries and replay")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def write_result(args: argparse.Namespace, skip: set[str], figures: list[Figure]) -> None:
+    """Print the table and keep the figures under bench/results (latest-<size>.json only for a whole run)."""
+    print(f"\ngovmeter benchmark ({args.size}) on {platform.node()}: {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python "
+          f"{platform.python_version()}, {STAMP}\n")
+    print_table(figures)
+    result = {"size": args.size, "stamp": STAMP, "machine": {"cores": os.cpu_count(), "node": platform.node()},
+              "skipped": sorted(skip), "reused_database": args.reuse_database, "note": args.note,
+              "figures": [f.__dict__ for f in figures]}
+    out = REPO / "bench" / "results"
+    text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
+    partial = "-partial" if skip or args.reuse_database else ""
+    (out / f"{STAMP}-{args.size}{partial}.json").write_text(text)
+    if not partial:  # latest-<size>.json is always a whole run
+        (out / f"latest-{args.size}.json").write_text(text)
+
+
+async def main() -> None:
+    args = parse_args()
     size = SIZES[args.size]
     skip = set(filter(None, args.skip.split(",")))
     logs = REPO / "bench" / "results" / f"logs-{STAMP}"
@@ -877,20 +898,7 @@ async def main() -> None:
         figures.append(figure)
     for process, mb in rss.items():
         figures.append(Figure(f"peak RSS: {process}", mb, "MB", target="≤ 500 MB"))
-
-    print(f"\ngovmeter benchmark ({args.size}) on {platform.node()}: {os.cpu_count()} cores, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python "
-          f"{platform.python_version()}, {STAMP}\n")
-    print_table(figures)
-    result = {"size": args.size, "stamp": STAMP, "machine": {"cores": os.cpu_count(), "node": platform.node()},
-              "skipped": sorted(skip), "reused_database": args.reuse_database, "note": args.note,
-              "figures": [f.__dict__ for f in figures]}
-    out = REPO / "bench" / "results"
-    text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
-    partial = "-partial" if skip or args.reuse_database else ""
-    (out / f"{STAMP}-{args.size}{partial}.json").write_text(text)
-    if not partial:  # latest-<size>.json is always a whole run
-        (out / f"latest-{args.size}.json").write_text(text)
+    write_result(args, skip, figures)
     await get_engine().dispose()
 
 
