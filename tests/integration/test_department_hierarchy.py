@@ -333,6 +333,15 @@ async def district_finance_holds_no_city_wide_power(apps, inside: str, outside: 
         assert (await billing.get(path, headers=DISTRICT)).status_code == 403, path
     assert (await billing.post(f"/v1/disputes/{ids[outside]}/reject", json={"reply": "city answers"},
                                headers=FINANCE)).status_code == 200
+    for department in (inside, outside):
+        applied = await billing.post("/v1/applications", headers=auth("department", department), json={
+            "system": "预约办事系统", "kind": "vm", "items": [{"meter": "compute.vcpu", "quantity": "4"}],
+            "reason": "hierarchy test", "wanted_by": "2094-03-15"})
+        assert applied.status_code == 201, applied.text
+        ids[department] = applied.json()["id"]
+    assert (await billing.get(f"/v1/applications/{ids[inside]}", headers=DISTRICT)).status_code == 200
+    refused = await billing.get(f"/v1/applications/{ids[outside]}", headers=DISTRICT)
+    assert refused.status_code == 404 and outside not in refused.text
 
 
 async def test_two_concurrent_moves_cannot_close_a_cycle_between_them(apps):
