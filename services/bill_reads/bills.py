@@ -349,6 +349,6 @@ async def open_periods_with_usage(conn, department_id: str | None = None) -> lis
         """,
         department_id,
     )
-    closed = {r["period"] for r in await conn.fetch("SELECT period FROM billing_periods")}
+    closed = await closed_periods(conn)
     return sorted(r["period"] for r in rows if r["period"] not in closed)
 

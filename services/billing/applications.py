@@ -36,6 +36,7 @@ from services.common.scope import may_see
 from services.common.config import get_settings
 from services.common.db import get_engine, raw_connection
 from services.common.decimal_json import DecimalJSONRoute
+from services.common.http import unprocessable
 from services.common.events_out import publish_event
 from schemas.money import quantity_text
 from services.metering.domain.rating import card_at
@@ -58,10 +59,6 @@ async def applications_clock() -> datetime:
 
 
 Now = Annotated[datetime, Depends(applications_clock)]
-
-
-def _unprocessable(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
 
 
 def _actor(principal: Principal) -> Actor:
@@ -99,14 +96,14 @@ async def create_application(application: ApplicationIn, principal: Applicant, n
     """Apply for a resource. A department applies for itself; admin names the department. The answer carries
     the estimate and the approval clock (two working days)."""
     if principal.role == Role.ADMIN and application.department_id is None:
-        raise _unprocessable("department_id: required when admin applies")
+        raise unprocessable("department_id: required when admin applies")
     department = scoped_department(principal, application.department_id)
     estimate = await _estimate(application, now)
     try:
         application_id = await submit(get_engine(), application, department, _actor(principal), now, estimate.total,
                                       estimate.rate_card, due_at(now))
     except UnknownDepartment as exc:
-        raise _unprocessable(str(exc)) from None
+        raise unprocessable(str(exc)) from None
     return await _one(principal, application_id, now)
 
 
@@ -118,7 +115,7 @@ async def list_applications(principal: Reader, now: Now,
                             department: Annotated[str | None, Query(max_length=64)] = None):
     """Applications, newest first (at most 500): a department sees its own; every other role sees all."""
     if state is not None and state not in STATES:
-        raise _unprocessable(f"state: one of {', '.join(STATES)}")
+        raise unprocessable(f"state: one of {', '.join(STATES)}")
     rows = await read(get_engine(), scoped_department(principal, department), overdue_at=now if overdue else None,
                       state=state)
     return [application_out(row, now) for row in rows]
@@ -195,7 +192,7 @@ async def approve_application(application_id: ApplicationId, principal: Mover, n
 async def reject_application(application_id: ApplicationId, principal: Mover, now: Now, body: StepIn | None = None):
     """The e-government centre rejects (submitted or accepted → rejected), with a reason."""
     if body is None or body.reason is None:
-        raise _unprocessable("reason: required to reject")
+        raise unprocessable("reason: required to reject")
     return await _move(principal, application_id, "reject", now, body.reason,
                        changes=lambda row: {"decided_at": now})
 
@@ -221,11 +218,11 @@ async def fulfil_application(application_id: ApplicationId, body: FulfilIn, prin
     require_writable_sources(principal, [{"source": body.source}])
     effective_at = body.effective_at or now
     if effective_at > now + CLOCK_SKEW:
-        raise _unprocessable("effective_at: not in the future")
+        raise unprocessable("effective_at: not in the future")
 
     async def publish(row: dict) -> None:
         if row["decided_at"] is not None and effective_at < row["decided_at"]:
-            raise _unprocessable("effective_at: not before the approval")
+            raise unprocessable("effective_at: not before the approval")
         event = lifecycle_event(row, body, effective_at)
         try:
             errors = await publish_event(request.app.state.producer, get_settings(), event)
@@ -234,7 +231,7 @@ async def fulfil_application(application_id: ApplicationId, body: FulfilIn, prin
                                 detail=f"broker: the lifecycle event was not acknowledged ({type(exc).__name__}); "
                                        "the application is still approved, fulfil it again") from None
         if errors:
-            raise _unprocessable("; ".join(errors))
+            raise unprocessable("; ".join(errors))
 
     trial = None if body.trial_days is None else record_trial(body.resource_id, effective_at, body.trial_days, now,
                                                                get_settings().trial_rate_factor)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.api import Role
 from schemas.disputes import DisputeIn, DisputeOut, DisputeStatus, RejectIn, UpholdIn
+from services.bill_reads.bills import closed_periods
 from services.common.locks import lock_billing
 from services.billing.closing import insert_adjustment
 from services.billing.domain.bills import parse_bill_number
@@ -136,7 +137,7 @@ async def answer_dispute(engine: AsyncEngine, dispute_id: int, by: str, decision
                 "SELECT credit FROM disputes WHERE bill_id = $1 AND meter = $2 AND status = $3",
                 row["bill_id"], row["meter"], UPHELD)]
             credit = check_credit(amount, row["line_amount"], before)
-            closed = {r["period"] for r in await conn.fetch("SELECT period FROM billing_periods")}
+            closed = set(await closed_periods(conn))
             target = credit_period(row["period"], closed)
             posted = await insert_adjustment(conn, row["department_id"], target, -credit,
                                              credit_reason(dispute_id, row["bill_id"], row["meter"]),

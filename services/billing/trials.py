@@ -6,15 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from fastapi import HTTPException, status
-
 from schemas.applications import TrialOut
 from services.billing.application_store import Writes
+from services.bill_reads.bills import closed_periods
 from services.billing.domain.trials import Trial, go_live, phase, trial_window
-
-
-async def _closed_periods(conn) -> set[str]:
-    return {r["period"] for r in await conn.fetch("SELECT period FROM billing_periods")}
+from services.common.http import unprocessable
 
 
 def record_trial(resource_id: str, effective_at: datetime, trial_days: int, now: datetime, rate: Decimal) -> Writes:
@@ -22,9 +18,9 @@ def record_trial(resource_id: str, effective_at: datetime, trial_days: int, now:
 
     async def write(conn, row: dict) -> None:
         try:
-            trial = trial_window(effective_at, trial_days, now, await _closed_periods(conn))
+            trial = trial_window(effective_at, trial_days, now, set(await closed_periods(conn)))
         except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+            raise unprocessable(str(exc)) from None
         await conn.execute(
             """
             INSERT INTO resource_trials (application_id, department_id, resource_id, starts_at, planned_ends_at,

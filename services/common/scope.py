@@ -114,11 +114,9 @@ async def read_scope(principal: Principal, requested: str | None = None, rollup:
 
 async def may_see(principal: Principal, department_id: str | None) -> bool:
     """Whether one stored row of ``department_id`` is in the principal's visible set (for routes reading one row)."""
-    if principal.role == Role.DEPARTMENT:
-        return department_id == principal.department
-    if principal.role == Role.FINANCE and principal.department is not None:
-        return department_id in visible_set(principal, await TREE.tree())
-    return True
+    district = principal.role == Role.FINANCE and principal.department is not None
+    visible = visible_set(principal, await TREE.tree() if district else {})
+    return visible is None or department_id in visible
 
 
 # The query parameter of every read that takes a department: include the department's subtree.
