@@ -8,7 +8,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -55,17 +55,59 @@ def _is_local_midnight(t: datetime) -> bool:
 
 
 def _rollup_for(query: UsageQuery) -> str:
-    """The coarsest rollup that answers the query exactly."""
+    """The coarsest rollup that answers the query exactly (``usage_monthly`` also for windows that cut months:
+    see ``month_split``)."""
     if "resource" in query.group_by or query.granularity == "hour" or not (
         _is_local_midnight(query.start) and _is_local_midnight(query.end)
     ):
         return "usage_hourly"
     if "system" in query.group_by:
         return "usage_daily"
-    month_bounds = query.start.astimezone(LOCAL_TZ).day == 1 and query.end.astimezone(LOCAL_TZ).day == 1
-    if month_bounds and query.granularity in ("month", "total"):
+    if query.granularity in ("month", "total"):
         return "usage_monthly"
     return "usage_department_daily"
+
+
+def month_split(first: date, end: date) -> tuple[date, date]:
+    """[first, end) of local days as: days before ``whole_from``, whole months [whole_from, whole_to), days from
+    ``whole_to``. A window of whole months is all months; one inside a month has no whole month
+    (``whole_from == whole_to``, every day on one side). Pure: the monthly rollup answers the middle, the daily
+    one the edges, so a year's answer reads some dozen monthly rows per key instead of 365 daily ones."""
+    whole_from = first if first.day == 1 else (first.replace(day=1) + timedelta(days=32)).replace(day=1)
+    whole_to = end.replace(day=1)
+    if whole_to <= whole_from:
+        return first, first  # no whole month: [first, first) is empty, every day is after it
+    return whole_from, whole_to
+
+
+def _source(query: UsageQuery, table: str, args: list, filters: str) -> tuple[str, str | None]:
+    """The rows the answer sums (a FROM item with columns ``t``, the keys and the sums) and the bucket
+    expression over ``t``; appends the time bounds to ``args``."""
+    sums = "quantity, amount, unpriced_quantity"
+    keys = ", ".join(dict.fromkeys(["department_id", "meter", *(_COLUMN[g] for g in query.group_by)]))
+    if table == "usage_hourly":
+        args += [query.start, query.end]
+        n = len(args)
+        local = "(t AT TIME ZONE 'Asia/Shanghai')"
+        bucket = {"hour": local, "day": f"date_trunc('day', {local})", "month": f"date_trunc('month', {local})"}
+        return (f"(SELECT hour AS t, {keys}, {sums} FROM usage_hourly WHERE hour >= ${n - 1} AND hour < ${n}"
+                f"{filters}) AS src", bucket.get(query.granularity))
+    first, end = query.start.astimezone(LOCAL_TZ).date(), query.end.astimezone(LOCAL_TZ).date()
+    bucket = {"day": "t::timestamp", "month": "date_trunc('month', t)::timestamp"}.get(query.granularity)
+    if table != "usage_monthly":
+        args += [first, end]
+        n = len(args)
+        return (f"(SELECT day AS t, {keys}, {sums} FROM {table} WHERE day >= ${n - 1} AND day < ${n}{filters})"
+                " AS src", bucket)
+    whole_from, whole_to = month_split(first, end)
+    args += [first, whole_from, whole_to, end]
+    n = len(args)
+    return (f"""(SELECT month AS t, {keys}, {sums} FROM usage_monthly
+                 WHERE month >= ${n - 2} AND month < ${n - 1}{filters}
+                 UNION ALL
+                 SELECT day AS t, {keys}, {sums} FROM usage_department_daily
+                 WHERE (day >= ${n - 3} AND day < ${n - 2} OR day >= ${n - 1} AND day < ${n}){filters}) AS src""",
+            bucket)
 
 
 async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: int) -> bytes:
@@ -76,36 +118,21 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: in
     Rounding: numeric ``round(x, 2)`` rounds half away from zero, the same as ROUND_HALF_UP on the row's exact
     sum; quantities lose trailing zeros (``trim_scale``). More than ``max_rows`` rows: TooManyRows (the database
     stops grouping at ``max_rows`` + 1, so the refusal costs no more than the largest answer allowed)."""
-    table = _rollup_for(query)
-    if table == "usage_hourly":
-        time_filter = "hour >= $1 AND hour < $2"
-        start_arg, end_arg = query.start, query.end
-        local = "(hour AT TIME ZONE 'Asia/Shanghai')"
-        bucket = {"hour": local, "day": f"date_trunc('day', {local})", "month": f"date_trunc('month', {local})"}.get(
-            query.granularity
-        )
-    else:
-        column = "month" if table == "usage_monthly" else "day"
-        time_filter = f"{column} >= $1::date AND {column} < $2::date"
-        start_arg, end_arg = query.start.astimezone(LOCAL_TZ).date(), query.end.astimezone(LOCAL_TZ).date()
-        bucket = {"day": "day::timestamp", "month": f"date_trunc('month', {column})::timestamp"}.get(
-            query.granularity
-        )
     catalogue = meters()
-    args: list = [start_arg, end_arg, list(catalogue), [m.unit for m in catalogue.values()],
-                  query.start.astimezone(LOCAL_TZ).isoformat()]
-    filters = [time_filter]
+    args: list = [list(catalogue), [m.unit for m in catalogue.values()], query.start.astimezone(LOCAL_TZ).isoformat()]
+    filters = ""
     if query.departments is not None:  # a scope's ids (services.common.scope)
         args.append(list(query.departments))
-        filters.append(f"department_id = ANY(${len(args)}::text[])")
+        filters += f" AND department_id = ANY(${len(args)}::text[])"
     if query.meter is not None:
         args.append(query.meter)
-        filters.append(f"meter = ${len(args)}")
+        filters += f" AND meter = ${len(args)}"
+    source, bucket = _source(query, _rollup_for(query), args, filters)
     keys = [_COLUMN[g] for g in query.group_by]
     selected = ([f"{bucket} AS period"] if bucket else []) + keys
     group = ", ".join(str(i + 1) for i in range(len(selected)))
-    # a total's period_start is the query's own start ($5); buckets are local times written with +08:00
-    period = "coalesce(to_char(period, 'YYYY-MM-DD\"T\"HH24:MI:SS\"+08:00\"'), $5::text)" if bucket else "$5::text"
+    # a total's period_start is the query's own start ($3); buckets are local times written with +08:00
+    period = "coalesce(to_char(period, 'YYYY-MM-DD\"T\"HH24:MI:SS\"+08:00\"'), $3::text)" if bucket else "$3::text"
     fields = [f"'period_start', {period}"] + [f"'{_COLUMN[g]}', {_COLUMN[g]}" for g in query.group_by]
     if "meter" in query.group_by:
         fields.append("'unit', (SELECT unit FROM units WHERE units.meter = agg.meter)")
@@ -113,10 +140,10 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: in
     order = ", ".join(["period"] * bool(bucket) + keys) or "1"
     args.append(max_rows + 1)
     sql = f"""
-        WITH units AS (SELECT * FROM unnest($3::text[], $4::text[]) AS u(meter, unit)),
+        WITH units AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(meter, unit)),
         agg AS (
             SELECT {", ".join(selected + ["sum(quantity) AS q", "sum(amount) AS a", "sum(unpriced_quantity) AS u"])}
-            FROM {table} WHERE {" AND ".join(filters)}
+            FROM {source}
             {f"GROUP BY {group}" if group else ""}
             LIMIT ${len(args)}
         )
