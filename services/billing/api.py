@@ -82,7 +82,7 @@ from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, answer_statement_timeouts
 from services.common.http import month_param, unprocessable
 from services.common.periods import Month, month_of
-from services.common.response_cache import ResponseCache, with_response_cache
+from services.common.response_cache import USAGE_TABLES, Reads, ResponseCache, with_response_cache
 from services.reference.routes import router as reference_routes
 
 
@@ -102,7 +102,7 @@ async def _all(loops) -> None:
 
 
 # What the bill list reads (see services.bill_reads.issued.bill_summaries).
-bills_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "resource_intervals", "rate_cards", "departments",
+bills_cache = ResponseCache(tables=(*USAGE_TABLES, "resource_intervals", "resource_trials", "rate_cards", "departments",
                                     "billing_periods", "bills", "adjustments", "ledger_entries", "usage_baselines"))
 bill_digests = DigestMemo(bills_cache)  # closed months' usage fingerprints, kept while usage_daily is unchanged
 app = FastAPI(title="govmeter billing API", version="1.0",
@@ -217,7 +217,11 @@ async def get_bills(principal: Reader, now: Now, period: BillsMonth, department:
         found = await bill_summaries(get_engine(), month, scope.ids, now, digests)
         return _SUMMARIES.dump_json(_SUMMARIES.validate_python(found))
 
-    return Response(await bills_cache.serve(key, summaries), media_type="application/json")
+    # A bill list reads its departments' usage of every month (drafts, and the closed months their late adjustments
+    # re-check): ingesting another department's usage keeps it.
+    reads = Reads(bills_cache.everything.tables, usage=True,
+                  departments=None if scope.ids is None else frozenset(scope.ids))
+    return Response(await bills_cache.serve(key, summaries, reads), media_type="application/json")
 
 
 _SUMMARIES = TypeAdapter(list[BillSummary])

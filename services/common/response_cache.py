@@ -3,8 +3,9 @@
 Invalidation is driven by PostgreSQL itself: statement-level triggers (migration 0004) ``NOTIFY`` the channel
 ``govmeter_changes`` (payload: the table) whenever a table that a cached answer reads changes. One connection
 per process ``LISTEN``s; every notification for a table the cache depends on bumps the *generation* and drops
-every entry. An answer is stored under the generation read before it was computed and served only while that
-generation is current, so an answer computed from data that changed meanwhile is never served.
+the entries that read what changed. An answer is stored only if nothing it read changed between the generation
+read before it was computed and its landing, so an answer computed from data that changed meanwhile is never
+served.
 
 Exactness: before a request looks in the cache it makes one round trip on the listening connection.
 PostgreSQL signals the listeners while the writer commits, before the writer hears its COMMIT succeed, and a
@@ -13,7 +14,12 @@ had returned when the request arrived has bumped the generation before the reque
 requests share one round trip (a request waits for the next trip that starts after it arrived).
 
 While the listener is not connected (not yet, or lost), nothing is cached or served from the cache; each
-(re)connection bumps the generation, as changes made while deaf are unknown."""
+(re)connection bumps the generation, as changes made while deaf are unknown.
+
+Scoped invalidation (migration 0014): a change to the usage rollups is notified as the months and departments it
+touched, and drops only the answers that read those (``Reads``): ingesting today's usage keeps every answer about
+last year. An answer computed while a change it read was notified is not stored (``_log``: the changes since the
+oldest computation still running)."""
 
 from __future__ import annotations
 
@@ -25,16 +31,84 @@ from collections.abc import Awaitable, Callable, Collection, Hashable
 from dataclasses import dataclass
 
 import asyncpg
+import orjson
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "govmeter_changes"
+USAGE_TABLES = frozenset(("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly"))
+# Every write to a finer rollup writes usage_monthly in the same statement: its scoped notification says what
+# changed, so the finer tables' bare names are only counted (``table_generation``).
+FINER_ROLLUPS = USAGE_TABLES - {"usage_monthly"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What a cached answer read: a change to any of ``tables`` drops it; a change to the usage rollups drops it
+    if ``usage`` and the change touched one of ``months`` ("YYYY-MM"; None: any) for one of ``departments`` (None:
+    any, unattributed usage included)."""
+
+    tables: frozenset[str] = frozenset()
+    usage: bool = False
+    months: frozenset[str] | None = None
+    departments: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One notification: ``table`` changed (None: anything may have); for the usage rollups, ``months`` maps each
+    month touched to its departments (None: any department), and is None when any month may have changed."""
+
+    table: str | None
+    months: dict[str, frozenset[str | None] | None] | None = None
+
+
+EVERYTHING = Change(None)
+
+
+def parse_change(payload: str) -> Change:
+    """A notification's payload: a bare table name (migration 0004) or a scoped usage change (migration 0014)."""
+    if not payload.startswith("{"):
+        return Change(payload)
+    try:
+        found = orjson.loads(payload)
+        months = found["m"]
+        if months == "*":
+            return Change(found["t"])
+        return Change(found["t"], {m: None if ds == "*" else frozenset(ds) for m, ds in months.items()})
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return EVERYTHING  # unreadable: assume the worst
+
+
+def affects(change: Change, reads: Reads) -> bool:
+    """Whether ``change`` may change an answer that read ``reads``. Pure."""
+    if change.table is None:
+        return True
+    if change.table not in USAGE_TABLES:
+        return change.table in reads.tables
+    if not reads.usage:
+        return False
+    if change.months is None:
+        return True
+    for month, departments in change.months.items():
+        if reads.months is not None and month not in reads.months:
+            continue
+        if departments is None or reads.departments is None or not departments.isdisjoint(reads.departments):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    generation: int
     body: bytes
+    reads: Reads
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    start: int  # the generation when it began
+    reads: Reads
+    future: asyncio.Future[bytes]
 
 
 class ResponseCache:
@@ -43,6 +117,7 @@ class ResponseCache:
     def __init__(self, tables: Collection[str], max_entries: int = 1024, max_bytes: int = 64 * 2**20,
                  retry_seconds: float = 1.0) -> None:
         self.tables = frozenset(tables)
+        self.everything = Reads(self.tables - USAGE_TABLES, bool(self.tables & USAGE_TABLES))
         self.max_entries, self.max_bytes, self.retry_seconds = max_entries, max_bytes, retry_seconds
         self.generation = 0
         self.hits = self.misses = 0
@@ -50,7 +125,9 @@ class ResponseCache:
         self._changes: dict[str, int] = {}  # notifications seen per table in this epoch
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._bytes = 0
-        self._flights: dict[tuple[Hashable, int], asyncio.Future[bytes]] = {}
+        self._flights: dict[Hashable, _Flight] = {}
+        self._log: list[tuple[int, Change]] = []  # changes applied while computations were running
+        self._log_floor = 0  # changes up to this generation are no longer in the log
         self._conn: asyncpg.Connection | None = None
         self._listening = False
         self._next_trip: asyncio.Future[None] | None = None
@@ -110,10 +187,15 @@ class ResponseCache:
             await self._drop_connection()
             await asyncio.sleep(self.retry_seconds)
 
-    def _changed(self, _conn, _pid, _channel, table: str) -> None:
-        self._changes[table] = self._changes.get(table, 0) + 1
-        if table in self.tables:
-            self.invalidate()
+    def _changed(self, _conn, _pid, _channel, payload: str) -> None:
+        change = parse_change(payload)
+        if change.table is not None:
+            self._changes[change.table] = self._changes.get(change.table, 0) + 1
+        if change.table is not None and change.table not in self.tables:
+            return
+        if change.table in FINER_ROLLUPS and not payload.startswith("{"):
+            return  # counted only: usage_monthly's scoped notification of the same statement says what changed
+        self.apply(change)
 
     def _deaf(self) -> None:
         self._listening = False
@@ -138,9 +220,31 @@ class ResponseCache:
                 await conn.close(timeout=2)
 
     def invalidate(self) -> None:
+        self.apply(EVERYTHING)
+
+    def apply(self, change: Change) -> None:
+        """Drop the answers ``change`` may change, and remember it for the computations still running."""
         self.generation += 1
-        self._entries.clear()
-        self._bytes = 0
+        if self._flights:
+            self._log.append((self.generation, change))
+        else:
+            self._log_floor = self.generation
+        if change.table is None:
+            self._entries.clear()
+            self._bytes = 0
+            return
+        for key in [k for k, entry in self._entries.items() if affects(change, entry.reads)]:
+            self._bytes -= len(self._entries.pop(key).body)
+
+    def _changed_since(self, start: int, reads: Reads) -> bool:
+        if start < self._log_floor:
+            return True
+        for generation, change in reversed(self._log):
+            if generation <= start:
+                break
+            if affects(change, reads):
+                return True
+        return False
 
     # --- catching up with committed writes ----------------------------------------------------------------------
 
@@ -182,35 +286,41 @@ class ResponseCache:
 
     # --- serving ------------------------------------------------------------------------------------------------
 
-    async def serve(self, key: Hashable, compute: Callable[[], Awaitable[bytes]]) -> bytes:
+    async def serve(self, key: Hashable, compute: Callable[[], Awaitable[bytes]], reads: Reads | None = None
+                    ) -> bytes:
         """The cached answer for ``key``, else ``compute()``'s (one computation for concurrent identical misses).
 
-        ``key`` must hold everything the answer depends on besides the database, the caller's scope included."""
+        ``key`` must hold everything the answer depends on besides the database, the caller's scope included;
+        ``reads``: what the answer reads of the database (default: everything this cache listens to)."""
         if not self.connected or not await self._caught_up():
             return await compute()
-        generation = self.generation
+        reads = reads or self.everything
         entry = self._entries.get(key)
-        if entry is not None and entry.generation == generation:
+        if entry is not None:  # present: nothing it read has changed (``apply`` drops it at once)
             self._entries.move_to_end(key)
             self.hits += 1
             return entry.body
-        flight = self._flights.get((key, generation))
-        if flight is not None:
+        flight = self._flights.get(key)
+        if flight is not None and not self._changed_since(flight.start, flight.reads):
             self.hits += 1
-            return await asyncio.shield(flight)
+            return await asyncio.shield(flight.future)
         self.misses += 1
         # A task of its own: a caller that goes away does not cancel the answer the others are waiting for.
-        flight = asyncio.ensure_future(compute())
-        self._flights[(key, generation)] = flight
-        flight.add_done_callback(lambda done: self._landed(key, generation, done))
-        return await asyncio.shield(flight)
+        flight = _Flight(self.generation, reads, asyncio.ensure_future(compute()))
+        self._flights[key] = flight
+        flight.future.add_done_callback(lambda done: self._landed(key, flight))
+        return await asyncio.shield(flight.future)
 
-    def _landed(self, key: Hashable, generation: int, flight: asyncio.Future[bytes]) -> None:
-        self._flights.pop((key, generation), None)
-        if flight.cancelled() or flight.exception() is not None:
-            return
-        if self.connected and self.generation == generation:
-            self._store(key, _Entry(generation, flight.result()))
+    def _landed(self, key: Hashable, flight: _Flight) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        done = flight.future
+        if (not done.cancelled() and done.exception() is None and self.connected
+                and not self._changed_since(flight.start, flight.reads)):
+            self._store(key, _Entry(done.result(), flight.reads))
+        if not self._flights:  # nothing running began before the changes logged so far
+            self._log.clear()
+            self._log_floor = self.generation
 
     def _store(self, key: Hashable, entry: _Entry) -> None:
         size = len(entry.body)

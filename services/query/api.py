@@ -22,8 +22,8 @@ from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
-from services.common.periods import parse_bound
-from services.common.response_cache import ResponseCache, with_response_cache
+from services.common.periods import months_touching, parse_bound
+from services.common.response_cache import USAGE_TABLES, Reads, ResponseCache, with_response_cache
 from services.common.scope import TREE, Rollup, read_scope
 from services.query import warnings
 from services.query.reports import budget, focus, platform, utilization, waste
@@ -37,8 +37,9 @@ def _warning_loop(producer, settings):
     return None
 
 
-# Usage answers depend only on the rollups and the (scoped) query: cached until a rollup changes.
-usage_cache = ResponseCache(tables=("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly"))
+# Usage answers depend only on the rollups and the (scoped) query: cached until the rollups of their months and
+# departments change.
+usage_cache = ResponseCache(tables=USAGE_TABLES)
 app = FastAPI(title="govmeter query API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_warning_loop), usage_cache))
 add_health_route(app)
@@ -96,9 +97,11 @@ async def get_usage(
     # The query already holds the scope's ids; the caller's role and department are in the key as well,
     # so no answer ever crosses from one scope to another even if scoping changes.
     key = ("/v1/usage", principal.role, principal.department, query)
+    reads = Reads(usage=True, months=months_touching(start, end),
+                  departments=None if query.departments is None else frozenset(query.departments))
     limit = get_settings().usage_max_rows
     try:
-        body = await usage_cache.serve(key, lambda: usage_report_json(get_engine(), query, limit))
+        body = await usage_cache.serve(key, lambda: usage_report_json(get_engine(), query, limit), reads)
     except TooManyRows as exc:
         raise unprocessable(str(exc)) from None
     return Response(body, media_type="application/json")

@@ -118,6 +118,16 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: in
     Rounding: numeric ``round(x, 2)`` rounds half away from zero, the same as ROUND_HALF_UP on the row's exact
     sum; quantities lose trailing zeros (``trim_scale``). More than ``max_rows`` rows: TooManyRows (the database
     stops grouping at ``max_rows`` + 1, so the refusal costs no more than the largest answer allowed)."""
+    sql, args = usage_report_sql(query, max_rows)
+    async with raw_connection(engine) as conn:
+        count, rows_json = await conn.fetchrow(sql, *args)
+    if count > max_rows:
+        raise TooManyRows(max_rows)
+    return b'{"currency":"CNY","rows":' + rows_json.encode() + b"}"
+
+
+def usage_report_sql(query: UsageQuery, max_rows: int) -> tuple[str, list]:
+    """The statement (and its arguments) that answers ``query``: one row, (row count, rows as JSON text)."""
     catalogue = meters()
     args: list = [list(catalogue), [m.unit for m in catalogue.values()], query.start.astimezone(LOCAL_TZ).isoformat()]
     filters = ""
@@ -153,11 +163,7 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: in
             ORDER BY {order}), '[]')::text
         FROM agg WHERE q IS NOT NULL
     """
-    async with raw_connection(engine) as conn:
-        count, rows_json = await conn.fetchrow(sql, *args)
-    if count > max_rows:
-        raise TooManyRows(max_rows)
-    return b'{"currency":"CNY","rows":' + rows_json.encode() + b"}"
+    return sql, args
 
 
 # --- the reads the reports share -------------------------------------------------------------------------------
