@@ -500,6 +500,7 @@ async def load_year(size: dict, load: Load, logs: Path) -> tuple[int, float]:
 
 
 QUERY_CLIENTS = 20
+USER_PAUSE_S = 1.0  # finance staff read an answer before asking the next question
 
 
 async def bench_queries(size: dict, logs: Path, ingest_rate: int, console: bool = True
@@ -533,6 +534,8 @@ async def bench_queries(size: dict, logs: Path, ingest_rate: int, console: bool 
         async with steady_ingest(ingest_rate, logs) as ingest:
             live = "distinct, while ingesting"
             figures += await measure_kinds(size, live, True, finance, seen, cache_text, ingest)
+            figures += await measure_kinds(size, f"{live}, 20 users pausing {USER_PAUSE_S:g} s", True, finance, seen,
+                                           cache_text, ingest, think_s=USER_PAUSE_S)
             rss.update({f"{name} API": stop(procs.pop(name)) for name in ("query", "billing")})
             uncached = start_readers(dict(env, GOVMETER_RESPONSE_CACHE="false"), logs, "-uncached")
             procs.update({f"{name} API (cache off)": process for name, process in uncached.items()})
@@ -553,9 +556,11 @@ def start_readers(env: dict, logs: Path, suffix: str) -> dict[str, subprocess.Po
 
 
 async def measure_kinds(size: dict, measure: str, distinct: bool, headers: dict, seen: set, note: str,
-                        ingest: SteadyIngest | None = None) -> list[Figure]:
+                        ingest: SteadyIngest | None = None, think_s: float = 0.0) -> list[Figure]:
     """p50 and p99 of each finance kind, ``QUERY_RUNS`` runs of 20 clients (the median, min–max over runs).
-    Repeated: one request, the cache warmed by a first one. Distinct: every client its own seeded stream."""
+    Repeated: one request, the cache warmed by a first one. Distinct: every client its own seeded stream.
+    ``think_s``: each client waits a random time of that mean (exponential) between its requests, as people
+    do; 0: back to back, which measures throughput as much as latency (20 waiting requests share 2 cores)."""
     departments = [d[0] for d in DEMO_DEPARTMENTS]
     per_client = size["distinct" if distinct else "queries"]
     figures = []
@@ -576,8 +581,12 @@ async def measure_kinds(size: dict, measure: str, distinct: bool, headers: dict,
                 sources = [request_source(kind, distinct, zlib.crc32(f"{measure}/{k}/{run}/{c}".encode()),
                                           departments, YEAR_START.year) for c in range(QUERY_CLIENTS)]
 
+                pause = random.Random(run)  # the clients' pauses: seeded, as their questions are
+
                 async def one_client(next_request):
                     for _ in range(per_client):
+                        if think_s:
+                            await asyncio.sleep(pause.expovariate(1 / think_s))
                         latencies.append(await timed_get(client, next_request(), headers, seen))
 
                 await asyncio.gather(*(one_client(source) for source in sources))
@@ -586,7 +595,8 @@ async def measure_kinds(size: dict, measure: str, distinct: bool, headers: dict,
                 p50s.append(percentile(latencies, 0.5))
                 p99s.append(percentile(latencies, 0.99))
             asked = QUERY_RUNS * QUERY_CLIENTS * per_client
-            text = (f"median of {QUERY_RUNS} runs of {QUERY_CLIENTS} clients × {per_client} requests; {note}"
+            pacing = f", each pausing {think_s:g} s on average between requests" if think_s else ""
+            text = (f"median of {QUERY_RUNS} runs of {QUERY_CLIENTS} clients{pacing} × {per_client} requests; {note}"
                     f"{first_text}" + (f"; {100 * new / asked:.0f} % of the requests never asked before"
                                        if distinct else "") + (f"; {ingest.describe()}" if ingest else ""))
             figures.append(summary(f"query p50: {kind} ({measure})", p50s, "ms", "≤ 20 ms" if ingest else "",
