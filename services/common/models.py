@@ -179,6 +179,20 @@ class UsageDepartmentDaily(_CoarseUsage, Base):
     meter: Mapped[str] = mapped_column(Text)
 
 
+class UsageDepartmentTotalsDaily(_CoarseUsage, Base):
+    """Rated usage per local day and owner, all meters together: the edge days of a window by department."""
+
+    __tablename__ = "usage_department_totals_daily"
+    __table_args__ = (
+        Index("uq_usage_department_totals_daily_key", "day", "department_id", unique=True,
+              postgresql_nulls_not_distinct=True),
+    )
+    __mapper_args__ = {"primary_key": ["day", "department_id"]}
+
+    day: Mapped[date]
+    department_id: Mapped[str | None] = mapped_column(Text)
+
+
 class UsageMonthly(_CoarseUsage, Base):
     """Rated usage per local month (its first day), owner and meter."""
 

@@ -34,6 +34,7 @@ APP_GRANTS: dict[str, str | None] = {
     "usage_daily": PROJECTION,
     "usage_department_daily": PROJECTION,
     "usage_monthly": PROJECTION,
+    "usage_department_totals_daily": PROJECTION,
     "utilization_hourly": "SELECT, INSERT, UPDATE",
     "source_watermarks": "SELECT, INSERT, UPDATE (complete_up_to, last_seen_at, events)",
     "spend_warnings": "SELECT, INSERT, UPDATE (published_at)",

@@ -36,7 +36,8 @@ import orjson
 log = logging.getLogger(__name__)
 
 CHANNEL = "govmeter_changes"
-USAGE_TABLES = frozenset(("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly"))
+USAGE_TABLES = frozenset(("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly",
+                          "usage_department_totals_daily"))
 # Every write to a finer rollup writes usage_monthly in the same statement: its scoped notification says what
 # changed, so the finer tables' bare names are only counted (``table_generation``).
 FINER_ROLLUPS = USAGE_TABLES - {"usage_monthly"}

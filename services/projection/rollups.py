@@ -24,6 +24,8 @@ COARSE_ROLLUPS = (
     CoarseRollup("usage_department_daily", ("day", "department_id", "meter")),
     # per local month: a year of spend across all departments is a few thousand rows
     CoarseRollup("usage_monthly", ("month", "department_id", "meter")),
+    # per local day and department, all meters: the edge days of a window by department (one row, not twelve)
+    CoarseRollup("usage_department_totals_daily", ("day", "department_id")),
 )
 
 # Coarse key columns from a row of local days (``days`` below): days and months are Asia/Shanghai's.

@@ -102,10 +102,13 @@ def _source(query: UsageQuery, table: str, args: list, filters: str) -> tuple[st
     whole_from, whole_to = month_split(first, end)
     args += [first, whole_from, whole_to, end]
     n = len(args)
-    return (f"""(SELECT month AS t, {keys}, {sums} FROM usage_monthly
+    # by department alone, the edge days need no meter: one row a department and day
+    edges, edge_keys = (("usage_department_daily", keys) if "meter" in query.group_by or query.meter is not None
+                        else ("usage_department_totals_daily", "department_id"))
+    return (f"""(SELECT month AS t, {edge_keys}, {sums} FROM usage_monthly
                  WHERE month >= ${n - 2} AND month < ${n - 1}{filters}
                  UNION ALL
-                 SELECT day AS t, {keys}, {sums} FROM usage_department_daily
+                 SELECT day AS t, {edge_keys}, {sums} FROM {edges}
                  WHERE (day >= ${n - 3} AND day < ${n - 2} OR day >= ${n - 1} AND day < ${n}){filters}) AS src""",
             bucket)
 

@@ -16,10 +16,11 @@ from services.replay.plan import ReplayReport
 
 
 COMPARED = ("resource_intervals", "usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly",
-            "utilization_hourly")
+            "usage_department_totals_daily", "utilization_hourly")
 
 
-ROLLUPS = ("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly")  # zeros = no row
+ROLLUPS = ("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly",
+           "usage_department_totals_daily")  # zeros = no row
 
 
 async def _fetch(engine, query: str, params: list) -> list:

@@ -82,7 +82,8 @@ async def test_bulk_replay_is_identical_through_ownership_price_tier_and_late_ch
     assert report.ok, report.differences
     assert report.final_bills_checked >= 4 and report.drafts_checked >= 2
     assert set(report.tables_compared) == {"resource_intervals", "usage_hourly", "usage_daily",
-                                           "usage_department_daily", "usage_monthly", "utilization_hourly"}
+                                           "usage_department_daily", "usage_monthly", "usage_department_totals_daily",
+                                           "utilization_hourly"}
     assert report.tables_compared["utilization_hourly"] > 0 and report.tables_compared["usage_monthly"] > 0
     conn = await asyncpg.connect(asyncpg_dsn(SUPERUSER_DATABASE_URL))  # tampering bypasses the triggers
     try:

@@ -59,6 +59,17 @@ async def test_windows_cutting_months_sum_to_the_same_figures_as_their_days(apps
                 assert {k: v[0] for k, v in mine.items()} == {k: v[0] for k, v in expected.items()}, (begin, end)
                 for k, (_, amount) in mine.items():
                     assert abs(amount - expected[k][1]) <= Decimal("0.01") * 31 * 12, (begin, end, k)
+                # by department alone (the edges from the all-meters daily totals)
+                by_department = await rows(apps, headers, **{"from": begin, "to": end, "group_by": "department",
+                                                             "granularity": granularity, **scope})
+                per_department = defaultdict(lambda: [Decimal(0), Decimal(0)])
+                for (month, department_id, _), (quantity, amount) in expected.items():
+                    per_department[(month, department_id, None)][0] += quantity
+                    per_department[(month, department_id, None)][1] += amount
+                found = {k: v for k, v in summed(by_department, granularity).items() if k[1] in vms}
+                assert {k: v[0] for k, v in found.items()} == {k: v[0] for k, v in per_department.items()}
+                for k, (_, amount) in found.items():
+                    assert abs(amount - per_department[k][1]) <= Decimal("0.01") * 31 * 12, (begin, end, k)
             top = await rows(apps, headers, **{"from": begin, "to": end, "group_by": "department", **scope})
             assert {r["department_id"] for r in top if r["department_id"] in vms} == {
                 r["department_id"] for r in days if r["department_id"] in vms}
