@@ -9,10 +9,14 @@ month's rows out of the default partition in the same transaction."""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 
+from services.common.db import raw_connection
 from services.common.periods import Month
+
+log = logging.getLogger(__name__)
 
 PARENT = "usage_hourly"
 DEFAULT_PARTITION = f"{PARENT}_default"
@@ -50,14 +54,26 @@ def upkeep_range(now: datetime) -> tuple[Month, Month]:
     return current.shifted(UPKEEP_MONTHS[0]), current.shifted(UPKEEP_MONTHS[1])
 
 
-async def ensure_month_partitions(conn, first: Month, last: Month) -> list[str]:
+async def ensure_month_partitions(conn, first: Month, last: Month, lock_timeout: str = "5s") -> list[str]:
     """Create the missing month partitions from ``first`` to ``last``; returns the names of those created. Each
-    month is its own short transaction (unless the caller holds one): attaching locks the default partition
-    while it checks that no row of the month is left there."""
+    month is its own short transaction (a savepoint if the caller holds one): attaching locks the default
+    partition while it checks that no row of the month is left there, so a lock that cannot be had soon fails the
+    upkeep (retried at its next round) rather than queue the worker's inserts behind it."""
     created = []
     for month in months_between(first, last):
-        if await conn.fetchval("SELECT govmeter_usage_hourly_month($1::date)", month.first_day):
-            created.append(partition_name(month))
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
+            if await conn.fetchval("SELECT govmeter_usage_hourly_month($1::date)", month.first_day):
+                created.append(partition_name(month))
+    return created
+
+
+async def keep_partitions(engine, now: datetime) -> list[str]:
+    """The services' upkeep: the partitions of last month to two months ahead exist (``UPKEEP_MONTHS``)."""
+    async with raw_connection(engine) as conn:
+        created = await ensure_month_partitions(conn, *upkeep_range(now))
+    if created:
+        log.info("usage_hourly partitions created: %s", ", ".join(created))
     return created
 
 
