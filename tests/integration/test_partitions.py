@@ -17,7 +17,13 @@ from services.common.db import asyncpg_dsn, drop_database
 from services.common.migrate import alembic_config, migrate
 from services.common.periods import Month
 from services.metering.domain.rating import RollupDelta
-from services.projection.partitions import detach_month, ensure_month_partitions, month_partitions
+from services.projection.partitions import (
+    detach_month,
+    ensure_month_partitions,
+    keep_partitions,
+    month_partitions,
+    partition_name,
+)
 from services.projection.rollups import apply_rollup_deltas
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -120,6 +126,29 @@ async def test_detaching_a_month_archives_its_rows_and_leaves_the_other_months(c
         await owner.close()
     assert await placed(conn) == {(utc(YEAR + 1, 2, 5), "a"): (f"usage_hourly_{YEAR + 1}_02", Decimal(2))}
     assert f"usage_hourly_{YEAR + 1}_01" not in dict(await month_partitions(conn))
+
+
+async def test_the_services_upkeep_makes_last_month_to_two_months_ahead(conn, settings):
+    from services.common.db import get_engine
+
+    engine = get_engine()
+    try:
+        await keep_partitions(engine, utc(YEAR + 1, 6, 30, 16))  # 1 July local
+        assert await keep_partitions(engine, utc(YEAR + 1, 7, 2)) == []  # made once
+    finally:
+        await engine.dispose()
+    names = dict(await month_partitions(conn))
+    assert {f"usage_hourly_{YEAR + 1}_{m:02d}" for m in (6, 7, 8, 9)} <= set(names)
+    assert f"usage_hourly_{YEAR + 1}_10" not in names
+
+
+async def test_the_workers_upkeep_at_start_succeeds_as_the_services_role(conn, worker):
+    for _ in range(600):  # its upkeep runs as it starts consuming
+        if "[^Worker]: Ready" in worker.log_path.read_text(errors="replace"):
+            break
+        await asyncio.sleep(0.1)
+    assert "partition upkeep failed" not in worker.log_path.read_text(errors="replace")
+    assert partition_name(Month.of(datetime.now(UTC)).shifted(2)) in dict(await month_partitions(conn))
 
 
 def test_the_cli_refuses_to_detach_a_month_that_is_not_closed(capsys):
