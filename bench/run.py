@@ -50,11 +50,14 @@ import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from bench.finance_load import KINDS, percentile, request_source  # noqa: E402
+from bench.history import add_history, history_months  # noqa: E402
 from services.common.auth import issue_token  # noqa: E402
 from services.common.config import Settings  # noqa: E402
 from services.common.db import drop_database, get_engine, raw_connection  # noqa: E402
 from services.common.kafka import batch_records, ensure_topics  # noqa: E402
 from services.common.migrate import migrate  # noqa: E402
+from services.common.periods import Month  # noqa: E402
+from services.projection.partitions import ensure_month_partitions  # noqa: E402
 from schemas.events import validate_event  # noqa: E402
 from services.demo.load import (  # noqa: E402
     DEMO_DEPARTMENTS,
@@ -235,15 +238,20 @@ async def wait_for_count(target: int, last_keys: list[tuple[str, str]], timeout:
         await asyncio.sleep(poll)
 
 
-async def holds_stored_year(size: dict) -> bool:
-    """Whether the bench database holds (nearly: less the invalid events) a stored year of this size."""
+async def holds_stored_year(size: dict, years: int = 1) -> bool:
+    """Whether the bench database holds (nearly: less the invalid events) a stored year of this size, and the
+    ``years`` − 1 synthetic years before it (``--years``), no more and no fewer."""
     try:
-        count = await usage_count()
+        async with raw_connection(get_engine()) as conn:
+            count, first = await conn.fetchrow(
+                "SELECT count(*), min(event_time) FROM events WHERE type = 'gov.cloud.usage.v1' AND source <> $1",
+                PROBE_SOURCE)
     except Exception:  # no bench database yet
         return False
     finally:
         await get_engine().dispose()
-    return count >= 0.95 * size["year"]
+    present = YEAR_START.year - first.astimezone(UTC).year + 1 if first else 0
+    return present == years and count >= 0.95 * size["year"] * years
 
 
 async def seed_reference_data() -> None:
@@ -257,19 +265,21 @@ async def seed_reference_data() -> None:
     await MeteringPipeline(get_engine()).process([KafkaRecord("bench", 0, 0, lifecycle)])
 
 
-async def bench_workers(size: dict, load: Load, workers: int, logs: Path) -> tuple[list[Figure], float]:
+async def bench_workers(size: dict, load: Load, workers: int, logs: Path, at: str = ""
+                        ) -> tuple[list[Figure], float]:
     """Events/s from the topic to committed rows, and where the CPU went: the worker process(es) and the
-    PostgreSQL backends serving them, per event."""
+    PostgreSQL backends serving them, per event. ``at``: a label for a measure over a stored history (its own
+    topics), as "year 5"."""
     rates, python_us, database_us, rss = [], [], [], 0.0
     for run in range(size["runs"]):
-        prefix = f"bench-{STAMP}-w{workers}-{run}"
+        prefix = f"bench-{STAMP}-w{workers}{at.replace(' ', '')}-{run}"
         settings = Settings(GOVMETER_TOPIC_PREFIX=prefix)
         await ensure_topics(settings)
         encoded, distinct = load.events(size["worker"])
         last_keys = await produce(settings, encoded)
         before = await usage_count()
         target = before + distinct
-        worker_logs = [logs / f"worker-{workers}-{run}-{i}.log" for i in range(workers)]
+        worker_logs = [logs / f"worker-{workers}{at.replace(' ', '')}-{run}-{i}.log" for i in range(workers)]
         procs = [spawn(["worker", "metering"], env_for(prefix), log) for log in worker_logs]
         ready = await wait_ready(worker_logs)  # from here a worker consumes: start-up is not counted
         cpu_at_ready = sum(cpu_seconds(p.pid) for p in procs)
@@ -279,7 +289,8 @@ async def bench_workers(size: dict, load: Load, workers: int, logs: Path) -> tup
         python_us.append((sum(cpu_seconds(p.pid) for p in procs) - cpu_at_ready) / events * 1e6)
         database_us.append(await database_cpu_seconds() / events * 1e6)  # the workers' backends, from connect
         rss = max([rss] + [stop(p) for p in procs])
-    label = "metering worker, 1 process" if workers == 1 else f"metering workers, {workers} processes"
+    label = ("metering worker, 1 process" if workers == 1 else f"metering workers, {workers} processes") + (
+        f", at {at} of history" if at else "")
     target_text = "≥ 25,000 /s" if workers == 1 else ""
     return [summary(label, rates, "events/s", target_text),
             summary(f"  CPU per event: worker process{'es' if workers > 1 else ''}", python_us, "µs"),
@@ -497,6 +508,28 @@ async def load_year(size: dict, load: Load, logs: Path) -> tuple[int, float]:
     finally:
         rss = stop(worker)
     return await usage_count(), rss
+
+
+async def bench_history(size: dict, load: Load, logs: Path, years: int, workers: bool, rss: dict) -> list[Figure]:
+    """The worker with the stored year in place (year 1), then ``years`` − 1 older synthetic years added
+    set-based, then the worker again (year N) on a fresh topic: cost that does not grow with history."""
+    figures = []
+    if workers:
+        at_one, rss["metering worker (year 1)"] = await bench_workers(size, load, 1, logs, at="year 1")
+        figures.extend(at_one)
+    t0 = time.monotonic()
+    async with raw_connection(get_engine()) as conn:
+        added = await add_history(conn, YEAR_START.year, years)
+    figures.append(Figure(f"synthetic history: usage events added ({years - 1} older year{'s' * (years > 2)})", added, "events",
+                          note=f"inserted set-based with the rollups, then ANALYZE, in {time.monotonic() - t0:.0f} s"))
+    if workers:
+        at_n, rss[f"metering worker (year {years})"] = await bench_workers(size, load, 1, logs, at=f"year {years}")
+        figures.extend(at_n)
+        figures.append(Figure(f"worker at year {years} / at year 1", at_n[0].value / at_one[0].value, "ratio",
+                              target="≥ 0.95"))
+    figures.append(Figure("usage events stored for the queries", await usage_count(), "events",
+                          note=f"{years} years"))
+    return figures
 
 
 QUERY_CLIENTS = 20
@@ -823,6 +856,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a note kept in the result JSON (say, what else loaded the machine)")
     parser.add_argument("--ingest-rate", type=int, default=2000,
                         help="events/s posted through the metering API while the queries are measured")
+    parser.add_argument("--years", type=int, default=1,
+                        help="years of history: after the stored year, N−1 older synthetic years are inserted "
+                             "set-based and the worker is measured at year 1 and at year N (bench/history.py)")
     parser.add_argument("--reuse-database", action="store_true",
                         help="measure on the bench database the last run left (its stored year), without seeding: "
                              "e.g. --skip ingest,worker,ceiling,fresh,year to re-measure queries and replay")
@@ -856,12 +892,17 @@ async def main() -> None:
     subprocess.check_call(["bash", str(REPO / "scripts" / "kafka-broker.sh"), "start"], stdout=subprocess.DEVNULL)
     if args.queries_only:
         skip |= {"ingest", "worker", "ceiling", "fresh", "replay"}
-        if await holds_stored_year(size):
+        if await holds_stored_year(size, args.years):
             args.reuse_database = True
             skip.add("year")
     if not args.reuse_database:
         await drop_database(BENCH_DB)
     await asyncio.to_thread(migrate, BENCH_DB)
+    async with raw_connection(get_engine()) as conn:  # the stored years' months (and the 2024 probes) partitioned
+        first, last = history_months(YEAR_START.year, args.years)
+        await ensure_month_partitions(conn, min(first, Month(2024, 1)), last)
+    if args.years > 1:
+        skip.add("replay")  # the synthetic years' rollups are copies, not rated from their events: nothing to replay
 
     figures: list[Figure] = []
     rss: dict[str, float] = {}
@@ -895,6 +936,9 @@ async def main() -> None:
     if "year" not in skip:
         stored, rss["metering worker (year load)"] = await load_year(size, load, logs)
         figures.append(Figure("usage events stored for the queries", stored, "events"))
+        if args.years > 1:
+            # the worker at year 1 and N is measured unless only the queries are (not skipped with "worker")
+            figures.extend(await bench_history(size, load, logs, args.years, not args.queries_only, rss))
     elif args.reuse_database and "queries" not in skip:
         figures.append(Figure("usage events stored for the queries", await usage_count(), "events",
                               note="the stored year the bench database held"))

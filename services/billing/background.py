@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.billing.budgets import evaluate_all_budgets, publish_alerts
 from services.billing.closing import close_due_periods
 from services.common.config import Settings
+from services.projection.partitions import keep_partitions
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,19 @@ async def run_billing_loop(engine: AsyncEngine, settings: Settings, producer, cl
                            instance: str | None = None) -> None:
     interval = settings.billing_check_seconds if interval is None else interval
     instance = instance or this_instance()
+    upkept_on = None
     while True:
+        now = clock()
+        if now.date() != upkept_on:  # once a day: the next months' partitions of usage_hourly
+            try:
+                await keep_partitions(engine, now)
+                upkept_on = now.date()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("usage_hourly partition upkeep failed")
         try:
-            await billing_tick(engine, settings, producer, clock(), only, instance)
+            await billing_tick(engine, settings, producer, now, only, instance)
         except asyncio.CancelledError:
             raise
         except Exception:  # a failed round is logged and retried next round; the loop must not die

@@ -122,6 +122,7 @@ class UsageHourly(Base):
         ),
         Index("ix_usage_hourly_department_hour", "department_id", "hour"),
         Index("ix_usage_hourly_hour", "hour"),
+        {"postgresql_partition_by": "RANGE (hour)"},  # a partition a local month (migration 0014)
     )
     __mapper_args__ = {"primary_key": ["resource_id", "hour", "meter", "department_id", "system", "rate_card_id"]}
 

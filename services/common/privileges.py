@@ -62,6 +62,9 @@ APP_GRANTS: dict[str, str | None] = {
     "resource_trials": "SELECT, INSERT, UPDATE (ends_at, went_live_by, went_live_at)",
     "alembic_version": None,
 }
+# Owner's functions the services call (SECURITY DEFINER): creating a month's partition of usage_hourly needs the
+# table's owner (migration 0014), and the worker and the billing API keep the next months' partitions made.
+APP_FUNCTIONS = ("govmeter_usage_hourly_month(date)",)
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ async def grant_app_role(conn, app: str) -> None:
         raise RuntimeError(f"DATABASE_URL and the migration URL use the same role ({app}): the services would own "
                            "the tables, triggers included")
     tables = {r["relname"] for r in await conn.fetch(
-        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')")}
+        "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') "
+        "AND NOT relispartition")}  # a partition is reached through its parent, whose grants apply
     undecided = sorted(tables - APP_GRANTS.keys())
     if undecided:
         raise RuntimeError(f"no grant decided for table(s) {', '.join(undecided)}: add them to "
@@ -152,3 +156,6 @@ async def grant_app_role(conn, app: str) -> None:
     for table in sorted(tables):
         if APP_GRANTS[table]:
             await _run(conn, f"GRANT {APP_GRANTS[table]} ON TABLE %I TO %I", table, app)
+    for function in APP_FUNCTIONS:
+        if await conn.fetchval("SELECT to_regprocedure($1) IS NOT NULL", function):
+            await _run(conn, f"GRANT EXECUTE ON FUNCTION {function} TO %I", app)

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import tempfile
+from datetime import UTC, datetime
 
 import faust
 import orjson
@@ -25,6 +26,7 @@ from services.common.metrics import BATCH_SECONDS, CONSUMER_LAG, Timer, count_ba
 from services.common.observability import KAFKA_REQUEST_ID_HEADER
 from services.common.runtime import tune_garbage_collector
 from services.metering.pipeline import KafkaRecord, MeteringPipeline, decode_records
+from services.projection.partitions import keep_partitions
 
 log = logging.getLogger("govmeter.worker")
 settings = get_settings()
@@ -108,6 +110,10 @@ async def meter_events(stream):
 @app.task
 async def start_appliers():
     tune_garbage_collector()  # start-up is over: what it built is frozen
+    try:  # before the first batch, so partition upkeep never waits on this worker's own inserts
+        await keep_partitions(get_engine(), datetime.now(UTC))
+    except Exception:  # usage of a month without a partition lands in usage_hourly_default meanwhile
+        log.exception("usage_hourly partition upkeep failed")
     # Each applier runs one transaction at a time; with two, PostgreSQL works on one batch while this process
     # rates the next. Order between batches does not matter: every effect is keyed and idempotent, and a batch's
     # offsets become committable only when its own transaction has committed (Faust never commits past a gap).

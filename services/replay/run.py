@@ -42,6 +42,7 @@ from services.common.db import asyncpg_dsn, raw_connection, raw_transaction
 from services.common.locks import lock_attribution, stamp_cut
 from services.metering.domain.attribution import lifecycle_from_hours
 from services.projection.ownership import load_ownership, reproject_ownership
+from services.projection.partitions import is_partition_name
 from services.metering.rebuild import create_staging_tables, fold_staged_deltas
 from services.projection.rerate import rebuild_rollups, reprice_from
 from services.metering.utilization_store import store_utilization
@@ -95,7 +96,7 @@ async def _create_schema(conn, schema: str) -> None:
     async with conn.transaction():
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         for table in tables:
-            if table in SKIPPED:
+            if table in SKIPPED or is_partition_name(table):  # the copy of usage_hourly is one plain table
                 continue
             if table in SHARED:
                 await conn.execute(f'CREATE VIEW "{schema}".{table} AS SELECT * FROM public.{table}')

@@ -1,0 +1,71 @@
+"""``govmeter partitions``: list usage_hourly's month partitions, create a range of them, detach a closed month."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(sub) -> None:
+    """Add ``partitions`` to the ``govmeter`` parser."""
+    parser = sub.add_parser("partitions", help="usage_hourly's month partitions: list, create, detach "
+                                               "(docs/partitioning.md)")
+    parser.add_argument("--from", dest="first", metavar="YYYY-MM", help="create the missing partitions from this "
+                                                                       "month …")
+    parser.add_argument("--to", dest="last", metavar="YYYY-MM", help="… to this one (default: --from)")
+    parser.add_argument("--detach", metavar="YYYY-MM",
+                        help="detach a closed month's partition into archive.usage_hourly_YYYY_MM (as the "
+                             "migration role, GOVMETER_MIGRATION_DATABASE_URL)")
+    parser.add_argument("--tablespace", help="with --detach: move the detached table to this tablespace")
+    parser.set_defaults(func=cmd_partitions)
+
+
+def _months(args):
+    from services.common.periods import Month
+
+    parsed = {}
+    for field, text in (("--from", args.first), ("--to", args.last or args.first), ("--detach", args.detach)):
+        if text is not None:
+            try:
+                parsed[field] = Month.parse(text)
+            except ValueError as exc:
+                raise SystemExit(f"{field}: {exc}") from None
+    return parsed
+
+
+def cmd_partitions(args) -> int:
+    from services.common.commands import with_engine
+    from services.common.config import get_settings
+    from services.common.db import get_engine, raw_connection
+    from services.projection import partitions
+
+    months = _months(args)
+    if args.tablespace and "--detach" not in months:
+        raise SystemExit("--tablespace: only with --detach")
+
+    async def run(engine):
+        async with raw_connection(engine) as conn:
+            if "--detach" in months:
+                month = months["--detach"]
+                if not await conn.fetchval("SELECT 1 FROM billing_periods WHERE period = $1", str(month)):
+                    print(f"--detach: {month} is not closed; only a closed month's partition may be detached",
+                          file=sys.stderr)
+                    return 1
+                print(f"detached: {await partitions.detach_month(conn, month, args.tablespace)}")
+                return 0
+            if "--from" in months:
+                created = await partitions.ensure_month_partitions(conn, months["--from"], months["--to"])
+                print(f"created: {', '.join(created) or 'none (all existed)'}")
+            for name, rows in await partitions.month_partitions(conn):
+                print(f"{name}\t~{rows:,} rows")
+            return 0
+
+    if "--detach" in months:  # detaching needs the table's owner
+        return with_engine(lambda _: _owned(run, get_engine(get_settings().migration_database_url)))
+    return with_engine(run)
+
+
+async def _owned(run, engine):
+    try:
+        return await run(engine)
+    finally:
+        await engine.dispose()
