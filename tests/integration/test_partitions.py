@@ -164,11 +164,11 @@ def test_the_migration_partitions_the_rows_and_keeps_notifications_and_grants_bo
     url = f"postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter_partitions_{uuid.uuid4().hex[:8]}"
     try:
         migrate(url)
-        command.downgrade(alembic_config(url), "0013_trial_phase")
+        command.downgrade(alembic_config(url), "0015_usage_department_totals")
         asyncio.run(_fill_unpartitioned(url))
         command.upgrade(alembic_config(url), "head")
         asyncio.run(_check_partitioned(url))
-        command.downgrade(alembic_config(url), "0013_trial_phase")
+        command.downgrade(alembic_config(url), "0015_usage_department_totals")
         asyncio.run(_check_unpartitioned(url))
     finally:
         asyncio.run(drop_database(url))

@@ -1,7 +1,7 @@
 """usage_hourly partitioned by billing month (Asia/Shanghai), with a default partition
 
-Revision ID: 0014_partition_usage_hourly
-Revises: 0013_trial_phase
+Revision ID: 0016_partition_usage_hourly
+Revises: 0015_usage_department_totals
 
 ``usage_hourly`` becomes a table partitioned by RANGE (hour): one partition a local calendar month
 (``usage_hourly_YYYY_MM``, bounds at local midnight of the 1st), and ``usage_hourly_default`` for hours no month
@@ -22,8 +22,8 @@ from typing import Sequence, Union
 
 from alembic import op
 
-revision: str = "0014_partition_usage_hourly"
-down_revision: Union[str, None] = "0013_trial_phase"
+revision: str = "0016_partition_usage_hourly"
+down_revision: Union[str, None] = "0015_usage_department_totals"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
