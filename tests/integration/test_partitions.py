@@ -49,7 +49,8 @@ async def conn(settings):
         yield Tagged(connection, tag)
     finally:
         await connection.execute("DELETE FROM usage_hourly WHERE resource_id LIKE $1", f"{tag}%")
-        for table, column in (("usage_daily", "day"), ("usage_department_daily", "day"), ("usage_monthly", "month")):
+        for table, column in (("usage_daily", "day"), ("usage_department_daily", "day"), ("usage_monthly", "month"),
+                              ("usage_department_totals_daily", "day")):
             await connection.execute(f"DELETE FROM {table} WHERE department_id LIKE $1 OR department_id IS NULL "
                                      f"AND {column} >= $2", f"{tag}%", Month(YEAR, 1).first_day)
         await connection.close()
@@ -211,8 +212,9 @@ async def _check_unpartitioned(url: str) -> None:
     try:
         assert await conn.fetchval("SELECT relkind::text FROM pg_class WHERE oid = 'usage_hourly'::regclass") == "r"
         assert await conn.fetchval("SELECT count(*) FROM usage_hourly") == len(ROWS)
-        assert await conn.fetchval("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'usage_hourly'::regclass "
-                                   "AND NOT tgisinternal") == 1
+        assert {r[0] for r in await conn.fetch("SELECT tgname FROM pg_trigger WHERE tgrelid = 'usage_hourly'::regclass "
+                                               "AND NOT tgisinternal")} == {"usage_hourly_changed",
+                                                                            "usage_hourly_truncated"}
         assert await conn.fetchval("SELECT has_table_privilege('pg_monitor', 'usage_hourly', 'INSERT')")
     finally:
         await conn.close()
