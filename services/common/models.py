@@ -203,6 +203,17 @@ class ProjectionState(Base):
     rate_card_version: Mapped[int] = mapped_column(BigInteger)
 
 
+class UsageVersion(Base):
+    """How many times a department's daily usage of a local month was written (migration 0014): a usage
+    baseline records it, and an unchanged version means an unchanged fingerprint (docs/bill-list-speed.md)."""
+
+    __tablename__ = "usage_versions"
+
+    department_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    period: Mapped[str] = mapped_column(Text, primary_key=True)  # YYYY-MM
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 class DeadLetter(Base):
     """Input that could not be counted, with the reason; ``dedupe_key`` keeps redeliveries from repeating it."""
 

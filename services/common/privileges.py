@@ -34,6 +34,8 @@ APP_GRANTS: dict[str, str | None] = {
     "usage_daily": PROJECTION,
     "usage_department_daily": PROJECTION,
     "usage_monthly": PROJECTION,
+    # a counter per department and month, bumped with every write to usage_daily (migration 0014)
+    "usage_versions": "SELECT, INSERT, UPDATE (version)",
     "utilization_hourly": "SELECT, INSERT, UPDATE",
     "source_watermarks": "SELECT, INSERT, UPDATE (complete_up_to, last_seen_at, events)",
     "spend_warnings": "SELECT, INSERT, UPDATE (published_at)",
