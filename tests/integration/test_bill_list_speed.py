@@ -119,4 +119,4 @@ async def test_two_writers_on_the_same_departments_and_months_never_deadlock_and
     async with raw_connection(get_engine()) as conn:
         total = await conn.fetchval("SELECT sum(quantity) FROM usage_daily WHERE department_id = ANY($1::text[])",
                                     list(departments))
-    assert total == 12
+    assert total == 24  # 3 rounds × 2 writers × 2 hours × 2 departments
