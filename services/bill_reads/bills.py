@@ -92,16 +92,29 @@ TRIAL_RATE = """(SELECT min(t.rate) FROM resource_trials t
       AND u.hour >= date_trunc('hour', t.starts_at) AND u.hour < t.ends_at)"""
 
 
-async def usage_slices(conn, period: str, departments: list[str] | None,
-                       cards: dict[int, RateCardPrices]) -> dict[str, list[UsageSlice]]:
+async def usage_slices(conn, period: str, departments: list[str] | None, cards: dict[int, RateCardPrices],
+                       totals_only: bool = False) -> dict[str, list[UsageSlice]]:
     """The department's rated usage in ``period`` from usage_hourly, per hour only for meters that some rate
     card prices in tiers (the others are summed in SQL: their order cannot change their charge), apart where it
-    lies in a resource's trial window (with the trial's rate)."""
-    start, end, _, _ = _bounds_days(period)
+    lies in a resource's trial window (with the trial's rate).
+
+    ``totals_only``: slices that give every line's amount and quantity, not its prices: where no trial window
+    overlaps the period, the meters no card prices in tiers are summed from usage_daily (a department's month is
+    some hundreds of daily rows, against thousands of hourly ones; a flat-priced line's amount is the sum of its
+    rollup amounts whatever the card), without their rate card (0)."""
+    start, end, first_day, end_day = _bounds_days(period)
     tiered = sorted({meter for card in cards.values() for meter in card.tiered})
     trials = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM resource_trials WHERE date_trunc('hour', starts_at) < $2 AND ends_at > $1"
         " AND ends_at > starts_at)", start, end)
+    slices: dict[str, list[UsageSlice]] = defaultdict(list)
+    daily = totals_only and not trials
+    if daily:
+        for r in await conn.fetch(_DAILY_SLICES, first_day, end_day, departments, tiered):
+            slices[r["department_id"]].append(UsageSlice(None, r["meter"], 0, r["system"] or "", r["quantity"],
+                                                         r["amount"], r["unpriced"]))
+        if not tiered:
+            return slices
     rows = await conn.fetch(
         f"""
         SELECT department_id, meter, rate_card_id, system,
@@ -110,16 +123,24 @@ async def usage_slices(conn, period: str, departments: list[str] | None,
                sum(quantity) AS quantity, sum(amount) AS amount, sum(unpriced_quantity) AS unpriced
         FROM usage_hourly u
         WHERE hour >= $1 AND hour < $2 AND department_id IS NOT NULL
-          AND ($4::text[] IS NULL OR department_id = ANY($4::text[]))
+          AND ($4::text[] IS NULL OR department_id = ANY($4::text[])) AND (NOT $5 OR meter = ANY($3::text[]))
         GROUP BY 1, 2, 3, 4, 5, 6
         """,
-        start, end, tiered, departments,
+        start, end, tiered, departments, daily,
     )
-    slices: dict[str, list[UsageSlice]] = defaultdict(list)
     for r in rows:
         slices[r["department_id"]].append(UsageSlice(r["hour"], r["meter"], r["rate_card_id"], r["system"] or "",
                                                      r["quantity"], r["amount"], r["unpriced"], r["trial_rate"]))
     return slices
+
+
+_DAILY_SLICES = """
+    SELECT department_id, meter, system, sum(quantity) AS quantity, sum(amount) AS amount,
+           sum(unpriced_quantity) AS unpriced
+    FROM usage_daily
+    WHERE day >= $1 AND day < $2 AND department_id IS NOT NULL
+      AND ($3::text[] IS NULL OR department_id = ANY($3::text[])) AND meter <> ALL($4::text[])
+    GROUP BY 1, 2, 3"""
 
 
 async def departments_to_bill(conn, period: str) -> set[str]:
@@ -378,16 +399,17 @@ async def reference(conn, before_close: int | None = None) -> Reference:
 async def period_bills(
     conn, period: str, *, status: str, as_of: datetime, departments: list[str] | None = None,
     before_close: int | None = None, closed_at: datetime | None = None, versioned: bool = False,
-    known: Reference | None = None,
+    known: Reference | None = None, totals_only: bool = False,
 ) -> PeriodBills:
     """The bills of an open period: for ``departments``, or for every department it bills (usage, active
     resources, manual adjustments, or late adjustments from closed periods before it). ``versioned``: closed
     months' fingerprints by their usage versions (``_usage_now``); ``known``: ``reference`` read already in
-    this snapshot (with this ``before_close``)."""
+    this snapshot (with this ``before_close``); ``totals_only``: bills for their totals alone (a list), their
+    own usage read as ``usage_slices`` does for totals: the lines' prices and systems are not the bill's."""
     known = known or await reference(conn, before_close)
     cards = known.cards
     prices = {card_id: card.prices for card_id, card in cards.items()}
-    slices = await usage_slices(conn, period, departments, prices)
+    slices = await usage_slices(conn, period, departments, prices, totals_only)
     manual = await manual_adjustments(conn, period, departments)
     late, baselines = await pending_late_adjustments(conn, period, known.closed, cards, departments, before_close,
                                                      versioned)

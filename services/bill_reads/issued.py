@@ -88,7 +88,8 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, departments: S
                 drafts |= set(await open_periods_with_usage(conn, department, closed))
         for open_period in sorted(drafts):
             bills = (await period_bills(conn, open_period, status="draft", as_of=now, versioned=True, known=known,
-                                        departments=None if departments is None else list(departments))).bills
+                                        departments=None if departments is None else list(departments),
+                                        totals_only=True)).bills
             if departments is not None and any(b.is_empty for b in bills):
                 # a department's zero bill is listed only if the period bills it (active resources)
                 billed = await departments_to_bill(conn, open_period)

@@ -17,8 +17,8 @@ from services.billing.domain.render import draft_bytes
 from services.common.db import get_engine, raw_connection, raw_transaction
 from services.metering.domain.rating import RollupDelta
 from services.projection.rollups import apply_rollup_deltas
-from tests.integration.support import FINANCE, auth, usage_event
-from tests.integration.test_billing import close, department_using_a_vm, local, publish
+from tests.integration.support import FINANCE, auth, lifecycle_event, usage_event
+from tests.integration.test_billing import close, department_using_a_vm, local, publish, rate_card, tiers
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -132,3 +132,24 @@ async def _remove_rollups(where: str) -> None:
             if table != "usage_hourly" and "resource_id" in where:
                 continue
             await conn.execute(f"DELETE FROM {table} WHERE {where}")
+
+
+async def test_a_listed_draft_total_priced_from_daily_rows_is_the_drafts_own_total(apps, worker):
+    # flat and tiered meters, a second card from mid-month (re-pricing both), a zero-quantity hour
+    dep, vm = await department_using_a_vm(apps, worker, 2098, ("3.333", local(2098, 5, 2, 10)))
+    ip = f"ip-{dep}"
+    await rate_card(apps, local(2098, 5, 1), compute_vcpu="1.10", network_egress=tiers(("10", "1.00"), (None, "0.50")))
+    await publish(apps, [
+        lifecycle_event(ip, "activated", dep, local(2098, 5, 1), kind="ip"),
+        usage_event(vm, "compute.vcpu", "0", local(2098, 5, 3, 10)),
+        usage_event(vm, "compute.vcpu", "2.5", local(2098, 5, 20, 10)),
+        usage_event(ip, "network.egress", "7", local(2098, 5, 4, 10)),
+        usage_event(ip, "network.egress", "9", local(2098, 5, 21, 10)),
+    ], worker)
+    await rate_card(apps, local(2098, 5, 15), compute_vcpu="0.70", network_egress=tiers(("5", "2.00"), (None, "0.25")))
+    listed = await apps["billing"].get("/v1/bills", params={"department": dep, "month": "2098-05"}, headers=FINANCE)
+    (summary,) = listed.json()
+    draft = await apps["billing"].get(f"/v1/bills/GM-2098-05-{dep}", headers=FINANCE)
+    assert summary["total"] == draft.json()["total"] != "0.00"
+    everyone = await apps["billing"].get("/v1/bills", params={"month": "2098-05"}, headers=FINANCE)
+    assert {b["department_id"]: b["total"] for b in everyone.json()}[dep] == summary["total"]
