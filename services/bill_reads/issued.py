@@ -92,7 +92,7 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, departments: S
                                         totals_only=True)).bills
             if departments is not None and any(b.is_empty for b in bills):
                 # a department's zero bill is listed only if the period bills it (active resources)
-                billed = await departments_to_bill(conn, open_period)
+                billed = await departments_to_bill(conn, open_period, list(departments))
                 bills = [b for b in bills if not b.is_empty or b.department_id in billed]
             summaries += [_draft_summary(b) for b in bills]
     return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))
