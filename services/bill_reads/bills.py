@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Mapping
 from datetime import datetime
 
 from services.billing.domain.bills import (
@@ -91,16 +92,29 @@ TRIAL_RATE = """(SELECT min(t.rate) FROM resource_trials t
       AND u.hour >= date_trunc('hour', t.starts_at) AND u.hour < t.ends_at)"""
 
 
-async def usage_slices(conn, period: str, departments: list[str] | None,
-                       cards: dict[int, RateCardPrices]) -> dict[str, list[UsageSlice]]:
+async def usage_slices(conn, period: str, departments: list[str] | None, cards: dict[int, RateCardPrices],
+                       totals_only: bool = False) -> dict[str, list[UsageSlice]]:
     """The department's rated usage in ``period`` from usage_hourly, per hour only for meters that some rate
     card prices in tiers (the others are summed in SQL: their order cannot change their charge), apart where it
-    lies in a resource's trial window (with the trial's rate)."""
-    start, end, _, _ = _bounds_days(period)
+    lies in a resource's trial window (with the trial's rate).
+
+    ``totals_only``: slices that give every line's amount and quantity, not its prices: where no trial window
+    overlaps the period, the meters no card prices in tiers are summed from usage_daily (a department's month is
+    some hundreds of daily rows, against thousands of hourly ones; a flat-priced line's amount is the sum of its
+    rollup amounts whatever the card), without their rate card (0)."""
+    start, end, first_day, end_day = _bounds_days(period)
     tiered = sorted({meter for card in cards.values() for meter in card.tiered})
     trials = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM resource_trials WHERE date_trunc('hour', starts_at) < $2 AND ends_at > $1"
         " AND ends_at > starts_at)", start, end)
+    slices: dict[str, list[UsageSlice]] = defaultdict(list)
+    daily = totals_only and not trials
+    if daily:
+        for r in await conn.fetch(_DAILY_SLICES, first_day, end_day, departments, tiered):
+            slices[r["department_id"]].append(UsageSlice(None, r["meter"], 0, r["system"] or "", r["quantity"],
+                                                         r["amount"], r["unpriced"]))
+        if not tiered:
+            return slices
     rows = await conn.fetch(
         f"""
         SELECT department_id, meter, rate_card_id, system,
@@ -109,29 +123,40 @@ async def usage_slices(conn, period: str, departments: list[str] | None,
                sum(quantity) AS quantity, sum(amount) AS amount, sum(unpriced_quantity) AS unpriced
         FROM usage_hourly u
         WHERE hour >= $1 AND hour < $2 AND department_id IS NOT NULL
-          AND ($4::text[] IS NULL OR department_id = ANY($4::text[]))
+          AND ($4::text[] IS NULL OR department_id = ANY($4::text[])) AND (NOT $5 OR meter = ANY($3::text[]))
         GROUP BY 1, 2, 3, 4, 5, 6
         """,
-        start, end, tiered, departments,
+        start, end, tiered, departments, daily,
     )
-    slices: dict[str, list[UsageSlice]] = defaultdict(list)
     for r in rows:
         slices[r["department_id"]].append(UsageSlice(r["hour"], r["meter"], r["rate_card_id"], r["system"] or "",
                                                      r["quantity"], r["amount"], r["unpriced"], r["trial_rate"]))
     return slices
 
 
-async def departments_to_bill(conn, period: str) -> set[str]:
+_DAILY_SLICES = """
+    SELECT department_id, meter, system, sum(quantity) AS quantity, sum(amount) AS amount,
+           sum(unpriced_quantity) AS unpriced
+    FROM usage_daily
+    WHERE day >= $1 AND day < $2 AND department_id IS NOT NULL
+      AND ($3::text[] IS NULL OR department_id = ANY($3::text[])) AND meter <> ALL($4::text[])
+    GROUP BY 1, 2, 3"""
+
+
+async def departments_to_bill(conn, period: str, among: list[str] | None = None) -> set[str]:
     """Departments with usage in the period, with resources active in it (a bill even at zero usage), or
-    with manual adjustments on it."""
+    with manual adjustments on it (``among``: of these only; a statement of its own, so that its usage_daily
+    probe goes down the department's index, not the whole month's rows)."""
     start, end, first_day, end_day = _bounds_days(period)
+    who = "true" if among is None else "department_id = ANY($6::text[])"
     rows = await conn.fetch(
-        """
-        SELECT department_id FROM usage_daily WHERE day >= $3 AND day < $4 AND department_id IS NOT NULL
+        f"""
+        SELECT department_id FROM usage_daily WHERE day >= $3 AND day < $4 AND department_id IS NOT NULL AND {who}
         UNION SELECT department_id FROM resource_intervals WHERE valid_from < $2 AND (valid_to IS NULL OR valid_to > $1)
-        UNION SELECT department_id FROM adjustments WHERE period = $5
+            AND {who}
+        UNION SELECT department_id FROM adjustments WHERE period = $5 AND {who}
         """,
-        start, end, first_day, end_day, period,
+        start, end, first_day, end_day, period, *(() if among is None else (among,)),
     )
     return {r["department_id"] for r in rows}
 
@@ -151,6 +176,13 @@ async def manual_adjustments(conn, period: str, departments: list[str] | None) -
     return found
 
 
+# A fingerprint of one department's daily usage rows in one month (the rows' text in key order); migration 0017
+# backfills with the same expression.
+_DIGEST = """encode(sha256(convert_to(string_agg(
+                   concat_ws('|', day, system, meter, trim_scale(quantity), trim_scale(amount),
+                             trim_scale(unpriced_quantity)), ';' ORDER BY day, system, meter), 'UTF8')), 'hex')"""
+
+
 async def usage_digests(conn, periods: list[str], departments: list[str] | None) -> dict[tuple[str, str], str]:
     """A fingerprint of each department's daily usage rows in each period: any change to its usage, owners or
     flat prices changes it (graduated prices are not in the rollups: rate cards are checked separately)."""
@@ -159,11 +191,8 @@ async def usage_digests(conn, periods: list[str], departments: list[str] | None)
     first = month_bounds(min(periods))[0].date()
     end = month_bounds(max(periods))[1].date()
     rows = await conn.fetch(
-        """
-        SELECT department_id, to_char(day, 'YYYY-MM') AS period,
-               encode(sha256(convert_to(string_agg(
-                   concat_ws('|', day, system, meter, trim_scale(quantity), trim_scale(amount),
-                             trim_scale(unpriced_quantity)), ';' ORDER BY day, system, meter), 'UTF8')), 'hex') AS digest
+        f"""
+        SELECT department_id, to_char(day, 'YYYY-MM') AS period, {_DIGEST} AS digest
         FROM usage_daily
         WHERE day >= $1 AND day < $2 AND department_id IS NOT NULL
           AND ($3::text[] IS NULL OR department_id = ANY($3::text[]))
@@ -175,25 +204,84 @@ async def usage_digests(conn, periods: list[str], departments: list[str] | None)
     return {(r["department_id"], r["period"]): r["digest"] for r in rows if r["period"] in periods}
 
 
+async def _digests_of(conn, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """``usage_digests`` of some (department, period) pairs only: one index range of usage_daily each."""
+    if not keys:
+        return {}
+    bounds = [_bounds_days(period)[2:] for _, period in keys]
+    rows = await conn.fetch(
+        f"""
+        SELECT k.department_id, k.period, {_DIGEST} AS digest
+        FROM unnest($1::text[], $2::text[], $3::date[], $4::date[]) AS k(department_id, period, first_day, end_day)
+        JOIN usage_daily u ON u.department_id = k.department_id AND u.day >= k.first_day AND u.day < k.end_day
+        WHERE NOT (u.quantity = 0 AND u.amount = 0 AND u.unpriced_quantity = 0)
+        GROUP BY 1, 2
+        """,
+        [d for d, _ in keys], [p for _, p in keys], [b[0] for b in bounds], [b[1] for b in bounds],
+    )
+    return {(r["department_id"], r["period"]): r["digest"] for r in rows}
+
+
+async def usage_versions(conn, periods: list[str], departments: list[str] | None) -> dict[tuple[str, str], int]:
+    """How often each department's daily usage of each period was written (bumped by every rollup write in its
+    transaction, services/projection/rollups.py); absent: 0."""
+    rows = await conn.fetch(
+        "SELECT department_id, period, version FROM usage_versions WHERE period = ANY($1::text[])"
+        " AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))",
+        periods, departments,
+    )
+    return {(r["department_id"], r["period"]): r["version"] for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """The latest usage baseline of a (department, closed period): its digest, the close that recorded it, and
+    the usage version the digest was taken at (0 for baselines older than migration 0017, which it made so)."""
+
+    digest: str
+    close_seq: int
+    usage_version: int
+
+
+def unchanged_digests(versions: Mapping[tuple[str, str], int], baselines: Mapping[tuple[str, str], Settled]
+                      ) -> tuple[dict[tuple[str, str], str], list[tuple[str, str]]]:
+    """The fingerprints known without reading usage (those whose version is the one their latest baseline was
+    taken at: the same rows, so the same fingerprint; "no usage" ones left out, as ``usage_digests`` leaves them),
+    and the keys whose usage was written since (to fingerprint anew). A key with neither a version nor a baseline
+    never had usage."""
+    known: dict[tuple[str, str], str] = {}
+    stale: list[tuple[str, str]] = []
+    for key in sorted(set(versions) | set(baselines)):
+        settled = baselines.get(key, Settled(NO_USAGE, 0, 0))
+        if versions.get(key, 0) != settled.usage_version:
+            stale.append(key)
+        elif settled.digest != NO_USAGE:
+            known[key] = settled.digest
+    return known, stale
+
+
 @dataclass(frozen=True, slots=True)
 class Baseline:
     department_id: str
     period: str
     digest: str
+    usage_version: int = 0  # of usage_versions, read with the digest
 
 
 async def _latest_baselines(conn, periods: list[str], departments: list[str] | None,
-                            before_close: int | None) -> dict[tuple[str, str], tuple[str, int]]:
+                            before_close: int | None) -> dict[tuple[str, str], Settled]:
     rows = await conn.fetch(
         """
-        SELECT DISTINCT ON (department_id, period) department_id, period, digest, close_seq FROM usage_baselines
+        SELECT DISTINCT ON (department_id, period) department_id, period, digest, close_seq, usage_version
+        FROM usage_baselines
         WHERE period = ANY($1::text[]) AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))
           AND ($3::bigint IS NULL OR close_seq < $3)
         ORDER BY department_id, period, id DESC
         """,
         periods, departments, before_close,
     )
-    return {(r["department_id"], r["period"]): (r["digest"], r["close_seq"]) for r in rows}
+    return {(r["department_id"], r["period"]): Settled(r["digest"], r["close_seq"], r["usage_version"] or 0)
+            for r in rows}
 
 
 async def _settled(conn, keys: set[tuple[str, str]], before_close: int | None):
@@ -220,9 +308,44 @@ async def _settled(conn, keys: set[tuple[str, str]], before_close: int | None):
     return final, frozen
 
 
+async def _usage_now(conn, run: list[str], departments: list[str] | None, baselines: dict[tuple[str, str], Settled],
+                     versioned: bool) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], int]]:
+    """The closed months' usage fingerprints now, and their usage versions. ``versioned``: fingerprint only the
+    (department, month) pairs whose version moved since their latest baseline (the others are that baseline's),
+    which needs the latest baselines overall; else every pair (replay's scratch schema keeps no versions)."""
+    versions = await usage_versions(conn, run, departments)
+    if not versioned:
+        return await usage_digests(conn, run, departments), versions
+    known, stale = unchanged_digests(versions, baselines)
+    known.update(await _digests_of(conn, stale))
+    return known, versions
+
+
+def _to_reprice(run: list[str], now: dict[tuple[str, str], str], baselines: dict[tuple[str, str], Settled],
+                closed: dict[str, ClosedPeriod], cards: dict[int, StoredCard]):
+    """Which (department, closed month) pairs to re-price (period → departments), and the rate card versions
+    added since each pair was settled. A pair whose fingerprint equals its latest baseline's, and that no rate
+    card added since touches, cannot have changed."""
+    by_seq = {c.close_seq: c for c in closed.values()}
+    candidates: dict[str, list[str]] = defaultdict(list)
+    repriced_by: dict[tuple[str, str], list[str]] = {}
+    for key in sorted(set(now) | set(baselines)):
+        department, month = key
+        settled = baselines.get(key, Settled(NO_USAGE, closed[month].close_seq, 0))
+        settled_at = by_seq.get(settled.close_seq, closed[month])
+        month_end = month_bounds(month)[1]
+        newer = sorted((c.prices for c in cards.values()
+                        if not settled_at.saw(c.created_at) and c.prices.effective_from < month_end),
+                       key=lambda p: p.effective_from)
+        repriced_by[key] = [p.version for p in newer]
+        if newer or now.get(key, NO_USAGE) != settled.digest:
+            candidates[month].append(department)
+    return candidates, repriced_by
+
+
 async def pending_late_adjustments(
     conn, period: str, closed: dict[str, ClosedPeriod], cards: dict[int, StoredCard], departments: list[str] | None,
-    before_close: int | None = None, digests=usage_digests,
+    before_close: int | None = None, versioned: bool = False,
 ) -> tuple[dict[str, list[LateAdjustment]], list[Baseline]]:
     """The late adjustments the bills of open ``period`` carry, for the closed periods just before it, and the
     usage baselines to record if they are frozen now.
@@ -230,26 +353,14 @@ async def pending_late_adjustments(
     For each such closed period M and department D: what M comes to today (re-priced from the rollups) minus
     its final bill minus the adjustments for M already frozen into later final bills. A (D, M) whose daily
     usage fingerprint equals the one recorded when M's figures were last settled, and for which no rate card
-    has been added since, cannot have changed and is not re-priced."""
+    has been added since, cannot have changed and is not re-priced. ``versioned``: see ``_usage_now`` (only
+    as of now: ``before_close`` None)."""
     run = closed_run_before(period, closed)
     if not run:
         return {}, []
-    now = await digests(conn, run, departments)
     baselines = await _latest_baselines(conn, run, departments, before_close)
-    by_seq = {c.close_seq: c for c in closed.values()}
-    candidates: dict[str, list[str]] = defaultdict(list)  # period → departments to re-price
-    repriced_by: dict[tuple[str, str], list[str]] = {}
-    for key in sorted(set(now) | set(baselines)):
-        department, month = key
-        digest, seq = baselines.get(key, (NO_USAGE, closed[month].close_seq))
-        settled_at = by_seq.get(seq, closed[month])
-        month_end = month_bounds(month)[1]
-        newer = sorted((c.prices for c in cards.values()
-                        if not settled_at.saw(c.created_at) and c.prices.effective_from < month_end),
-                       key=lambda p: p.effective_from)
-        repriced_by[key] = [p.version for p in newer]
-        if newer or now.get(key, NO_USAGE) != digest:
-            candidates[month].append(department)
+    now, versions = await _usage_now(conn, run, departments, baselines, versioned and before_close is None)
+    candidates, repriced_by = _to_reprice(run, now, baselines, closed, cards)
     prices = {card_id: card.prices for card_id, card in cards.items()}
     keys = {(d, m) for m, ds in candidates.items() for d in ds}
     final, frozen = await _settled(conn, keys, before_close)
@@ -265,7 +376,7 @@ async def pending_late_adjustments(
             settled = settled_figures(final.get(key, []), frozen.get(key, []))
             result[department].extend(late_adjustments(month, lines, settled, repriced_by.get(key, ())))
             # Re-priced now: if these adjustments are frozen, this is the usage they settle.
-            settle.append(Baseline(department, month, now.get(key, NO_USAGE)))
+            settle.append(Baseline(department, month, now.get(key, NO_USAGE), versions.get(key, 0)))
     return result, settle
 
 
@@ -275,37 +386,60 @@ class PeriodBills:
     baselines: list[Baseline]  # to record when these bills are final
 
 
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """What every period's bills read alike: closes, rate cards, department names (read once per request)."""
+
+    closed: dict[str, ClosedPeriod]
+    cards: dict[int, StoredCard]
+    names: dict[str, str]
+
+
+async def reference(conn, before_close: int | None = None) -> Reference:
+    return Reference(await closed_periods(conn, before_close), await stored_cards(conn), await department_names(conn))
+
+
 async def period_bills(
     conn, period: str, *, status: str, as_of: datetime, departments: list[str] | None = None,
-    before_close: int | None = None, closed_at: datetime | None = None, digests=usage_digests,
+    before_close: int | None = None, closed_at: datetime | None = None, versioned: bool = False,
+    known: Reference | None = None, totals_only: bool = False,
 ) -> PeriodBills:
     """The bills of an open period: for ``departments``, or for every department it bills (usage, active
-    resources, manual adjustments, or late adjustments from closed periods before it). ``digests``: how the
-    closed months' usage fingerprints are read (a remembering one for drafts: ``digest_memo``)."""
-    closed = await closed_periods(conn, before_close)
-    cards = await stored_cards(conn)
+    resources, manual adjustments, or late adjustments from closed periods before it). ``versioned``: closed
+    months' fingerprints by their usage versions (``_usage_now``); ``known``: ``reference`` read already in
+    this snapshot (with this ``before_close``); ``totals_only``: bills for their totals alone (a list), their
+    own usage read as ``usage_slices`` does for totals: the lines' prices and systems are not the bill's."""
+    known = known or await reference(conn, before_close)
+    cards = known.cards
     prices = {card_id: card.prices for card_id, card in cards.items()}
-    slices = await usage_slices(conn, period, departments, prices)
+    slices = await usage_slices(conn, period, departments, prices, totals_only)
     manual = await manual_adjustments(conn, period, departments)
-    late, baselines = await pending_late_adjustments(conn, period, closed, cards, departments, before_close, digests)
+    late, baselines = await pending_late_adjustments(conn, period, known.closed, cards, departments, before_close,
+                                                     versioned)
     if departments is None:
         chosen = (await departments_to_bill(conn, period)) | set(slices) | set(manual) | {
             d for d, found in late.items() if found}
     else:
         chosen = set(departments)
-    names = await department_names(conn)
-    now_digests = await usage_digests(conn, [period], sorted(chosen)) if status == "final" else {}
     bills = [
         Bill(
-            bill_id=bill_number(period, d), period=period, department_id=d, department_name=names.get(d, d),
+            bill_id=bill_number(period, d), period=period, department_id=d, department_name=known.names.get(d, d),
             status=status, lines=tuple(price_usage(slices.get(d, []), prices)),
             late_adjustments=tuple(late.get(d, [])), manual_adjustments=tuple(manual.get(d, [])),
             as_of=as_of, closed_at=closed_at,
         )
         for d in sorted(chosen)
     ]
-    own = [Baseline(d, period, now_digests.get((d, period), NO_USAGE)) for d in sorted(chosen)]
+    own = await _own_baselines(conn, period, sorted(chosen)) if status == "final" else []
     return PeriodBills(bills, own + baselines)
+
+
+async def _own_baselines(conn, period: str, departments: list[str]) -> list[Baseline]:
+    """The usage a final period's bills settle: each department's fingerprint of it, and its usage version."""
+    digests = await usage_digests(conn, [period], departments)
+    versions = await usage_versions(conn, [period], departments)
+    return [Baseline(d, period, digests.get((d, period), NO_USAGE), versions.get((d, period), 0))
+            for d in departments]
 
 
 async def has_presence(conn, department_id: str, period: str) -> bool:
@@ -329,26 +463,30 @@ async def open_periods(conn) -> list[str]:
     return sorted(set(await open_periods_with_usage(conn)) | following)
 
 
-async def open_periods_with_usage(conn, department_id: str | None = None) -> list[str]:
+_USAGE_MONTHS = """
+    WITH RECURSIVE months AS (
+        SELECT (SELECT min(day) FROM usage_daily WHERE {who}) AS day
+        UNION ALL
+        SELECT (SELECT min(day) FROM usage_daily
+                WHERE {who} AND day >= (date_trunc('month', months.day) + interval '1 month')::date)
+        FROM months WHERE months.day IS NOT NULL
+    )
+    SELECT to_char(day, 'YYYY-MM') AS period FROM months WHERE day IS NOT NULL
+    UNION SELECT DISTINCT period FROM adjustments WHERE {adjusted}"""
+
+
+async def open_periods_with_usage(conn, department_id: str | None = None,
+                                  closed: Mapping[str, ClosedPeriod] | None = None) -> list[str]:
     """Open periods in which (a department) has usage or manual adjustments."""
     # The months with usage by a loose index scan: one index probe per month (the first day at or after the
-    # month's start) instead of reading every daily row of the department (a year is some 10,000 of them).
-    rows = await conn.fetch(
-        """
-        WITH RECURSIVE months AS (
-            SELECT (SELECT min(day) FROM usage_daily
-                    WHERE department_id IS NOT NULL AND ($1::text IS NULL OR department_id = $1)) AS day
-            UNION ALL
-            SELECT (SELECT min(day) FROM usage_daily
-                    WHERE department_id IS NOT NULL AND ($1::text IS NULL OR department_id = $1)
-                      AND day >= (date_trunc('month', months.day) + interval '1 month')::date)
-            FROM months WHERE months.day IS NOT NULL
-        )
-        SELECT to_char(day, 'YYYY-MM') AS period FROM months WHERE day IS NOT NULL
-        UNION SELECT DISTINCT period FROM adjustments WHERE $1::text IS NULL OR department_id = $1
-        """,
-        department_id,
-    )
-    closed = await closed_periods(conn)
+    # month's start) instead of reading every daily row of the department (a year is some 10,000 of them). One
+    # department's probes go down its own index (department_id, day): a generic plan for "this department or
+    # every one" probed the day-first key and filtered, reading every later row for a department without usage.
+    rows = await conn.fetch(_USAGE_MONTHS.format(
+        who="department_id IS NOT NULL" if department_id is None else "department_id = $1::text",
+        adjusted="true" if department_id is None else "department_id = $1::text"), *(
+        () if department_id is None else (department_id,)))
+    if closed is None:
+        closed = await closed_periods(conn)
     return sorted(r["period"] for r in rows if r["period"] not in closed)
 

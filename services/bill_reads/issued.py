@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.bill_reads.bills import (
@@ -16,8 +15,8 @@ from services.bill_reads.bills import (
     has_presence,
     open_periods_with_usage,
     period_bills,
+    reference,
     snapshot,
-    usage_digests,
 )
 from services.billing.domain.bills import Bill, parse_bill_number
 from services.billing.domain.periods import next_open_period
@@ -44,16 +43,17 @@ async def read_bill(engine: AsyncEngine, bill_id: str, now: datetime) -> FinalBi
             return FinalBill(bytes(row["document"]), bytes(row["csv"]), row["content_hash"], row["closed_at"])
         if period in await closed_periods(conn):
             return None  # closed without a bill for this department
-        (bill,) = (await period_bills(conn, period, status="draft", as_of=now, departments=[department])).bills
+        (bill,) = (await period_bills(conn, period, status="draft", as_of=now, departments=[department],
+                                      versioned=True)).bills
         if bill.is_empty and not await has_presence(conn, department, period):
             return None
         return bill
 
 
 def _final_summary(row) -> dict:
-    document = orjson.loads(bytes(row["document"]))
+    # the name as issued: generated from the stored document (migration 0017), so the document is not read
     return {"bill_id": row["bill_id"], "department_id": row["department_id"],
-            "department_name": document["department_name"], "period": row["period"], "status": "final",
+            "department_name": row["department_name"], "period": row["period"], "status": "final",
             "total": row["total"], "content_hash": row["content_hash"], "closed_at": row["closed_at"]}
 
 
@@ -63,14 +63,16 @@ def _draft_summary(bill: Bill) -> dict:
 
 
 async def bill_summaries(engine: AsyncEngine, period: str | None, departments: Sequence[str] | None,
-                         now: datetime, digests=usage_digests) -> list[dict]:
+                         now: datetime) -> list[dict]:
     """Bills of a period (every department, or those of a scope), or every bill of a scope's departments.
-    ``digests``: see ``period_bills``."""
+    Closes, rate cards and names are read once for every open period listed; closed months' usage fingerprints
+    only where their usage version moved (``bills.pending_late_adjustments``)."""
     async with snapshot(engine) as conn:
-        closed = await closed_periods(conn)
+        known = await reference(conn)
+        closed = known.closed
         finals = await conn.fetch(
             """
-            SELECT bill_id, department_id, period, total, content_hash, closed_at, document FROM bills
+            SELECT bill_id, department_id, department_name, period, total, content_hash, closed_at FROM bills
             WHERE ($1::text IS NULL OR period = $1) AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))
             ORDER BY period, department_id
             """,
@@ -83,13 +85,14 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, departments: S
             assert departments is not None
             drafts = {next_open_period(p, closed) for p in closed}
             for department in departments:  # one department at a time: its loose index scan
-                drafts |= set(await open_periods_with_usage(conn, department))
+                drafts |= set(await open_periods_with_usage(conn, department, closed))
         for open_period in sorted(drafts):
-            bills = (await period_bills(conn, open_period, status="draft", as_of=now, digests=digests,
-                                        departments=None if departments is None else list(departments))).bills
+            bills = (await period_bills(conn, open_period, status="draft", as_of=now, versioned=True, known=known,
+                                        departments=None if departments is None else list(departments),
+                                        totals_only=True)).bills
             if departments is not None and any(b.is_empty for b in bills):
                 # a department's zero bill is listed only if the period bills it (active resources)
-                billed = await departments_to_bill(conn, open_period)
+                billed = await departments_to_bill(conn, open_period, list(departments))
                 bills = [b for b in bills if not b.is_empty or b.department_id in billed]
             summaries += [_draft_summary(b) for b in bills]
     return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))

@@ -53,7 +53,6 @@ from services.billing.closing import (
     list_adjustments,
     post_adjustment,
 )
-from services.billing.digest_memo import DigestMemo
 from services.billing.disputes import router as disputes_router
 from services.billing.documents import XLSX_TYPE, bill_pdf, bill_xlsx
 from services.billing.domain.bills import parse_bill_number
@@ -104,7 +103,6 @@ async def _all(loops) -> None:
 # What the bill list reads (see services.bill_reads.issued.bill_summaries).
 bills_cache = ResponseCache(tables=(*USAGE_TABLES, "resource_intervals", "resource_trials", "rate_cards", "departments",
                                     "billing_periods", "bills", "adjustments", "ledger_entries", "usage_baselines"))
-bill_digests = DigestMemo(bills_cache)  # closed months' usage fingerprints, kept while usage_daily is unchanged
 app = FastAPI(title="govmeter billing API", version="1.0",
               lifespan=with_response_cache(producer_lifespan(_billing_loop), bills_cache))
 app.router.route_class = DecimalJSONRoute  # JSON numbers in bodies (prices, amounts) parsed as Decimal
@@ -213,8 +211,7 @@ async def get_bills(principal: Reader, now: Now, period: BillsMonth, department:
     key = ("/v1/bills", principal.role, principal.department, month, scope.ids)
 
     async def summaries() -> bytes:
-        digests = bill_digests.source()  # before the snapshot: see services.billing.digest_memo
-        found = await bill_summaries(get_engine(), month, scope.ids, now, digests)
+        found = await bill_summaries(get_engine(), month, scope.ids, now)
         return _SUMMARIES.dump_json(_SUMMARIES.validate_python(found))
 
     # A bill list reads its departments' usage of every month (drafts, and the closed months their late adjustments

@@ -68,7 +68,7 @@ async def year_spend(conn, department_id: str, year: int) -> tuple[Decimal, RunR
     drafts = {}
     for period in sorted(set(with_usage) | {p for p in carrying if p.startswith(prefix)}):
         (bill,) = (await period_bills(conn, period, status="draft", as_of=month_bounds(period)[0],
-                                      departments=[department_id])).bills
+                                      departments=[department_id], versioned=True)).bills
         drafts[period] = bill
         totals[period] = bill.total
     spend = sum(totals.values(), Decimal(0))

@@ -86,7 +86,8 @@ async def close_period(engine: AsyncEngine, period: str, now: datetime, closed_b
         closed_at, open_now = await stamp_cut(conn)
         # Read under the exclusive attribution lock: no batch is moving a watermark meanwhile.
         override = await _watermark_override(conn, period, now, active_days, closed_by, closed_at, override_reason)
-        computed = await period_bills(conn, period, status="final", as_of=closed_at, closed_at=closed_at)
+        computed = await period_bills(conn, period, status="final", as_of=closed_at, closed_at=closed_at,
+                                      versioned=True)
         issued = [(bill, issue(bill)) for bill in computed.bills]
         entries, bill_entry_index = _ledger_entries(issued, period, closed_by, closed_at)
         linked = await append_entries(conn, entries)
@@ -167,11 +168,11 @@ async def _store_baselines(conn, computed: PeriodBills, close_seq: int) -> None:
         return
     await conn.execute(
         """
-        INSERT INTO usage_baselines (department_id, period, digest, close_seq)
-        SELECT d, p, g, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(d, p, g)
+        INSERT INTO usage_baselines (department_id, period, digest, close_seq, usage_version)
+        SELECT d, p, g, $4, v FROM unnest($1::text[], $2::text[], $3::text[], $5::bigint[]) AS x(d, p, g, v)
         """,
         [b.department_id for b in computed.baselines], [b.period for b in computed.baselines],
-        [b.digest for b in computed.baselines], close_seq,
+        [b.digest for b in computed.baselines], close_seq, [b.usage_version for b in computed.baselines],
     )
 
 

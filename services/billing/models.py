@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     ForeignKey,
     Identity,
     Index,
@@ -73,6 +74,9 @@ class Bill(Base):
     csv: Mapped[bytes]  # UTF-8 with BOM
     closed_at: Mapped[datetime]
     ledger_seq: Mapped[int] = mapped_column(BigInteger)  # the ledger entry that carries content_hash
+    # the name as issued, from the document (migration 0017): a bill list reads it without parsing documents
+    department_name: Mapped[str | None] = mapped_column(
+        Text, Computed("govmeter_document_department_name(document)", persisted=True))
 
 
 class Adjustment(Base):
@@ -105,6 +109,8 @@ class UsageBaseline(Base):
     period: Mapped[str] = mapped_column(Text)
     digest: Mapped[str] = mapped_column(Text)
     close_seq: Mapped[int] = mapped_column(BigInteger)
+    # usage_versions' version the digest was taken at; None: recorded before migration 0017 (counts as 0)
+    usage_version: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class LedgerEntry(Base):

@@ -122,7 +122,7 @@ class UsageHourly(Base):
         ),
         Index("ix_usage_hourly_department_hour", "department_id", "hour"),
         Index("ix_usage_hourly_hour", "hour"),
-        {"postgresql_partition_by": "RANGE (hour)"},  # a partition a local month (migration 0014)
+        {"postgresql_partition_by": "RANGE (hour)"},  # a partition a local month (migration 0016)
     )
     __mapper_args__ = {"primary_key": ["resource_id", "hour", "meter", "department_id", "system", "rate_card_id"]}
 
@@ -216,6 +216,17 @@ class ProjectionState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ownership_version: Mapped[int] = mapped_column(BigInteger)
     rate_card_version: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageVersion(Base):
+    """How many times a department's daily usage of a local month was written (migration 0017): a usage
+    baseline records it, and an unchanged version means an unchanged fingerprint (docs/bill-list-speed.md)."""
+
+    __tablename__ = "usage_versions"
+
+    department_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    period: Mapped[str] = mapped_column(Text, primary_key=True)  # YYYY-MM
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 class DeadLetter(Base):

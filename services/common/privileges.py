@@ -35,6 +35,8 @@ APP_GRANTS: dict[str, str | None] = {
     "usage_department_daily": PROJECTION,
     "usage_monthly": PROJECTION,
     "usage_department_totals_daily": PROJECTION,
+    # a counter per department and month, bumped with every write to usage_daily (migration 0017)
+    "usage_versions": "SELECT, INSERT, UPDATE (version)",
     "utilization_hourly": "SELECT, INSERT, UPDATE",
     "source_watermarks": "SELECT, INSERT, UPDATE (complete_up_to, last_seen_at, events)",
     "spend_warnings": "SELECT, INSERT, UPDATE (published_at)",
@@ -63,7 +65,7 @@ APP_GRANTS: dict[str, str | None] = {
     "alembic_version": None,
 }
 # Owner's functions the services call (SECURITY DEFINER): creating a month's partition of usage_hourly needs the
-# table's owner (migration 0014), and the worker and the billing API keep the next months' partitions made.
+# table's owner (migration 0016), and the worker and the billing API keep the next months' partitions made.
 APP_FUNCTIONS = ("govmeter_usage_hourly_month(date)",)
 
 

@@ -73,8 +73,8 @@ def forbidden(principal: Principal) -> HTTPException:
 
 
 class TreeMemo:
-    """The tree, remembered while ``departments`` is unchanged (the same rule as services.billing.digest_memo:
-    the generation is read before the load and compared after the caller's round trip has caught up)."""
+    """The tree, remembered while ``departments`` is unchanged (the response cache's rule: the generation is
+    read before the load and compared after the caller's round trip has caught up)."""
 
     def __init__(self) -> None:
         self.cache: ResponseCache | None = None

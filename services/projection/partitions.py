@@ -1,4 +1,4 @@
-"""Monthly partitions of usage_hourly (migration 0014, docs/partitioning.md): their names and bounds (pure), and
+"""Monthly partitions of usage_hourly (migration 0016, docs/partitioning.md): their names and bounds (pure), and
 their upkeep (SQL helpers on the caller's asyncpg connection).
 
 A partition a billing month: ``usage_hourly_YYYY_MM`` holds the hours of that local (Asia/Shanghai) month, from

@@ -49,6 +49,15 @@ def _added(table: str) -> str:
     return ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in SUMS)
 
 
+# Every (department, local month) whose usage_daily rows this statement writes gets its version bumped, last and
+# in key order like the rollups: an unchanged version proves unchanged daily rows (bill_reads.usage_versions).
+_VERSIONS = """v AS (
+    INSERT INTO usage_versions (department_id, period, version)
+    SELECT DISTINCT department_id, to_char(day, 'YYYY-MM'), 1 FROM days WHERE department_id IS NOT NULL
+    ORDER BY 1, 2
+    ON CONFLICT (department_id, period) DO UPDATE SET version = usage_versions.version + 1)"""
+
+
 def _rollup_statement(with_removed: bool) -> str:
     """One statement: the hourly deltas into usage_hourly, and summed by PostgreSQL into every coarse rollup.
     The batch is summed per local day once (``days``); each coarse rollup sums those few rows further. Each
@@ -76,6 +85,7 @@ def _rollup_statement(with_removed: bool) -> str:
             SELECT {", ".join(_DERIVED[c] for c in rollup.columns)}, {", ".join(f"sum({c})" for c in SUMS)}
             FROM days GROUP BY {positions} ORDER BY {positions}
             ON CONFLICT ({names}) DO UPDATE SET {_added(rollup.table)})""")
+    ctes.append(_VERSIONS)
     return "WITH " + ",\n".join(ctes) + "\nSELECT 1"
 
 

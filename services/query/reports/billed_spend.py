@@ -25,7 +25,7 @@ async def billed_spend(months: list[str]) -> dict[str, dict[str, BilledMonth]]:
             _keep(spend, r["department_id"], r["period"], orjson.loads(bytes(r["document"])))
         now = datetime.now(UTC)
         for month in (m for m in months if m not in closed):
-            for bill in (await period_bills(conn, month, status="draft", as_of=now)).bills:
+            for bill in (await period_bills(conn, month, status="draft", as_of=now, versioned=True)).bills:
                 _keep(spend, bill.department_id, month, bill_document(bill))
     return spend
 
