@@ -16,7 +16,7 @@ from services.bill_reads.bills import period_bills, snapshot
 from services.billing.domain.render import draft_bytes
 from services.common.db import get_engine, raw_connection, raw_transaction
 from services.metering.domain.rating import RollupDelta
-from services.projection.rollups import apply_rollup_deltas
+from services.projection.rollups import COARSE_ROLLUPS, apply_rollup_deltas
 from tests.integration.support import FINANCE, auth, lifecycle_event, usage_event
 from tests.integration.test_billing import close, department_using_a_vm, local, publish, rate_card, tiers
 
@@ -128,7 +128,7 @@ async def test_two_writers_on_the_same_departments_and_months_never_deadlock_and
 
 async def _remove_rollups(where: str) -> None:
     async with raw_transaction(get_engine()) as conn:
-        for table in ("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly"):
+        for table in ("usage_hourly", *(rollup.table for rollup in COARSE_ROLLUPS)):
             if table != "usage_hourly" and "resource_id" in where:
                 continue
             await conn.execute(f"DELETE FROM {table} WHERE {where}")

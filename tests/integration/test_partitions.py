@@ -24,7 +24,7 @@ from services.projection.partitions import (
     month_partitions,
     partition_name,
 )
-from services.projection.rollups import apply_rollup_deltas
+from services.projection.rollups import COARSE_ROLLUPS, apply_rollup_deltas
 
 pytestmark = pytest.mark.usefixtures("database")
 YEAR = 2096  # this branch's years: nothing else writes them
@@ -49,8 +49,7 @@ async def conn(settings):
         yield Tagged(connection, tag)
     finally:
         await connection.execute("DELETE FROM usage_hourly WHERE resource_id LIKE $1", f"{tag}%")
-        for table, column in (("usage_daily", "day"), ("usage_department_daily", "day"), ("usage_monthly", "month"),
-                              ("usage_department_totals_daily", "day")):
+        for table, column in ((r.table, "month" if "month" in r.columns else "day") for r in COARSE_ROLLUPS):
             await connection.execute(f"DELETE FROM {table} WHERE department_id LIKE $1 OR department_id IS NULL "
                                      f"AND {column} >= $2", f"{tag}%", Month(YEAR, 1).first_day)
         await connection.close()
