@@ -319,9 +319,19 @@ class ResponseCache:
         if (not done.cancelled() and done.exception() is None and self.connected
                 and not self._changed_since(flight.start, flight.reads)):
             self._store(key, _Entry(done.result(), flight.reads))
-        if not self._flights:  # nothing running began before the changes logged so far
+        self._forget_logged()
+
+    def _forget_logged(self) -> None:
+        """Drop the logged changes no running computation can have missed (under steady traffic some computation
+        is always running, so the log is trimmed to the oldest one's start rather than only emptied)."""
+        if not self._flights:
             self._log.clear()
             self._log_floor = self.generation
+            return
+        oldest = min(flight.start for flight in self._flights.values())
+        if self._log and self._log[0][0] <= oldest:
+            self._log = [(generation, change) for generation, change in self._log if generation > oldest]
+            self._log_floor = max(self._log_floor, oldest)
 
     def _store(self, key: Hashable, entry: _Entry) -> None:
         size = len(entry.body)

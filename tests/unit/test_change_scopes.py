@@ -61,3 +61,37 @@ def test_the_months_a_window_touches_are_the_months_of_its_hours(start, hours):
     assert found == {str(Month.of(start + timedelta(hours=h))) for h in range(0, hours, 24)} | {
         str(Month.of(end - timedelta(hours=1)))}
     assert months_touching(start, start + timedelta(days=366 * 30)) is None
+
+
+async def test_the_change_log_is_trimmed_to_the_oldest_running_computation():
+    """Under steady traffic some computation is always running: the log of changes must not grow for ever, and an
+    answer computed while a change it read came is still not stored."""
+    import asyncio
+
+    from services.common.response_cache import ResponseCache
+
+    cache = ResponseCache(tables=("bills",))
+    cache._listening, cache._conn = True, type("Open", (), {"is_closed": lambda self: False})()
+    cache._caught_up = _true
+    loop = asyncio.get_running_loop()
+    first, second, third = (loop.create_future() for _ in range(3))
+    a = asyncio.ensure_future(cache.serve("a", lambda: first))
+    b = asyncio.ensure_future(cache.serve("b", lambda: second))
+    await asyncio.sleep(0)
+    for _ in range(50):
+        cache.apply(Change("bills"))
+    c = asyncio.ensure_future(cache.serve("c", lambda: third))  # begins after the changes
+    await asyncio.sleep(0)
+    first.set_result(b"a")
+    await a
+    assert len(cache._log) == 50  # b began before them and is still running
+    second.set_result(b"b")
+    await b
+    assert cache._log == [] and "c" in cache._flights  # trimmed although c still runs: c began after them
+    third.set_result(b"c")
+    await c
+    assert set(cache._entries) == {"c"}  # a and b read what changed while they ran: not stored
+
+
+async def _true():
+    return True
