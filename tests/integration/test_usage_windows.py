@@ -1,11 +1,11 @@
 """/v1/usage over windows that cut months: the whole months come from the monthly rollup and the edges from the
-daily one, and the answer is the same as summing the days (to the fen, per department and meter)."""
+daily one: the quantities are the sum of the days, and the amounts the exact cost of that usage, to the fen."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
@@ -25,6 +25,13 @@ async def rows(apps, headers, **params):
     return response.json()["rows"]
 
 
+PRICES = {"compute.vcpu": Decimal("1.005"), "storage.block": Decimal("0.333")}
+
+
+def fen(amount: Decimal) -> Decimal:
+    return amount.quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
 def summed(answer, by):
     totals = defaultdict(lambda: [Decimal(0), Decimal(0)])
     for r in answer:
@@ -36,7 +43,8 @@ def summed(answer, by):
 
 async def test_windows_cutting_months_sum_to_the_same_figures_as_their_days(apps, worker):
     first, second = await department(apps), await department(apps, "市公安局")
-    await rate_card(apps, local(YEAR, 1, 1), compute_vcpu="1.005", storage_block="0.333")
+    await rate_card(apps, local(YEAR, 1, 1), compute_vcpu=str(PRICES["compute.vcpu"]),
+                    storage_block=str(PRICES["storage.block"]))
     vms = {first: new_id("vm"), second: new_id("vm")}
     events = [lifecycle_event(vm, "activated", dep, local(YEAR, 1, 1)) for dep, vm in vms.items()]
     for k, day in enumerate((1, 16, 31, 45, 59, 60, 90, 91, 120, 121, 130, 150, 151, 170)):
@@ -55,21 +63,18 @@ async def test_windows_cutting_months_sum_to_the_same_figures_as_their_days(apps
                                                       "granularity": granularity, **scope})
                 mine = {k: v for k, v in summed(answer, granularity).items() if k[1] in vms}
                 expected = {k: v for k, v in summed(days, granularity).items() if k[1] in vms}
-                # the day rows are rounded one by one: compare exact quantities and amounts to the fen
+                # quantities: the sum of the days, exactly; amounts: the exact cost of that usage, to the fen
                 assert {k: v[0] for k, v in mine.items()} == {k: v[0] for k, v in expected.items()}, (begin, end)
-                for k, (_, amount) in mine.items():
-                    assert abs(amount - expected[k][1]) <= Decimal("0.01") * 31 * 12, (begin, end, k)
+                assert {k: v[1] for k, v in mine.items()} == {k: fen(v[0] * PRICES[k[2]]) for k, v in mine.items()}
                 # by department alone (the edges from the all-meters daily totals)
                 by_department = await rows(apps, headers, **{"from": begin, "to": end, "group_by": "department",
                                                              "granularity": granularity, **scope})
                 per_department = defaultdict(lambda: [Decimal(0), Decimal(0)])
-                for (month, department_id, _), (quantity, amount) in expected.items():
-                    per_department[(month, department_id, None)][0] += quantity
-                    per_department[(month, department_id, None)][1] += amount
+                for (month, owner, meter), (quantity, _) in mine.items():
+                    per_department[(month, owner, None)][0] += quantity
+                    per_department[(month, owner, None)][1] += quantity * PRICES[meter]
                 found = {k: v for k, v in summed(by_department, granularity).items() if k[1] in vms}
-                assert {k: v[0] for k, v in found.items()} == {k: v[0] for k, v in per_department.items()}
-                for k, (_, amount) in found.items():
-                    assert abs(amount - per_department[k][1]) <= Decimal("0.01") * 31 * 12, (begin, end, k)
+                assert found == {k: [quantity, fen(cost)] for k, (quantity, cost) in per_department.items()}
             top = await rows(apps, headers, **{"from": begin, "to": end, "group_by": "department", **scope})
             assert {r["department_id"] for r in top if r["department_id"] in vms} == {
                 r["department_id"] for r in days if r["department_id"] in vms}
