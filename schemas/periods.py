@@ -61,6 +61,11 @@ class Month:
     def previous(self) -> Month:
         return self.shifted(-1)
 
+    def through(self, last: Month) -> list[Month]:
+        """Every month from this one to ``last``, both included (none when ``last`` is before it)."""
+        count = (last.year - self.year) * 12 + last.month - self.month + 1
+        return [self.shifted(k) for k in range(max(0, count))]
+
     def trailing(self, n: int) -> list[Month]:
         """The ``n`` months that end with this one, oldest first."""
         return [self.shifted(-back) for back in range(n - 1, -1, -1)]

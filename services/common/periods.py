@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from schemas.periods import LOCAL_TZ, MONTH_PATTERN, Month, canonical_month, local_midnight
 
 __all__ = ["HOUR", "LOCAL_TZ", "MONTH_PATTERN", "LocalCalendar", "Month", "canonical_month", "floor_hour",
-           "local_day_of", "local_midnight", "month_bounds", "month_of", "months_touching", "next_month", "parse_bound", "parse_month",
-           "period_start", "previous_month"]
+           "local_day_of", "local_midnight", "month_bounds", "month_of", "months_touching", "next_month", "parse_bound",
+           "parse_month", "period_start", "previous_month"]
 HOUR = timedelta(hours=1)
 
 
@@ -50,14 +50,9 @@ def month_of(instant: datetime) -> str:
 def months_touching(start: datetime, end: datetime, most: int = 240) -> frozenset[str] | None:
     """The billing periods that [start, end) overlaps; None when there are more than ``most`` (say: any)."""
     first, last = Month.of(start), Month.of(end - timedelta(microseconds=1))
-    count = (last.year - first.year) * 12 + last.month - first.month + 1
-    if count > most:
+    if first.shifted(most) <= last:
         return None
-    months, month = [], first
-    for _ in range(max(count, 0)):
-        months.append(str(month))
-        month = month.next()
-    return frozenset(months)
+    return frozenset(str(month) for month in first.through(last))
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:

@@ -42,12 +42,6 @@ def partition_bounds(month: Month) -> tuple[datetime, datetime]:
     return month.start, month.end
 
 
-def months_between(first: Month, last: Month) -> list[Month]:
-    """Every month from ``first`` to ``last``, both included (none when ``last`` is before ``first``)."""
-    count = (last.year - first.year) * 12 + last.month - first.month + 1
-    return [first.shifted(k) for k in range(max(0, count))]
-
-
 def upkeep_range(now: datetime) -> tuple[Month, Month]:
     """The months whose partitions the services keep made at ``now``."""
     current = Month.of(now)
@@ -60,7 +54,7 @@ async def ensure_month_partitions(conn, first: Month, last: Month, lock_timeout:
     partition while it checks that no row of the month is left there, so a lock that cannot be had soon fails the
     upkeep (retried at its next round) rather than queue the worker's inserts behind it."""
     created = []
-    for month in months_between(first, last):
+    for month in first.through(last):
         async with conn.transaction():
             await conn.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
             if await conn.fetchval("SELECT govmeter_usage_hourly_month($1::date)", month.first_day):

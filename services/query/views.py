@@ -8,7 +8,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -73,7 +73,7 @@ def month_split(first: date, end: date) -> tuple[date, date]:
     ``whole_to``. A window of whole months is all months; one inside a month has no whole month
     (``whole_from == whole_to``, every day on one side). Pure: the monthly rollup answers the middle, the daily
     one the edges, so a year's answer reads some dozen monthly rows per key instead of 365 daily ones."""
-    whole_from = first if first.day == 1 else (first.replace(day=1) + timedelta(days=32)).replace(day=1)
+    whole_from = first if first.day == 1 else Month(first.year, first.month).next().first_day
     whole_to = end.replace(day=1)
     if whole_to <= whole_from:
         return first, first  # no whole month: [first, first) is empty, every day is after it

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Collection
 
 from services.billing.domain.applications import FULFILLED, IllegalTransition
-from services.common.periods import month_bounds, month_of, next_month
+from services.common.periods import months_touching
 
 TRIAL, LIVE = "trial", "live"
 MAX_TRIAL_DAYS = 90
@@ -40,19 +40,10 @@ def trial_window(effective_at: datetime, trial_days: int, now: datetime, closed:
     ends_at = effective_at + timedelta(days=trial_days)
     if ends_at <= now:
         raise ValueError("trial_days: the trial would have ended already (effective_at + trial_days is past)")
-    touched = set(months_between(effective_at, ends_at)) & set(closed)
+    touched = months_touching(effective_at, ends_at) & set(closed)
     if touched:
         raise ValueError(f"effective_at: a trial cannot reach into a closed period ({', '.join(sorted(touched))})")
     return Trial(effective_at, ends_at)
-
-
-def months_between(start: datetime, end: datetime) -> list[str]:
-    """The local months [start, end) touches."""
-    months, month = [], month_of(start)
-    while month_bounds(month)[0] < end:
-        months.append(month)
-        month = next_month(month)
-    return months
 
 
 def go_live(state: str, trial: Trial | None, now: datetime) -> Trial:
