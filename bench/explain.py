@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -41,8 +40,9 @@ def usage_query(params: dict) -> UsageQuery:
 async def explain(conn, sql: str, args: list, full: bool) -> str:
     plan = [r[0] for r in await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)]
     total = next((line for line in plan if line.startswith("Execution Time")), "?")
-    hits = sum(int(m) for line in plan[:1] for m in re.findall(r"hit=(\d+)", " ".join(plan[:3])))
-    head = f"    {total.split(': ')[-1]:>12}  {plan[0].strip()[:90]}  (top buffers hit={hits})"
+    # the top node's buffers: the first "Buffers:" line of the plan belongs to its first node
+    buffers = next((line.strip() for line in plan if line.strip().startswith("Buffers:")), "Buffers: none")
+    head = f"    {total.split(': ')[-1]:>12}  {plan[0].strip()[:90]}  ({buffers})"
     return head + ("\n" + "\n".join("      " + line for line in plan) if full else "")
 
 

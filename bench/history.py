@@ -43,8 +43,8 @@ def _rollup_statement(table: str, key: tuple[str, ...], column: str, day_key: bo
     names = ", ".join(key)
     positions = ", ".join(str(i + 1) for i in range(len(key)))
     added = ", ".join(f"{s} = {table}.{s} + EXCLUDED.{s}" for s in SUMS)
-    bounds = "$1::timestamptz AND $2::timestamptz" if not day_key else "$1::date AND $2::date"
-    compare = f"{column} >= $1 AND {column} < $2" if not day_key else f"{column} BETWEEN {bounds}"
+    # local days: both 1 Januaries, as the docstring says (the stored UTC year ends at 08:00 local on the second)
+    compare = f"{column} BETWEEN $1::date AND $2::date" if day_key else f"{column} >= $1 AND {column} < $2"
     return f"""
         INSERT INTO {table} ({names}, {", ".join(SUMS)})
         SELECT {picks}, {", ".join(f"sum({s})" for s in SUMS)}

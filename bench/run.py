@@ -520,8 +520,9 @@ async def bench_history(size: dict, load: Load, logs: Path, years: int, workers:
     t0 = time.monotonic()
     async with raw_connection(get_engine()) as conn:
         added = await add_history(conn, YEAR_START.year, years)
-    figures.append(Figure(f"synthetic history: usage events added ({years - 1} older year{'s' * (years > 2)})", added, "events",
-                          note=f"inserted set-based with the rollups, then VACUUM (ANALYZE), in {time.monotonic() - t0:.0f} s"))
+    figures.append(Figure(
+        f"synthetic history: usage events added ({years - 1} older year{'s' * (years > 2)})", added, "events",
+        note=f"inserted set-based with the rollups, then VACUUM (ANALYZE), in {time.monotonic() - t0:.0f} s"))
     if workers:
         at_n, rss[f"metering worker (year {years})"] = await bench_workers(size, load, 1, logs, at=f"year {years}")
         figures.extend(at_n)
