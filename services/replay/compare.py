@@ -12,15 +12,13 @@ from services.bill_reads.bills import ClosedPeriod, open_periods, period_bills, 
 from services.billing.domain.bills import Bill
 from services.billing.domain.render import draft_bytes, issue
 from services.common.db import raw_connection
+from services.projection.rollups import COARSE_ROLLUPS
 from services.replay.plan import ReplayReport
 
 
-COMPARED = ("resource_intervals", "usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly",
-            "usage_department_totals_daily", "utilization_hourly")
-
-
-ROLLUPS = ("usage_hourly", "usage_daily", "usage_department_daily", "usage_monthly",
-           "usage_department_totals_daily")  # zeros = no row
+# the usage rollups as the worker writes them: a new coarse rollup is compared without being listed here
+ROLLUPS = ("usage_hourly", *(rollup.table for rollup in COARSE_ROLLUPS))  # zeros = no row
+COMPARED = ("resource_intervals", *ROLLUPS, "utilization_hourly")
 
 
 async def _fetch(engine, query: str, params: list) -> list:

@@ -8,7 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.common.periods import LOCAL_TZ, Month, months_touching
-from services.common.response_cache import EVERYTHING, Change, Reads, affects, parse_change
+from services.common.response_cache import (
+    EVERYTHING,
+    FINER_ROLLUPS,
+    USAGE_TABLES,
+    Change,
+    Reads,
+    affects,
+    parse_change,
+)
+from services.projection.rollups import COARSE_ROLLUPS
 
 MONTHS = st.sampled_from([f"2025-{m:02d}" for m in range(1, 13)])
 DEPARTMENTS = st.sampled_from(["dep-a", "dep-b", "dep-c"])
@@ -17,6 +26,12 @@ CHANGES = st.dictionaries(MONTHS, st.one_of(st.none(), st.frozensets(st.one_of(s
 READS = st.builds(Reads, tables=st.just(frozenset()), usage=st.just(True),
                   months=st.one_of(st.none(), st.frozensets(MONTHS, min_size=1)),
                   departments=st.one_of(st.none(), st.frozensets(DEPARTMENTS, min_size=1)))
+
+
+def test_the_caches_know_every_usage_rollup_the_worker_writes():
+    # services/common cannot import the projection (the layering): the two lists are held together here
+    assert USAGE_TABLES == {"usage_hourly", *(rollup.table for rollup in COARSE_ROLLUPS)}
+    assert "usage_monthly" in USAGE_TABLES - FINER_ROLLUPS  # the one whose notifications are scoped
 
 
 def test_payloads_read_as_bare_tables_scoped_usage_or_everything():
