@@ -20,11 +20,14 @@ read -r version cluster _ < <(pg_lsclusters -h | head -n 1)
 conf="/etc/postgresql/$version/$cluster/postgresql.conf"
 grep -q "^listen_addresses = 'localhost'" "$conf" || echo "listen_addresses = 'localhost'" >> "$conf"
 # Sizing for an event store that takes tens of thousands of rows a second (Debian's defaults suit a laptop):
-# the indexes stay in shared buffers, and checkpoints come seldom enough that full-page images stay rare.
+# the indexes the worker writes stay in shared buffers (a quarter of the machine's 24 GB: the event store's key
+# index grows ~40 bytes an event and every insert lands on a random leaf of it, docs/partitioning.md), checkpoints
+# come seldom enough that full-page images stay rare, and those there are go to the WAL compressed.
 cat > "/etc/postgresql/$version/$cluster/conf.d/govmeter.conf" <<'CONF'
-shared_buffers = 2GB
+shared_buffers = 6GB
 max_wal_size = 8GB
 checkpoint_timeout = 15min
+wal_compression = lz4
 CONF
 # Installing the package may have started the cluster already: restart it so that the settings above apply.
 if pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1 == v && $2 == c && $4 == "online" {found = 1} END {exit !found}'; then

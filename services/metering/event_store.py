@@ -125,7 +125,7 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
         SELECT source, event_id, type, subject, event_time::timestamptz, meter, quantity::numeric,
                start_at::timestamptz, end_at::timestamptz, payload
         FROM incoming_events
-        ON CONFLICT (source, event_id) DO NOTHING
+        ON CONFLICT (govmeter_event_key(source, event_id)) DO NOTHING
         RETURNING source, event_id
         """
     )
@@ -138,11 +138,14 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
     stored = await conn.fetch(
         """
         SELECT e.source, e.event_id, e.payload FROM events e
-        JOIN unnest($1::text[], $2::text[]) AS k(s, i) ON e.source = k.s AND e.event_id = k.i
+        JOIN unnest($1::text[], $2::text[]) AS k(s, i)
+          ON govmeter_event_key(e.source, e.event_id) = govmeter_event_key(k.s, k.i)
         """,
         [i.key[0] for i in seen_before],
         [i.key[1] for i in seen_before],
     )
+    # keyed by the stored pair: were a digest ever shared by two pairs, the newcomer finds no payload of its own
+    # and becomes a dead letter, not a silent drop
     stored_payload = {(r["source"], r["event_id"]): bytes(r["payload"]) for r in stored}
     conflicts.extend(_conflict(item) for item in seen_before if stored_payload.get(item.key) != item.payload)
     return new, conflicts

@@ -60,8 +60,9 @@ async def post(apps, headers: dict, body: bytes | str, token=None):
 
 async def stored_payload(event: dict) -> dict:
     async with get_engine().connect() as conn:
-        payload = (await conn.execute(text("SELECT payload FROM events WHERE source = :s AND event_id = :i"),
-                                      {"s": event["source"], "i": event["id"]})).scalar_one()
+        by_key = text(
+            "SELECT payload FROM events WHERE govmeter_event_key(source, event_id) = govmeter_event_key(:s, :i)")
+        payload = (await conn.execute(by_key, {"s": event["source"], "i": event["id"]})).scalar_one()
     return orjson.loads(payload)
 
 
