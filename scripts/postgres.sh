@@ -20,11 +20,13 @@ read -r version cluster _ < <(pg_lsclusters -h | head -n 1)
 conf="/etc/postgresql/$version/$cluster/postgresql.conf"
 grep -q "^listen_addresses = 'localhost'" "$conf" || echo "listen_addresses = 'localhost'" >> "$conf"
 # Sizing for an event store that takes tens of thousands of rows a second (Debian's defaults suit a laptop):
-# the indexes the worker writes stay in shared buffers (a quarter of the machine's 24 GB: the event store's key
-# index grows ~40 bytes an event and every insert lands on a random leaf of it, docs/partitioning.md), checkpoints
-# come seldom enough that full-page images stay rare, and those there are go to the WAL compressed.
-cat > "/etc/postgresql/$version/$cluster/conf.d/govmeter.conf" <<'CONF'
-shared_buffers = 6GB
+# the indexes the worker writes stay in shared buffers (a quarter of the machine's memory, 6 GB of 24: the event
+# store's key index grows ~40 bytes an event and every insert lands on a random leaf of it, docs/partitioning.md),
+# checkpoints come seldom enough that full-page images stay rare, and those there are go to the WAL compressed.
+# Sized from the machine, so that a smaller one (a laptop running the demo) still starts.
+shared_buffers_mb=$(awk '/^MemTotal:/ {mb = int($2 / 4 / 1024); print (mb < 128 ? 128 : mb)}' /proc/meminfo)
+cat > "/etc/postgresql/$version/$cluster/conf.d/govmeter.conf" <<CONF
+shared_buffers = ${shared_buffers_mb}MB
 max_wal_size = 8GB
 checkpoint_timeout = 15min
 wal_compression = lz4

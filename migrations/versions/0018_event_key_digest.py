@@ -6,8 +6,9 @@ Revises: 0017_bill_list_speed
 Each stored event is unique per (source, id), over all of history: a duplicate, a redelivery or a replay of any
 year must find it. Event ids are the provider's (UUIDs, in practice), so every insert lands on a random leaf of
 that index, and the whole index is the worker's working set. As a primary key on the two texts it took ~118 bytes
-an event: at five years of the bench's medium store (16 M events) 1.9 GB, all of shared_buffers, and the worker's
-PostgreSQL CPU an event rose by a third (page reads from the OS cache, dirty pages written back).
+an event: at five years of the bench's medium store (29 M events) 3.8 GB, twice shared_buffers, and the worker's
+PostgreSQL CPU an event rose from 54 µs to 81 (page reads from outside shared buffers, dirty pages written back by
+the backend, full-page images; docs/partitioning.md).
 
 ``govmeter_event_key(source, id)`` is the first 128 bits of SHA-256 over both texts (a NUL byte between them,
 which text cannot hold, so no two pairs share an input): ~40 bytes an index entry, a third of before. The unique
