@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from schemas.periods import LOCAL_TZ, MONTH_PATTERN, Month, canonical_month, local_midnight
 
 __all__ = ["HOUR", "LOCAL_TZ", "MONTH_PATTERN", "LocalCalendar", "Month", "canonical_month", "floor_hour",
-           "local_day_of", "local_midnight", "month_bounds", "month_of", "months_touching", "next_month", "parse_bound",
-           "parse_month", "period_start", "previous_month"]
+           "is_local_midnight", "local_day_of", "local_midnight", "month_bounds", "month_of", "months_touching",
+           "next_month", "parse_bound", "parse_month", "period_start", "previous_month"]
 HOUR = timedelta(hours=1)
 
 
@@ -21,6 +21,11 @@ def floor_hour(instant: datetime) -> datetime:
     """Start of the UTC hour holding ``instant``; Shanghai's offset is whole hours, so it is a local hour too."""
     instant = instant.astimezone(UTC)
     return instant.replace(minute=0, second=0, microsecond=0)
+
+
+def is_local_midnight(instant: datetime) -> bool:
+    local = instant.astimezone(LOCAL_TZ)
+    return (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0)
 
 
 def local_day_of(instant: datetime) -> date:

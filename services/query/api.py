@@ -4,6 +4,8 @@ the FOCUS export. Its lifespan runs the anomaly warning evaluation in the backgr
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Response
@@ -22,13 +24,15 @@ from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
-from services.common.periods import months_touching, parse_bound
+from services.common.periods import Month, months_touching, parse_bound
 from services.common.response_cache import USAGE_TABLES, Reads, ResponseCache, with_response_cache
 from services.common.scope import TREE, Rollup, read_scope
 from services.query import warnings
 from services.query.reports import budget, focus, platform, utilization, waste
 from services.query.reports import warnings as warnings_report
-from services.query.views import GRANULARITIES, GROUPS, TooManyRows, UsageQuery, usage_report_json
+from services.query.domain.usage_pieces import assemble, piece_months, slice_piece
+from services.query.views import (GRANULARITIES, GROUPS, TooManyRows, UsageQuery, usage_piece, usage_report_body,
+                                  usage_report_json)
 
 
 def _warning_loop(producer, settings):
@@ -96,12 +100,40 @@ async def get_usage(
     query = UsageQuery(start, end, groups, granularity, (await read_scope(principal, department, rollup)).ids, meter)
     # The query already holds the scope's ids; the caller's role and department are in the key as well,
     # so no answer ever crosses from one scope to another even if scoping changes.
-    key = ("/v1/usage", principal.role, principal.department, query)
-    reads = Reads(usage=True, months=months_touching(start, end),
-                  departments=None if query.departments is None else frozenset(query.departments))
+    scope = (principal.role, principal.department)
     limit = get_settings().usage_max_rows
     try:
-        body = await usage_cache.serve(key, lambda: usage_report_json(get_engine(), query, limit), reads)
+        months = piece_months(start, end, groups, granularity) if usage_cache.connected else None
+        body = await usage_from_pieces(scope, query, months, limit) if months else None
+        if body is None:
+            reads = Reads(usage=True, months=months_touching(start, end), departments=_departments(query))
+            body = await usage_cache.serve(("/v1/usage", *scope, query),
+                                           lambda: usage_report_json(get_engine(), query, limit), reads)
     except TooManyRows as exc:
         raise unprocessable(str(exc)) from None
     return Response(body, media_type="application/json")
+
+
+def _departments(query: UsageQuery) -> frozenset[str] | None:
+    return None if query.departments is None else frozenset(query.departments)
+
+
+async def usage_from_pieces(scope: tuple, query: UsageQuery, months: list[Month], limit: int) -> bytes | None:
+    """A bucketed answer assembled from its months' cached pieces (services.query.domain.usage_pieces), or None
+    when one month alone has more rows than ``limit`` (the window is then answered by one statement). Not cached
+    itself: assembling costs less than the pieces, and a window is rarely asked twice."""
+
+    async def piece(month: Month) -> bytes:
+        whole = replace(query, start=month.start, end=month.end)
+        reads = Reads(usage=True, months=frozenset({str(month)}), departments=_departments(query))
+        return await usage_cache.serve(("/v1/usage piece", *scope, whole),
+                                       lambda: usage_piece(get_engine(), whole, limit), reads)
+
+    try:
+        pieces = await asyncio.gather(*(piece(month) for month in months))
+    except TooManyRows:
+        return None
+    count, rows = assemble([slice_piece(p, query.start, query.end) for p in pieces])
+    if count > limit:
+        raise TooManyRows(limit)
+    return usage_report_body(rows)

@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.catalogue import meters
 from services.common.db import get_engine, raw_connection
-from services.common.periods import LOCAL_TZ, Month, local_midnight
+from services.common.periods import LOCAL_TZ, Month, is_local_midnight, local_midnight
 from services.metering.domain.rating import RateCardPrices
 from services.reference.rate_cards import load_rate_cards
 from services.query.domain.charges import ChargeRow, charge_rows
 from services.query.domain.figures import Allocation, UtilizationFigures, current_prices, time_weighted_allocations
+from services.query.domain.usage_pieces import BUCKET_KEY_FORMAT, encode_piece
 from services.query.domain.waste import ResourceEvidence, Windows
 
 GROUPS = ("department", "meter", "resource", "system")
@@ -49,16 +50,11 @@ class UsageQuery:
     meter: str | None
 
 
-def _is_local_midnight(t: datetime) -> bool:
-    local = t.astimezone(LOCAL_TZ)
-    return (local.hour, local.minute, local.second, local.microsecond) == (0, 0, 0, 0)
-
-
 def _rollup_for(query: UsageQuery) -> str:
     """The coarsest rollup that answers the query exactly (``usage_monthly`` also for windows that cut months:
     see ``month_split``)."""
     if "resource" in query.group_by or query.granularity == "hour" or not (
-        _is_local_midnight(query.start) and _is_local_midnight(query.end)
+        is_local_midnight(query.start) and is_local_midnight(query.end)
     ):
         return "usage_hourly"
     if "system" in query.group_by:
@@ -126,11 +122,28 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: in
         count, rows_json = await conn.fetchrow(sql, *args)
     if count > max_rows:
         raise TooManyRows(max_rows)
-    return b'{"currency":"CNY","rows":' + rows_json.encode() + b"}"
+    return usage_report_body(rows_json.encode())
 
 
-def usage_report_sql(query: UsageQuery, max_rows: int) -> tuple[str, list]:
-    """The statement (and its arguments) that answers ``query``: one row, (row count, rows as JSON text)."""
+def usage_report_body(rows_json: bytes) -> bytes:
+    """The ``/v1/usage`` answer (schemas.api.UsageReport) around its rows' JSON array."""
+    return b'{"currency":"CNY","rows":' + rows_json + b"}"
+
+
+async def usage_piece(engine: AsyncEngine, month_query: UsageQuery, max_rows: int) -> bytes:
+    """The piece (services.query.domain.usage_pieces) of a bucketed query over one whole month; TooManyRows if
+    the month alone has more than ``max_rows`` rows."""
+    sql, args = usage_report_sql(month_query, max_rows, per_bucket=True)
+    async with raw_connection(engine) as conn:
+        buckets = await conn.fetch(sql, *args)
+    if sum(count for _, count, _ in buckets) > max_rows:
+        raise TooManyRows(max_rows)
+    return encode_piece([tuple(bucket) for bucket in buckets])
+
+
+def usage_report_sql(query: UsageQuery, max_rows: int, per_bucket: bool = False) -> tuple[str, list]:
+    """The statement (and its arguments) that answers ``query``: one row, (row count, rows as JSON text); or with
+    ``per_bucket`` (a bucketed query), one row per bucket in time order: (bucket key, row count, rows' JSON)."""
     catalogue = meters()
     args: list = [list(catalogue), [m.unit for m in catalogue.values()], query.start.astimezone(LOCAL_TZ).isoformat()]
     filters = ""
@@ -155,6 +168,10 @@ def usage_report_sql(query: UsageQuery, max_rows: int) -> tuple[str, list]:
     fields += ["""',"quantity":"' || trim_scale(q)::text || '","amount":"' || round(a, 2)::text || '"'""",
                """CASE WHEN u <> 0 THEN ',"unpriced_quantity":"' || trim_scale(u)::text || '"' ELSE '' END || '}'"""]
     order = ", ".join(["period"] * bool(bucket) + [f"agg.{k}" for k in keys]) or "1"
+    rows = f"string_agg({' || '.join(fields)}, ',' ORDER BY {order})"
+    # a piece: one row per bucket, keyed as usage_pieces.bucket_key (day and hour buckets are whole local hours)
+    select = (f"SELECT to_char(period, '{BUCKET_KEY_FORMAT}'), count(*), {rows}" if per_bucket
+              else f"SELECT count(*), coalesce('[' || {rows} || ']', '[]')")
     args.append(max_rows + 1)
     sql = f"""
         WITH units AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(meter, unit)),
@@ -164,9 +181,10 @@ def usage_report_sql(query: UsageQuery, max_rows: int) -> tuple[str, list]:
             {f"GROUP BY {group}" if group else ""}
             LIMIT ${len(args)}
         )
-        SELECT count(*), coalesce('[' || string_agg({" || ".join(fields)}, ',' ORDER BY {order}) || ']', '[]')
+        {select}
         FROM agg {"LEFT JOIN units ON units.meter = agg.meter" if "meter" in query.group_by else ""}
         WHERE q IS NOT NULL
+        {"GROUP BY period ORDER BY period" if per_bucket else ""}
     """
     return sql, args
 

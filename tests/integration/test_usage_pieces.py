@@ -1,0 +1,120 @@
+"""/v1/usage by the day or hour is assembled from cached month pieces (services/query/domain/usage_pieces.py): the
+answer is the same, to the byte, as the one statement over the window; a never-asked window over cached months
+runs no statement; new usage recomputes only the month it touched; a month larger than the row limit falls back
+to the one statement. Era: 2075."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+
+from services.common.config import get_settings
+from services.common.db import get_engine
+from services.common.periods import parse_bound
+from services.query.api import usage_cache
+from services.query.views import UsageQuery, usage_report_json
+from tests.integration.support import FINANCE, auth, lifecycle_event, usage_event
+from tests.integration.test_billing import department, local, new_id, publish, rate_card
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+YEAR = 2075
+DAY_WINDOWS = [("2075-01-17", "2075-04-03"), ("2075-02-01", "2075-02-15"), ("2075-03-31", "2075-05-01"),
+               ("2074-12-20", "2075-02-02"), ("2075-01-01", "2075-05-01")]
+HOUR_WINDOWS = [("2075-01-31T20:00:00+08:00", "2075-02-02T05:00:00+08:00"), ("2075-03-05", "2075-03-07")]
+GROUPS = ["meter", "department,meter", "system", "department,system,meter", ""]
+
+
+async def usage_fleet(apps, worker) -> tuple[str, str]:
+    """Two departments' VMs and a VM nobody owns (unattributed usage), each using two meters at 80 random hours
+    of January to April."""
+    first, second = await department(apps), await department(apps, "市公安局")
+    await rate_card(apps, local(YEAR, 1, 1), compute_vcpu="1.005", storage_block="0.333")
+    vms = {first: new_id("vm"), second: new_id("vm")}
+    events = [lifecycle_event(vm, "activated", dep, local(YEAR, 1, 1)) for dep, vm in vms.items()]
+    rng = random.Random(2075)
+    for k in range(80):
+        start = local(YEAR, 1, 1) + timedelta(hours=rng.randrange(24 * 120))
+        for vm in (*vms.values(), new_id("stray")):
+            events.append(usage_event(vm, "compute.vcpu", str(rng.randint(1, 9)), start))
+            events.append(usage_event(vm, "storage.block", f"{k}.5", start))
+    await publish(apps, events, worker)
+    return first, second
+
+
+async def answer(apps, headers, **params) -> bytes:
+    response = await apps["query"].get("/v1/usage", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+async def one_statement(params: dict, departments) -> bytes:
+    groups = tuple(g for g in params["group_by"].split(",") if g)
+    query = UsageQuery(parse_bound(params["from"]), parse_bound(params["to"]), groups, params["granularity"],
+                       departments, None)
+    return await usage_report_json(get_engine(), query, get_settings().usage_max_rows)
+
+
+def questions(first: str, second: str):
+    """(headers, params, the scope's ids) for every window, grouping and scope."""
+    scopes = [(FINANCE, {}, None), (FINANCE, {"department": first}, (first,)),
+              (auth("department", second), {}, (second,))]
+    for windows, granularity in ((DAY_WINDOWS, "day"), (HOUR_WINDOWS, "hour")):
+        for begin, end in windows:
+            for group_by in GROUPS:
+                for headers, scope, ids in scopes:
+                    yield headers, {"from": begin, "to": end, "group_by": group_by, "granularity": granularity,
+                                    **scope}, ids
+
+
+async def test_answers_from_month_pieces_equal_the_one_statement_to_the_byte(apps, worker):
+    first, second = await usage_fleet(apps, worker)
+    assert usage_cache.connected
+    checked = 0
+    for headers, params, ids in questions(first, second):
+        found = await answer(apps, headers, **params)
+        assert found == await one_statement(params, ids), params
+        checked += found.count(b"period_start")
+    assert checked > 1000  # the windows hold usage
+    # a department's answer holds only its own rows
+    mine = await answer(apps, auth("department", second), **{"from": "2075-01-01", "to": "2075-05-01",
+                                                              "group_by": "department", "granularity": "day"})
+    assert mine.count(b'"department_id":"') == mine.count(f'"department_id":"{second}"'.encode()) > 10
+
+
+async def test_a_new_window_over_cached_months_runs_no_statement_and_new_usage_recomputes_its_month_only(
+        apps, worker):
+    first, _ = await usage_fleet(apps, worker)
+    params = {"group_by": "meter", "granularity": "day", "department": first}
+    await answer(apps, FINANCE, **{"from": "2075-01-01", "to": "2075-05-01", **params})  # four pieces
+    misses = usage_cache.misses
+    for begin, end in (("2075-01-09", "2075-03-30"), ("2075-02-03", "2075-04-11"), ("2075-01-02", "2075-01-03")):
+        await answer(apps, FINANCE, **{"from": begin, "to": end, **params})
+    assert usage_cache.misses == misses  # every piece was cached
+
+    vm = new_id("vm")
+    await publish(apps, [lifecycle_event(vm, "activated", first, local(YEAR, 1, 1)),
+                         usage_event(vm, "compute.vcpu", "1000", local(YEAR, 3, 9, 10))], worker)
+    window = {"from": "2075-01-09", "to": "2075-04-11", **params}
+    misses = usage_cache.misses
+    found = await answer(apps, FINANCE, **window)
+    assert usage_cache.misses == misses + 1  # March's piece, and no other
+    assert found == await one_statement(window, (first,))
+    assert b'"period_start":"2075-03-09T00:00:00+08:00","meter":"compute.vcpu"' in found
+
+
+async def test_a_month_beyond_the_row_limit_falls_back_to_the_one_statement(apps, worker, settings, monkeypatch):
+    first, _ = await usage_fleet(apps, worker)
+    hours = {"group_by": "meter", "granularity": "hour", "department": first}
+    window = {"from": "2075-02-01", "to": "2075-02-08", **hours}
+    month_rows = (await one_statement({**window, "to": "2075-03-01"}, (first,))).count(b"period_start")
+    window_rows = (await one_statement(window, (first,))).count(b"period_start")
+    assert 0 < window_rows < month_rows
+    monkeypatch.setattr(settings, "usage_max_rows", window_rows)
+    misses = usage_cache.misses
+    assert await answer(apps, FINANCE, **window) == await one_statement(window, (first,))
+    assert usage_cache.misses == misses + 2  # February's piece (too large, not kept), then the window itself
+    refused = await apps["query"].get("/v1/usage", params={**window, "to": "2075-02-20"}, headers=FINANCE)
+    assert refused.status_code == 422 and f"more than {window_rows} rows" in refused.text
