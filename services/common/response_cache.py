@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Hashable
+from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -295,22 +295,35 @@ class ResponseCache:
         ``reads``: what the answer reads of the database (default: everything this cache listens to)."""
         if not self.connected or not await self._caught_up():
             return await compute()
-        reads = reads or self.everything
+        return await self._serve_caught_up(key, compute, reads or self.everything)
+
+    async def serve_all(self, wanted: Sequence[tuple[Hashable, Callable[[], Awaitable[bytes]], Reads]]
+                        ) -> list[bytes]:
+        """``serve`` for each (key, compute, reads) of ``wanted``, concurrently, after one catching-up trip for all
+        (an answer assembled from many cached parts waits for one round trip, not one per part)."""
+        if not self.connected or not await self._caught_up():
+            return list(await asyncio.gather(*(compute() for _, compute, _ in wanted)))
+        return list(await asyncio.gather(*(self._serve_caught_up(*item) for item in wanted)))
+
+    def _serve_caught_up(self, key: Hashable, compute: Callable[[], Awaitable[bytes]], reads: Reads
+                         ) -> Awaitable[bytes]:
         entry = self._entries.get(key)
         if entry is not None:  # present: nothing it read has changed (``apply`` drops it at once)
             self._entries.move_to_end(key)
             self.hits += 1
-            return entry.body
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(entry.body)
+            return done
         flight = self._flights.get(key)
         if flight is not None and not self._changed_since(flight.start, flight.reads):
             self.hits += 1
-            return await asyncio.shield(flight.future)
+            return asyncio.shield(flight.future)
         self.misses += 1
         # A task of its own: a caller that goes away does not cancel the answer the others are waiting for.
         flight = _Flight(self.generation, reads, asyncio.ensure_future(compute()))
         self._flights[key] = flight
         flight.future.add_done_callback(lambda done: self._landed(key, flight))
-        return await asyncio.shield(flight.future)
+        return asyncio.shield(flight.future)
 
     def _landed(self, key: Hashable, flight: _Flight) -> None:
         if self._flights.get(key) is flight:

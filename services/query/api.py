@@ -4,7 +4,6 @@ the FOCUS export. Its lifespan runs the anomaly warning evaluation in the backgr
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import Annotated
 
@@ -30,9 +29,9 @@ from services.common.scope import TREE, Rollup, read_scope
 from services.query import warnings
 from services.query.reports import budget, focus, platform, utilization, waste
 from services.query.reports import warnings as warnings_report
-from services.query.domain.usage_pieces import assemble, piece_months, slice_piece
-from services.query.views import (GRANULARITIES, GROUPS, TooManyRows, UsageQuery, usage_piece, usage_report_body,
-                                  usage_report_json)
+from services.query.domain.usage_pieces import assemble, bucket_key, piece_months, slice_piece
+from services.query.views import (GRANULARITIES, GROUPS, USAGE_REPORT_HEAD, USAGE_REPORT_TAIL, TooManyRows,
+                                  UsageQuery, usage_piece, usage_report_json)
 
 
 def _warning_loop(producer, settings):
@@ -123,17 +122,17 @@ async def usage_from_pieces(scope: tuple, query: UsageQuery, months: list[Month]
     when one month alone has more rows than ``limit`` (the window is then answered by one statement). Not cached
     itself: assembling costs less than the pieces, and a window is rarely asked twice."""
 
-    async def piece(month: Month) -> bytes:
+    def piece(month: Month):
         whole = replace(query, start=month.start, end=month.end)
         reads = Reads(usage=True, months=frozenset({str(month)}), departments=_departments(query))
-        return await usage_cache.serve(("/v1/usage piece", *scope, whole),
-                                       lambda: usage_piece(get_engine(), whole, limit), reads)
+        return ("/v1/usage piece", *scope, whole), lambda: usage_piece(get_engine(), whole, limit), reads
 
     try:
-        pieces = await asyncio.gather(*(piece(month) for month in months))
+        pieces = await usage_cache.serve_all([piece(month) for month in months])
     except TooManyRows:
         return None
-    count, rows = assemble([slice_piece(p, query.start, query.end) for p in pieces])
+    low, high = bucket_key(query.start), bucket_key(query.end)
+    count, body = assemble([slice_piece(p, low, high) for p in pieces], USAGE_REPORT_HEAD, USAGE_REPORT_TAIL)
     if count > limit:
         raise TooManyRows(limit)
-    return usage_report_body(rows)
+    return body

@@ -125,9 +125,12 @@ async def usage_report_json(engine: AsyncEngine, query: UsageQuery, max_rows: in
     return usage_report_body(rows_json.encode())
 
 
+USAGE_REPORT_HEAD, USAGE_REPORT_TAIL = b'{"currency":"CNY","rows":', b"}"
+
+
 def usage_report_body(rows_json: bytes) -> bytes:
     """The ``/v1/usage`` answer (schemas.api.UsageReport) around its rows' JSON array."""
-    return b'{"currency":"CNY","rows":' + rows_json + b"}"
+    return USAGE_REPORT_HEAD + rows_json + USAGE_REPORT_TAIL
 
 
 async def usage_piece(engine: AsyncEngine, month_query: UsageQuery, max_rows: int) -> bytes:

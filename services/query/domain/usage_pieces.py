@@ -7,9 +7,11 @@ answer restricted to the buckets inside the window. A *piece* is one month's who
 survives ingestion (a worker commit touches today's month) and serves every window that touches that month. So a
 finance officer's never-asked window over last year costs a few cached pieces, not a scan of the rollup.
 
-Encoding (bytes, for the response cache): one line per bucket, ``<local bucket start YYYY-MM-DDTHH>\\t<rows>\\t
-<the bucket's rows as comma-joined JSON objects>\\n``, buckets in time order. JSON text holds no raw tab or
-newline (they are escaped), so the separators are unambiguous."""
+Encoding (bytes, for the response cache): the number of buckets (6 digits) and a newline; one index line per
+bucket in time order, of fixed width (``<local bucket start YYYY-MM-DDTHH><rows up to and including this bucket: 10
+digits><where its JSON ends in the body: 10 digits>\\n``, so a window's edges are found by binary search); then the
+body, every bucket's rows as JSON objects joined by commas. A window's buckets in a month are consecutive, so its
+rows are one range of the body: assembling a year copies its bytes once."""
 
 from __future__ import annotations
 
@@ -36,28 +38,62 @@ def piece_months(start: datetime, end: datetime, group_by: tuple[str, ...], gran
 
 def bucket_key(instant: datetime) -> bytes:
     """The piece key of the bucket that starts at ``instant`` (a whole local hour)."""
-    return instant.astimezone(LOCAL_TZ).strftime("%Y-%m-%dT%H").encode()
+    local = instant.astimezone(LOCAL_TZ)
+    return b"%04d-%02d-%02dT%02d" % (local.year, local.month, local.day, local.hour)  # 13 bytes, as to_char's
+
+
+_HEADER = 7  # b"%06d\n": the number of buckets
+_RECORD = 34  # b"%13s%010d%010d\n": the bucket's key, the rows up to and including it, where its JSON ends
 
 
 def encode_piece(buckets: list[tuple[str, int, str]]) -> bytes:
     """A piece from (bucket key, rows, rows' JSON) in time order."""
-    return b"".join(f"{key}\t{count}\t{rows}\n".encode() for key, count, rows in buckets)
+    texts = [rows.encode() for _, _, rows in buckets]
+    index, rows, end = [b"%06d\n" % len(buckets)], 0, -1
+    for (key, count, _), text in zip(buckets, texts):
+        rows, end = rows + count, end + 1 + len(text)  # the texts are joined by commas
+        index.append(b"%s%010d%010d\n" % (key.encode(), rows, end))
+    return b"".join(index) + b",".join(texts)
 
 
-def slice_piece(piece: bytes, start: datetime, end: datetime) -> tuple[int, list[bytes]]:
-    """The rows and the JSON texts of the buckets of ``piece`` that start in [start, end)."""
-    low, high = bucket_key(start), bucket_key(end)
-    count, texts = 0, []
-    for line in piece.splitlines():
-        key, rows, text = line.split(b"\t", 2)
-        if low <= key < high:
-            count += int(rows)
-            texts.append(text)
-    return count, texts
+def _first_at_or_after(piece: bytes, buckets: int, key: bytes) -> int:
+    """The first bucket whose key is at least ``key`` (``buckets`` if none): a binary search of the index."""
+    low, high = 0, buckets
+    while low < high:
+        middle = (low + high) // 2
+        at = _HEADER + middle * _RECORD
+        if piece[at:at + 13] < key:
+            low = middle + 1
+        else:
+            high = middle
+    return low
 
 
-def assemble(slices: list[tuple[int, list[bytes]]]) -> tuple[int, bytes]:
-    """The answer's row count and its ``rows`` JSON array from the pieces' slices, in month order."""
-    texts = [text for _, month_texts in slices for text in month_texts]
-    return sum(count for count, _ in slices), b"[" + b",".join(texts) + b"]"
+def slice_piece(piece: bytes, low: bytes, high: bytes) -> tuple[int, list[memoryview]]:
+    """The rows and the JSON of the buckets of ``piece`` whose keys are in [low, high): one view into the piece,
+    as a month's buckets inside a window are consecutive (none when no bucket is)."""
+    buckets = int(piece[:_HEADER])
+    first, last = _first_at_or_after(piece, buckets, low), _first_at_or_after(piece, buckets, high)
+    if first >= last:
+        return 0, []
 
+    def record(i: int) -> tuple[int, int]:  # (rows up to and including bucket i, where its JSON ends); i = -1: none
+        if i < 0:
+            return 0, -1
+        at = _HEADER + i * _RECORD + 13
+        return int(piece[at:at + 10]), int(piece[at + 10:at + 20])
+
+    (rows_before, end_before), (rows_through, end) = record(first - 1), record(last - 1)
+    body = _HEADER + buckets * _RECORD
+    return rows_through - rows_before, [memoryview(piece)[body + end_before + 1:body + end]]
+
+
+def assemble(slices: list[tuple[int, list[memoryview]]], before: bytes = b"", after: bytes = b"") -> tuple[int, bytes]:
+    """The answer's row count and its ``rows`` JSON array from the pieces' slices, in month order, between
+    ``before`` and ``after`` (copied once)."""
+    parts: list[bytes | memoryview] = [before, b"["]
+    for _, texts in slices:
+        for text in texts:
+            parts += (text, b",")
+    parts[-1:] = [b"]", after] if len(parts) > 2 else [b"[]", after]
+    return sum(count for count, _ in slices), b"".join(parts)
