@@ -24,7 +24,7 @@ from services.billing.domain.bills import (
     price_usage,
     settled_figures,
 )
-from services.billing.domain.periods import closed_run_before, next_open_period
+from services.billing.domain.periods import closed_run_before, open_periods_after_closed
 from services.common.db import raw_connection
 from services.common.periods import month_bounds
 from services.metering.domain.rating import RateCardPrices, card_prices
@@ -459,7 +459,7 @@ async def open_periods(conn) -> list[str]:
     """Open periods that bill something: with usage or manual adjustments, or the first open period after a
     closed one (it carries the closed one's late adjustments, and is the next to close)."""
     closed = await closed_periods(conn)
-    following = {next_open_period(p, closed) for p in closed}
+    following = open_periods_after_closed(closed)
     return sorted(set(await open_periods_with_usage(conn)) | following)
 
 

@@ -19,7 +19,7 @@ from services.bill_reads.bills import (
     snapshot,
 )
 from services.billing.domain.bills import Bill, parse_bill_number
-from services.billing.domain.periods import next_open_period
+from services.billing.domain.periods import open_periods_after_closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, departments: S
             drafts = [] if period in closed else [period]
         else:
             assert departments is not None
-            drafts = {next_open_period(p, closed) for p in closed}
+            drafts = open_periods_after_closed(closed)
             for department in departments:  # one department at a time: its loose index scan
                 drafts |= set(await open_periods_with_usage(conn, department, closed))
         for open_period in sorted(drafts):

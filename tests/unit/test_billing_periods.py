@@ -23,10 +23,11 @@ from services.billing.domain.periods import (
     closes_at,
     due_periods,
     next_open_period,
+    open_periods_after_closed,
     previous_month,
 )
 from services.billing.domain.render import bill_csv, content_hash_of, draft_bytes, issue
-from services.common.periods import LOCAL_TZ, month_of
+from services.common.periods import LOCAL_TZ, Month, month_of
 from services.metering.domain.rating import card_prices
 
 
@@ -53,6 +54,12 @@ def test_late_changes_go_to_the_next_open_period():
     assert closed_run_before("2050-05", closed) == ["2050-04"]
     assert closed_run_before("2050-04", closed) == []
     assert previous_month("2051-01") == "2050-12"
+
+
+@given(st.sets(st.integers(0, 120), max_size=80))
+def test_the_open_periods_after_closed_ones_are_where_each_closed_periods_late_changes_go(offsets):
+    closed = {str(Month(2049, 11).shifted(k)) for k in offsets}
+    assert open_periods_after_closed(closed) == {next_open_period(p, closed) for p in closed}
 
 
 @given(st.integers(1, 40), st.integers(1, 12), st.sets(st.integers(0, 60), max_size=30))

@@ -30,6 +30,14 @@ def next_open_period(period: str, closed: Collection[str]) -> str:
     return following
 
 
+def open_periods_after_closed(closed: Collection[str]) -> set[str]:
+    """Where every closed period's late changes go: ``{next_open_period(p, closed) for p in closed}``, in one pass
+    (each is an open period whose previous month is closed; walking from every closed period was quadratic in the
+    months kept, ~2,500 steps for a bill list at five years)."""
+    following = {next_month(period) for period in closed}
+    return following - set(closed)
+
+
 def closed_run_before(period: str, closed: Collection[str]) -> list[str]:
     """The closed periods whose late changes the bill of open ``period`` carries (oldest first): those with no
     open period between them and ``period``."""
