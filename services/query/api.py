@@ -29,7 +29,7 @@ from services.common.scope import TREE, Rollup, read_scope
 from services.query import warnings
 from services.query.reports import budget, focus, platform, utilization, waste
 from services.query.reports import warnings as warnings_report
-from services.query.domain.usage_pieces import assemble, bucket_key, piece_months, slice_piece
+from services.query.domain.usage_pieces import OVER_LIMIT, assemble, bucket_key, piece_months, slice_piece
 from services.query.views import (GRANULARITIES, GROUPS, USAGE_REPORT_HEAD, USAGE_REPORT_TAIL, TooManyRows,
                                   UsageQuery, usage_piece, usage_report_json)
 
@@ -127,9 +127,8 @@ async def usage_from_pieces(scope: tuple, query: UsageQuery, months: list[Month]
         reads = Reads(usage=True, months=frozenset({str(month)}), departments=_departments(query))
         return ("/v1/usage piece", *scope, whole), lambda: usage_piece(get_engine(), whole, limit), reads
 
-    try:
-        pieces = await usage_cache.serve_all([piece(month) for month in months])
-    except TooManyRows:
+    pieces = await usage_cache.serve_all([piece(month) for month in months])
+    if OVER_LIMIT in pieces:
         return None
     low, high = bucket_key(query.start), bucket_key(query.end)
     count, body = assemble([slice_piece(p, low, high) for p in pieces], USAGE_REPORT_HEAD, USAGE_REPORT_TAIL)

@@ -23,7 +23,7 @@ from services.metering.domain.rating import RateCardPrices
 from services.reference.rate_cards import load_rate_cards
 from services.query.domain.charges import ChargeRow, charge_rows
 from services.query.domain.figures import Allocation, UtilizationFigures, current_prices, time_weighted_allocations
-from services.query.domain.usage_pieces import BUCKET_KEY_FORMAT, encode_piece
+from services.query.domain.usage_pieces import BUCKET_KEY_FORMAT, OVER_LIMIT, encode_piece
 from services.query.domain.waste import ResourceEvidence, Windows
 
 GROUPS = ("department", "meter", "resource", "system")
@@ -134,13 +134,14 @@ def usage_report_body(rows_json: bytes) -> bytes:
 
 
 async def usage_piece(engine: AsyncEngine, month_query: UsageQuery, max_rows: int) -> bytes:
-    """The piece (services.query.domain.usage_pieces) of a bucketed query over one whole month; TooManyRows if
-    the month alone has more than ``max_rows`` rows."""
+    """The piece (services.query.domain.usage_pieces) of a bucketed query over one whole month, or ``OVER_LIMIT``
+    if the month alone has more than ``max_rows`` rows (cached like a piece, so that the month is not grouped again
+    for every window of that shape before the window is answered by one statement)."""
     sql, args = usage_report_sql(month_query, max_rows, per_bucket=True)
     async with raw_connection(engine) as conn:
         buckets = await conn.fetch(sql, *args)
     if sum(count for _, count, _ in buckets) > max_rows:
-        raise TooManyRows(max_rows)
+        return OVER_LIMIT
     return encode_piece([tuple(bucket) for bucket in buckets])
 
 

@@ -1,4 +1,4 @@
-"""/v1/usage by the day or hour is assembled from cached month pieces (services/query/domain/usage_pieces.py): the
+"""/v1/usage by the day is assembled from cached month pieces (services/query/domain/usage_pieces.py): the
 answer is the same, to the byte, as the one statement over the window; a never-asked window over cached months
 runs no statement; new usage recomputes only the month it touched; a month larger than the row limit falls back
 to the one statement. Era: 2075."""
@@ -23,7 +23,6 @@ pytestmark = pytest.mark.usefixtures("worker")
 YEAR = 2075
 DAY_WINDOWS = [("2075-01-17", "2075-04-03"), ("2075-02-01", "2075-02-15"), ("2075-03-31", "2075-05-01"),
                ("2074-12-20", "2075-02-02"), ("2075-01-01", "2075-05-01")]
-HOUR_WINDOWS = [("2075-01-31T20:00:00+08:00", "2075-02-02T05:00:00+08:00"), ("2075-03-05", "2075-03-07")]
 GROUPS = ["meter", "department,meter", "system", "department,system,meter", ""]
 
 
@@ -61,12 +60,10 @@ def questions(first: str, second: str):
     """(headers, params, the scope's ids) for every window, grouping and scope."""
     scopes = [(FINANCE, {}, None), (FINANCE, {"department": first}, (first,)),
               (auth("department", second), {}, (second,))]
-    for windows, granularity in ((DAY_WINDOWS, "day"), (HOUR_WINDOWS, "hour")):
-        for begin, end in windows:
-            for group_by in GROUPS:
-                for headers, scope, ids in scopes:
-                    yield headers, {"from": begin, "to": end, "group_by": group_by, "granularity": granularity,
-                                    **scope}, ids
+    for begin, end in DAY_WINDOWS:
+        for group_by in GROUPS:
+            for headers, scope, ids in scopes:
+                yield headers, {"from": begin, "to": end, "group_by": group_by, "granularity": "day", **scope}, ids
 
 
 async def test_answers_from_month_pieces_equal_the_one_statement_to_the_byte(apps, worker):
@@ -107,14 +104,17 @@ async def test_a_new_window_over_cached_months_runs_no_statement_and_new_usage_r
 
 async def test_a_month_beyond_the_row_limit_falls_back_to_the_one_statement(apps, worker, settings, monkeypatch):
     first, _ = await usage_fleet(apps, worker)
-    hours = {"group_by": "meter", "granularity": "hour", "department": first}
-    window = {"from": "2075-02-01", "to": "2075-02-08", **hours}
+    days = {"group_by": "meter", "granularity": "day", "department": first}
+    window = {"from": "2075-02-01", "to": "2075-02-08", **days}
     month_rows = (await one_statement({**window, "to": "2075-03-01"}, (first,))).count(b"period_start")
     window_rows = (await one_statement(window, (first,))).count(b"period_start")
     assert 0 < window_rows < month_rows
     monkeypatch.setattr(settings, "usage_max_rows", window_rows)
     misses = usage_cache.misses
     assert await answer(apps, FINANCE, **window) == await one_statement(window, (first,))
-    assert usage_cache.misses == misses + 2  # February's piece (too large, not kept), then the window itself
+    assert usage_cache.misses == misses + 2  # February's piece (too large: remembered as such), then the window
+    later = {**window, "from": "2075-02-09", "to": "2075-02-16"}
+    assert await answer(apps, FINANCE, **later) == await one_statement(later, (first,))
+    assert usage_cache.misses == misses + 3  # only the new window: February is not grouped again
     refused = await apps["query"].get("/v1/usage", params={**window, "to": "2075-02-20"}, headers=FINANCE)
     assert refused.status_code == 422 and f"more than {window_rows} rows" in refused.text

@@ -1,4 +1,4 @@
-"""Month pieces of bucketed /v1/usage answers (services/query/domain/usage_pieces.py): which queries they answer,
+"""Month pieces of /v1/usage answers by the day (services/query/domain/usage_pieces.py): which queries they answer,
 and that slicing and assembling them gives the rows of the window, in order, whatever the window."""
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ def at(day: int, hour: int = 0) -> datetime:
     return START + timedelta(days=day, hours=hour)
 
 
-def test_pieces_answer_day_and_hour_buckets_only_on_whole_buckets_and_never_resources():
+def test_pieces_answer_days_on_whole_days_and_never_resources():
     assert piece_months(at(16), at(92), ("meter",), "day") == [Month(2025, m) for m in (1, 2, 3, 4)]
     assert piece_months(at(0), at(31), (), "day") == [Month(2025, 1)]  # the end is exclusive
-    assert piece_months(at(3, 5), at(4, 7), ("department",), "hour") == [Month(2025, 1)]
     assert piece_months(at(3, 5), at(40), ("meter",), "day") is None  # a day cut by the window
-    for granularity in ("month", "total"):
+    for granularity in ("hour", "month", "total"):
         assert piece_months(at(0), at(365), ("meter",), granularity) is None
     assert piece_months(at(0), at(31), ("resource",), "day") is None
-    assert piece_months(at(0), at(3660), ("meter",), "day") is None  # more than ten years of pieces
+    assert piece_months(at(0), at(1830), ("meter",), "day") is None  # more than five years of pieces
 
 
 def month_of_hours(month: Month, every: int) -> list[tuple[datetime, int]]:

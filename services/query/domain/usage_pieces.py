@@ -1,8 +1,8 @@
-"""``/v1/usage`` answers by the day or hour assembled from month pieces. Pure: the pieces come from
+"""``/v1/usage`` answers by the day assembled from month pieces. Pure: the pieces come from
 ``services.query.views.usage_piece``.
 
-A day or hour bucket never crosses a local month, so the answer over [from, to) is, in order, each touched month's
-answer restricted to the buckets inside the window. A *piece* is one month's whole answer for a query's shape
+A day never crosses a local month, so the answer by the day over [from, to) is, in order, each touched month's
+answer restricted to the days inside the window. A *piece* is one month's whole answer for a query's shape
 (groups, granularity, scope, meter) with its buckets kept apart; cached per month and scoped department, it
 survives ingestion (a worker commit touches today's month) and serves every window that touches that month. So a
 finance officer's never-asked window over last year costs a few cached pieces, not a scan of the rollup.
@@ -19,18 +19,16 @@ from datetime import datetime, timedelta
 
 from services.common.periods import LOCAL_TZ, Month, is_local_midnight
 
-PIECE_GRANULARITIES = ("day", "hour")
 BUCKET_KEY_FORMAT = 'YYYY-MM-DD"T"HH24'  # PostgreSQL's to_char of a local bucket start; bucket_key's twin
 
 
 def piece_months(start: datetime, end: datetime, group_by: tuple[str, ...], granularity: str,
-                 most: int = 120) -> list[Month] | None:
-    """The months whose pieces answer [start, end), or None when pieces cannot: totals and months (a bucket may be
-    cut by the window), a day window not on local midnights, resources (a piece would be as large as the fleet),
-    or more than ``most`` months."""
-    if granularity not in PIECE_GRANULARITIES or "resource" in group_by:
-        return None
-    if granularity == "day" and not (is_local_midnight(start) and is_local_midnight(end)):
+                 most: int = 60) -> list[Month] | None:
+    """The months whose pieces answer [start, end), or None when pieces cannot or should not: not by the day (a
+    month, a total or the window may cut a bucket; a month of hours is 24 times a month of days, mostly for a window
+    of a few days), a window not on local midnights, resources (a piece would be as large as the fleet), or more
+    than ``most`` months (one request would compute that many pieces at once)."""
+    if granularity != "day" or "resource" in group_by or not (is_local_midnight(start) and is_local_midnight(end)):
         return None
     months = Month.of(start).through(Month.of(end - timedelta(microseconds=1)))  # end is exclusive
     return months if 0 < len(months) <= most else None
@@ -42,6 +40,7 @@ def bucket_key(instant: datetime) -> bytes:
     return b"%04d-%02d-%02dT%02d" % (local.year, local.month, local.day, local.hour)  # 13 bytes, as to_char's
 
 
+OVER_LIMIT = b"over the row limit"  # a month too large to be a piece (a piece starts with its 6-digit bucket count)
 _HEADER = 7  # b"%06d\n": the number of buckets
 _RECORD = 34  # b"%13s%010d%010d\n": the bucket's key, the rows up to and including it, where its JSON ends
 
