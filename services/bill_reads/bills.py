@@ -463,30 +463,29 @@ async def open_periods(conn) -> list[str]:
     return sorted(set(await open_periods_with_usage(conn)) | following)
 
 
-_USAGE_MONTHS = """
-    WITH RECURSIVE months AS (
-        SELECT (SELECT min(day) FROM usage_daily WHERE {who}) AS day
-        UNION ALL
-        SELECT (SELECT min(day) FROM usage_daily
-                WHERE {who} AND day >= (date_trunc('month', months.day) + interval '1 month')::date)
-        FROM months WHERE months.day IS NOT NULL
-    )
-    SELECT to_char(day, 'YYYY-MM') AS period FROM months WHERE day IS NOT NULL
+# The months with usage that are not closed: the department's first and last day with usage (two probes of its
+# index), the months between them that are not closed (at five years, 72 months of which 71 are closed), and one
+# EXISTS probe for each of those. A loose index scan of every month with usage had cost one probe a month kept.
+_OPEN_USAGE_MONTHS = """
+    WITH span AS (SELECT (SELECT min(day) FROM usage_daily WHERE {who}) AS first,
+                         (SELECT max(day) FROM usage_daily WHERE {who}) AS last)
+    SELECT to_char(m, 'YYYY-MM') AS period
+    FROM span, generate_series(date_trunc('month', span.first), span.last, interval '1 month') AS m
+    WHERE to_char(m, 'YYYY-MM') <> ALL($1::text[])
+      AND EXISTS (SELECT 1 FROM usage_daily WHERE {who} AND day >= m::date AND day < (m + interval '1 month')::date)
     UNION SELECT DISTINCT period FROM adjustments WHERE {adjusted}"""
 
 
 async def open_periods_with_usage(conn, department_id: str | None = None,
                                   closed: Mapping[str, ClosedPeriod] | None = None) -> list[str]:
     """Open periods in which (a department) has usage or manual adjustments."""
-    # The months with usage by a loose index scan: one index probe per month (the first day at or after the
-    # month's start) instead of reading every daily row of the department (a year is some 10,000 of them). One
-    # department's probes go down its own index (department_id, day): a generic plan for "this department or
+    # One department's probes go down its own index (department_id, day): a generic plan for "this department or
     # every one" probed the day-first key and filtered, reading every later row for a department without usage.
-    rows = await conn.fetch(_USAGE_MONTHS.format(
-        who="department_id IS NOT NULL" if department_id is None else "department_id = $1::text",
-        adjusted="true" if department_id is None else "department_id = $1::text"), *(
-        () if department_id is None else (department_id,)))
     if closed is None:
         closed = await closed_periods(conn)
+    rows = await conn.fetch(_OPEN_USAGE_MONTHS.format(
+        who="department_id IS NOT NULL" if department_id is None else "department_id = $2::text",
+        adjusted="true" if department_id is None else "department_id = $2::text"), list(closed), *(
+        () if department_id is None else (department_id,)))
     return sorted(r["period"] for r in rows if r["period"] not in closed)
 
