@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from schemas.periods import LOCAL_TZ, MONTH_PATTERN, Month, canonical_month, local_midnight
 
 __all__ = ["HOUR", "LOCAL_TZ", "MONTH_PATTERN", "LocalCalendar", "Month", "canonical_month", "floor_hour",
-           "is_local_midnight", "local_day_of", "local_midnight", "month_bounds", "month_of", "months_touching",
+           "is_local_midnight", "local_day_of", "local_midnight", "month_bounds", "month_of", "months_spanning", "months_touching",
            "next_month", "parse_bound", "parse_month", "period_start", "previous_month"]
 HOUR = timedelta(hours=1)
 
@@ -52,12 +52,16 @@ def month_of(instant: datetime) -> str:
     return str(Month.of(instant))
 
 
+def months_spanning(start: datetime, end: datetime, most: int) -> list[Month] | None:
+    """The billing periods that [start, end) overlaps, in order; None when there are more than ``most``."""
+    first, last = Month.of(start), Month.of(end - timedelta(microseconds=1))  # end is exclusive
+    return None if first.shifted(most) <= last else first.through(last)
+
+
 def months_touching(start: datetime, end: datetime, most: int = 240) -> frozenset[str] | None:
     """The billing periods that [start, end) overlaps; None when there are more than ``most`` (say: any)."""
-    first, last = Month.of(start), Month.of(end - timedelta(microseconds=1))
-    if first.shifted(most) <= last:
-        return None
-    return frozenset(str(month) for month in first.through(last))
+    months = months_spanning(start, end, most)
+    return None if months is None else frozenset(str(month) for month in months)
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:

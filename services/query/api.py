@@ -122,9 +122,11 @@ async def usage_from_pieces(scope: tuple, query: UsageQuery, months: list[Month]
     when one month alone has more rows than ``limit`` (the window is then answered by one statement). Not cached
     itself: assembling costs less than the pieces, and a window is rarely asked twice."""
 
+    departments = _departments(query)
+
     def piece(month: Month):
         whole = replace(query, start=month.start, end=month.end)
-        reads = Reads(usage=True, months=frozenset({str(month)}), departments=_departments(query))
+        reads = Reads(usage=True, months=frozenset({str(month)}), departments=departments)
         return ("/v1/usage piece", *scope, whole), lambda: usage_piece(get_engine(), whole, limit), reads
 
     pieces = await usage_cache.serve_all([piece(month) for month in months])

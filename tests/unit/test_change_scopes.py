@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.periods import LOCAL_TZ, Month, months_touching
+from services.common.periods import LOCAL_TZ, Month, months_spanning, months_touching
 from services.common.response_cache import (
     EVERYTHING,
     FINER_ROLLUPS,
@@ -75,6 +75,7 @@ def test_the_months_a_window_touches_are_the_months_of_its_hours(start, hours):
     assert str(Month.of(start)) in found and str(Month.of(end - timedelta(hours=1))) in found
     assert found == {str(Month.of(start + timedelta(hours=h))) for h in range(0, hours, 24)} | {
         str(Month.of(end - timedelta(hours=1)))}
+    assert [str(month) for month in months_spanning(start, end, 240)] == sorted(found)  # in order
     assert months_touching(start, start + timedelta(days=366 * 30)) is None
 
 

@@ -15,9 +15,9 @@ rows are one range of the body: assembling a year copies its bytes once."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from services.common.periods import LOCAL_TZ, Month, is_local_midnight
+from services.common.periods import LOCAL_TZ, Month, is_local_midnight, months_spanning
 
 BUCKET_KEY_FORMAT = 'YYYY-MM-DD"T"HH24'  # PostgreSQL's to_char of a local bucket start; bucket_key's twin
 
@@ -30,8 +30,7 @@ def piece_months(start: datetime, end: datetime, group_by: tuple[str, ...], gran
     than ``most`` months (one request would compute that many pieces at once)."""
     if granularity != "day" or "resource" in group_by or not (is_local_midnight(start) and is_local_midnight(end)):
         return None
-    months = Month.of(start).through(Month.of(end - timedelta(microseconds=1)))  # end is exclusive
-    return months if 0 < len(months) <= most else None
+    return months_spanning(start, end, most) if start < end else None
 
 
 def bucket_key(instant: datetime) -> bytes:
@@ -68,13 +67,13 @@ def _first_at_or_after(piece: bytes, buckets: int, key: bytes) -> int:
     return low
 
 
-def slice_piece(piece: bytes, low: bytes, high: bytes) -> tuple[int, list[memoryview]]:
+def slice_piece(piece: bytes, low: bytes, high: bytes) -> tuple[int, memoryview | None]:
     """The rows and the JSON of the buckets of ``piece`` whose keys are in [low, high): one view into the piece,
-    as a month's buckets inside a window are consecutive (none when no bucket is)."""
+    as a month's buckets inside a window are consecutive (None when no bucket is)."""
     buckets = int(piece[:_HEADER])
     first, last = _first_at_or_after(piece, buckets, low), _first_at_or_after(piece, buckets, high)
     if first >= last:
-        return 0, []
+        return 0, None
 
     def record(i: int) -> tuple[int, int]:  # (rows up to and including bucket i, where its JSON ends); i = -1: none
         if i < 0:
@@ -84,15 +83,15 @@ def slice_piece(piece: bytes, low: bytes, high: bytes) -> tuple[int, list[memory
 
     (rows_before, end_before), (rows_through, end) = record(first - 1), record(last - 1)
     body = _HEADER + buckets * _RECORD
-    return rows_through - rows_before, [memoryview(piece)[body + end_before + 1:body + end]]
+    return rows_through - rows_before, memoryview(piece)[body + end_before + 1:body + end]
 
 
-def assemble(slices: list[tuple[int, list[memoryview]]], before: bytes = b"", after: bytes = b"") -> tuple[int, bytes]:
+def assemble(slices: list[tuple[int, memoryview | None]], before: bytes = b"", after: bytes = b"") -> tuple[int, bytes]:
     """The answer's row count and its ``rows`` JSON array from the pieces' slices, in month order, between
     ``before`` and ``after`` (copied once)."""
     parts: list[bytes | memoryview] = [before, b"["]
-    for _, texts in slices:
-        for text in texts:
+    for _, text in slices:
+        if text is not None:
             parts += (text, b",")
     parts[-1:] = [b"]", after] if len(parts) > 2 else [b"[]", after]
     return sum(count for count, _ in slices), b"".join(parts)
