@@ -290,15 +290,19 @@ format_storage() {
   if [[ -s "$CLUSTER_ID_FILE" ]]; then
     cid="$(cat "$CLUSTER_ID_FILE")"
   else
-    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding.
-    cid="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding. Like Kafka's own Uuid.randomUuid,
+    # never one that starts with "-": the storage tool would read it as an option (1 start in 64 failed so).
+    cid="-"
+    while [[ "$cid" == -* ]]; do
+      cid="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
     echo "$cid" >"$CLUSTER_ID_FILE"
   fi
   log "formatting KRaft storage in $META_DIR (cluster id $cid)"
   # shellcheck disable=SC2086
   if ! "$(java_bin)" -Xmx256m -Dlog4j2.configurationFile="$LOG4J_PROPS" \
       -cp "$(classpath)" kafka.tools.StorageTool format \
-      -t "$cid" -c "$SERVER_PROPS" --ignore-formatted \
+      --cluster-id="$cid" -c "$SERVER_PROPS" --ignore-formatted \
       >>"$OUT_FILE" 2>&1; then
     tail -n 30 "$OUT_FILE" >&2 || true
     die "storage format failed"
