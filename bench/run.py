@@ -45,17 +45,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 import aiohttp  # noqa: E402
-import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.finance_load import KINDS, percentile, request_source  # noqa: E402
 from bench.history import add_history, history_months  # noqa: E402
 from services.common.auth import issue_token  # noqa: E402
 from services.common.config import Settings  # noqa: E402
-from services.common.db import asyncpg_dsn, drop_database, get_engine, raw_connection  # noqa: E402
+from services.common.db import copy_database, drop_database, get_engine, raw_connection  # noqa: E402
 from services.common.kafka import batch_records, ensure_topics  # noqa: E402
 from services.common.migrate import migrate  # noqa: E402
 from services.common.periods import Month  # noqa: E402
@@ -523,7 +521,10 @@ async def bench_history(size: dict, load: Load, logs: Path, years: int, workers:
     measured at year 1 (on a copy of the stored year made first) and at year N in turn: cost that does not grow
     with history."""
     figures = []
-    year_one = await copy_database(BENCH_DB, "_year1") if workers else None
+    year_one = None
+    if workers:
+        await get_engine().dispose()  # a template must have no other session
+        year_one = await copy_database(BENCH_DB, "_year1")
     try:
         t0 = time.monotonic()
         async with raw_connection(get_engine()) as conn:
@@ -540,22 +541,6 @@ async def bench_history(size: dict, load: Load, logs: Path, years: int, workers:
     figures.append(Figure("usage events stored for the queries", await usage_count(), "events",
                           note=f"{years} years"))
     return figures
-
-
-async def copy_database(url: str, suffix: str) -> str:
-    """A copy of the database ``url`` names (CREATE DATABASE … TEMPLATE: a file copy), named with ``suffix``."""
-    target = make_url(url)
-    copy = target.set(database=target.database + suffix)
-    await get_engine().dispose()  # a template must have no other session
-    conn = await asyncpg.connect(asyncpg_dsn(target.set(database="postgres").render_as_string(hide_password=False)))
-    try:
-        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                           target.database)  # the workers just stopped may still be leaving
-        await conn.execute(f'DROP DATABASE IF EXISTS "{copy.database}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{copy.database}" TEMPLATE "{target.database}"')
-    finally:
-        await conn.close()
-    return copy.render_as_string(hide_password=False)
 
 
 async def worker_pairs(size: dict, logs: Path, years: int, year_one: str, rss: dict) -> list[Figure]:

@@ -23,7 +23,7 @@ async def measure(label: str, events: int, seed: int, logs: Path) -> dict:
     async with raw_connection(get_engine()) as conn:
         await conn.execute("CHECKPOINT")
         fpi_before, bytes_before = await conn.fetchrow(WAL)
-    size = dict(runner.SIZES["smoke"], runs=1, worker=events)
+    size = {"runs": 1, "worker": events}  # what bench_workers reads of a size
     figures, rss = await runner.bench_workers(size, runner.Load(seed), 1, logs, at=f"{label} pair {seed}")  # own logs
     async with raw_connection(get_engine()) as conn:
         fpi_after, bytes_after = await conn.fetchrow(WAL)
@@ -37,7 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--label", required=True, help='as "year 1"')
     parser.add_argument("--events", type=int, required=True)
-    parser.add_argument("--seed", type=int, required=True, help="the same seed on both databases: the same load (times, meters, quantities; new ids)")
+    parser.add_argument("--seed", type=int, required=True,
+                        help="the same seed on both databases: the same load (times, meters, quantities; new ids)")
     parser.add_argument("--logs", type=Path, required=True)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(measure(args.label, args.events, args.seed, args.logs))))

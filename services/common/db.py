@@ -74,32 +74,43 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def ensure_database(url: str) -> bool:
-    """Create the database named in ``url`` if it is missing; True if it was created."""
+@asynccontextmanager
+async def _maintenance_connection(url: str):
+    """A plain asyncpg connection to the ``postgres`` database of ``url``'s server, and ``url``'s database name:
+    databases are created, copied and dropped from outside them."""
     import asyncpg
 
     target = make_url(url)
-    admin = asyncpg_dsn(str(target.set(database="postgres").render_as_string(hide_password=False)))
-    conn = await asyncpg.connect(admin)
+    conn = await asyncpg.connect(asyncpg_dsn(target.set(database="postgres").render_as_string(hide_password=False)))
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", target.database)
-        if not exists:
-            await conn.execute(f'CREATE DATABASE "{target.database}"')
-        return not exists
+        yield conn, target.database
     finally:
         await conn.close()
+
+
+async def ensure_database(url: str) -> bool:
+    """Create the database named in ``url`` if it is missing; True if it was created."""
+    async with _maintenance_connection(url) as (conn, name):
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        return not exists
 
 
 async def drop_database(url: str) -> None:
-    import asyncpg
+    async with _maintenance_connection(url) as (conn, name):
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    target = make_url(url)
-    admin = asyncpg_dsn(str(target.set(database="postgres").render_as_string(hide_password=False)))
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-    finally:
-        await conn.close()
+
+async def copy_database(url: str, suffix: str) -> str:
+    """A copy of the database ``url`` names (CREATE DATABASE … TEMPLATE: a file copy), named with ``suffix``; its
+    URL. The template must have no other session: the ones left on it are ended first."""
+    copy = make_url(url).set(database=make_url(url).database + suffix)
+    async with _maintenance_connection(url) as (conn, name):
+        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{copy.database}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{copy.database}" TEMPLATE "{name}"')
+    return copy.render_as_string(hide_password=False)
 
 
 @asynccontextmanager

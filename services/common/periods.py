@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from schemas.periods import LOCAL_TZ, MONTH_PATTERN, Month, canonical_month, local_midnight
 
 __all__ = ["HOUR", "LOCAL_TZ", "MONTH_PATTERN", "LocalCalendar", "Month", "canonical_month", "floor_hour",
-           "is_local_midnight", "local_day_of", "local_midnight", "month_bounds", "month_of", "months_spanning", "months_touching",
-           "next_month", "parse_bound", "parse_month", "period_start", "previous_month"]
+           "is_local_midnight", "local_day_of", "local_midnight", "month_bounds", "month_of", "months_spanning",
+           "months_touching", "next_month", "parse_bound", "parse_month", "period_start", "previous_month"]
 HOUR = timedelta(hours=1)
 
 
