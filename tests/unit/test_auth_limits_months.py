@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import jwt
@@ -85,6 +86,24 @@ def test_a_token_lives_at_most_the_configured_lifetime(monkeypatch):
         authenticate(f"Bearer {jwt.encode(claims, get_settings().jwt_secret)}", AUDIENCES["query"])
     with pytest.raises(ValueError, match="department"):
         issue_token("department", department="../other")
+
+
+def test_a_remembered_token_still_expires_and_stays_bound_to_its_audience(monkeypatch):
+    from services.common import auth
+
+    token = f"Bearer {issue_token('finance', ttl_seconds=60, audience=['query'])}"
+    now = time.time()
+    assert authenticate(token, AUDIENCES["query"]).role == "finance"
+    assert authenticate(token, AUDIENCES["query"]).role == "finance"  # remembered
+    with pytest.raises(InvalidToken, match="(?i)audience"):
+        authenticate(token, AUDIENCES["billing"])
+    monkeypatch.setattr(auth.time, "time", lambda: now + 60 + auth.LEEWAY_SECONDS + 1)
+    with pytest.raises(InvalidToken, match="expired"):
+        authenticate(token, AUDIENCES["query"])
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    monkeypatch.undo()
+    with pytest.raises(InvalidToken):
+        authenticate(tampered, AUDIENCES["query"])
 
 
 # --- the request guard ------------------------------------------------------------------------------------------
