@@ -75,6 +75,10 @@ class Month:
         return date(self.year, self.month, 1)
 
     @property
+    def days(self) -> int:
+        return (self.next().first_day - self.first_day).days
+
+    @property
     def start(self) -> datetime:
         """Local midnight of the 1st (aware)."""
         return local_midnight(self.first_day)

@@ -29,6 +29,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import orjson
@@ -101,8 +102,13 @@ def affects(change: Change, reads: Reads) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    body: bytes
+    body: Any  # an answer's bytes, or a part kept as objects that says its size (``nbytes``)
     reads: Reads
+    size: int
+
+
+def _size_of(body: Any) -> int:
+    return len(body) if isinstance(body, (bytes, bytearray)) else body.nbytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +241,7 @@ class ResponseCache:
             self._bytes = 0
             return
         for key in [k for k, entry in self._entries.items() if affects(change, entry.reads)]:
-            self._bytes -= len(self._entries.pop(key).body)
+            self._bytes -= self._entries.pop(key).size
 
     def _changed_since(self, start: int, reads: Reads) -> bool:
         if start < self._log_floor:
@@ -331,7 +337,8 @@ class ResponseCache:
         done = flight.future
         if (not done.cancelled() and done.exception() is None and self.connected
                 and not self._changed_since(flight.start, flight.reads)):
-            self._store(key, _Entry(done.result(), flight.reads))
+            result = done.result()
+            self._store(key, _Entry(result, flight.reads, _size_of(result)))
         self._forget_logged()
 
     def _forget_logged(self) -> None:
@@ -347,17 +354,17 @@ class ResponseCache:
             self._log_floor = max(self._log_floor, oldest)
 
     def _store(self, key: Hashable, entry: _Entry) -> None:
-        size = len(entry.body)
+        size = entry.size
         if size > self.max_bytes // 4:
             return  # one huge answer must not evict everything else
         old = self._entries.pop(key, None)
         if old is not None:
-            self._bytes -= len(old.body)
+            self._bytes -= old.size
         self._entries[key] = entry
         self._bytes += size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
-            self._bytes -= len(evicted.body)
+            self._bytes -= evicted.size
 
 
 def with_response_cache(lifespan, cache: ResponseCache):

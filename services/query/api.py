@@ -23,15 +23,16 @@ from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
-from services.common.periods import Month, months_touching, parse_bound
+from services.common.periods import LOCAL_TZ, Month, months_touching, parse_bound
 from services.common.response_cache import USAGE_TABLES, Reads, ResponseCache, with_response_cache
 from services.common.scope import TREE, Rollup, read_scope
 from services.query import warnings
 from services.query.reports import budget, focus, platform, utilization, waste
 from services.query.reports import warnings as warnings_report
+from services.query.domain.department_totals import department_rows, department_total_months
 from services.query.domain.usage_pieces import OVER_LIMIT, assemble, bucket_key, piece_months, slice_piece
 from services.query.views import (GRANULARITIES, GROUPS, USAGE_REPORT_HEAD, USAGE_REPORT_TAIL, TooManyRows,
-                                  UsageQuery, usage_piece, usage_report_json)
+                                  UsageQuery, department_month_totals, usage_piece, usage_report_json)
 
 
 def _warning_loop(producer, settings):
@@ -102,8 +103,14 @@ async def get_usage(
     scope = (principal.role, principal.department)
     limit = get_settings().usage_max_rows
     try:
-        months = piece_months(start, end, groups, granularity) if usage_cache.connected else None
-        body = await usage_from_pieces(scope, query, months, limit) if months else None
+        body = None
+        if usage_cache.connected:  # pieces need the cache: uncached, a statement a month costs more than one
+            by_department = department_total_months(start, end, groups, granularity, meter)
+            months = piece_months(start, end, groups, granularity)
+            if by_department:
+                body = await usage_by_department(scope, query, by_department, limit)
+            elif months:
+                body = await usage_from_pieces(scope, query, months, limit)
         if body is None:
             reads = Reads(usage=True, months=months_touching(start, end), departments=_departments(query))
             body = await usage_cache.serve(("/v1/usage", *scope, query),
@@ -115,6 +122,24 @@ async def get_usage(
 
 def _departments(query: UsageQuery) -> frozenset[str] | None:
     return None if query.departments is None else frozenset(query.departments)
+
+
+async def usage_by_department(scope: tuple, query: UsageQuery, months: list[Month], limit: int) -> bytes:
+    """Usage by department alone (by month or in total) summed from its months' cached pieces
+    (services.query.domain.department_totals): a window of last year asked for the first time reads nothing."""
+    departments = _departments(query)
+
+    def piece(month: Month):
+        reads = Reads(usage=True, months=frozenset({str(month)}), departments=departments)
+        return (("/v1/usage department totals", *scope, query.departments, month),
+                lambda: department_month_totals(get_engine(), month, query.departments), reads)
+
+    pieces = await usage_cache.serve_all([piece(month) for month in months])
+    first, end = query.start.astimezone(LOCAL_TZ).date(), query.end.astimezone(LOCAL_TZ).date()
+    rows = department_rows(pieces, first, end, query.granularity, query.start.astimezone(LOCAL_TZ).isoformat())
+    if len(rows) > limit:
+        raise TooManyRows(limit)
+    return USAGE_REPORT_HEAD + b"[" + b",".join(rows) + b"]" + USAGE_REPORT_TAIL
 
 
 async def usage_from_pieces(scope: tuple, query: UsageQuery, months: list[Month], limit: int) -> bytes | None:

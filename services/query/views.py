@@ -23,6 +23,7 @@ from services.metering.domain.rating import RateCardPrices
 from services.reference.rate_cards import load_rate_cards
 from services.query.domain.charges import ChargeRow, charge_rows
 from services.query.domain.figures import Allocation, UtilizationFigures, current_prices, time_weighted_allocations
+from services.query.domain.department_totals import MonthTotals, month_totals
 from services.query.domain.usage_pieces import BUCKET_KEY_FORMAT, OVER_LIMIT, encode_piece
 from services.query.domain.waste import ResourceEvidence, Windows
 
@@ -145,6 +146,22 @@ async def usage_piece(engine: AsyncEngine, month_query: UsageQuery, max_rows: in
     return encode_piece([tuple(bucket) for bucket in buckets])
 
 
+async def department_month_totals(engine: AsyncEngine, month: Month, departments: Sequence[str] | None
+                                  ) -> MonthTotals:
+    """The piece (services.query.domain.department_totals) of usage by department of one local month and scope:
+    the two rollups that statement sums for it, ``usage_monthly`` and ``usage_department_totals_daily``."""
+    scope = [] if departments is None else [list(departments)]
+    async with raw_connection(engine) as conn:
+        monthly = await conn.fetch(
+            "SELECT department_id, quantity, amount, unpriced_quantity FROM usage_monthly WHERE month = $1"
+            + (" AND department_id = ANY($2::text[])" if scope else ""), month.first_day, *scope)
+        daily = await conn.fetch(
+            "SELECT day, department_id, quantity, amount, unpriced_quantity FROM usage_department_totals_daily"
+            " WHERE day >= $1 AND day < $2" + (" AND department_id = ANY($3::text[])" if scope else ""),
+            month.first_day, month.next().first_day, *scope)
+    return month_totals(month, (tuple(r) for r in monthly), (tuple(r) for r in daily))
+
+
 def usage_report_sql(query: UsageQuery, max_rows: int, per_bucket: bool = False) -> tuple[str, list]:
     """The statement (and its arguments) that answers ``query``: one row, (row count, rows as JSON text); or with
     ``per_bucket`` (a bucketed query), one row per bucket in time order: (bucket key, row count, rows' JSON)."""
@@ -171,7 +188,8 @@ def usage_report_sql(query: UsageQuery, max_rows: int, per_bucket: bool = False)
         fields.append("""',"unit":' || coalesce(to_json(units.unit)::text, 'null')""")
     fields += ["""',"quantity":"' || trim_scale(q)::text || '","amount":"' || round(a, 2)::text || '"'""",
                """CASE WHEN u <> 0 THEN ',"unpriced_quantity":"' || trim_scale(u)::text || '"' ELSE '' END || '}'"""]
-    order = ", ".join(["period"] * bool(bucket) + [f"agg.{k}" for k in keys]) or "1"
+    # code-point order whatever the database's collation: the in-process answers (department_totals) sort alike
+    order = ", ".join(["period"] * bool(bucket) + [f'agg.{k} COLLATE "C"' for k in keys]) or "1"
     rows = f"string_agg({' || '.join(fields)}, ',' ORDER BY {order})"
     # a piece: one row per bucket, keyed as usage_pieces.bucket_key (day and hour buckets are whole local hours)
     select = (f"SELECT to_char(period, '{BUCKET_KEY_FORMAT}'), count(*), {rows}" if per_bucket
