@@ -136,10 +136,11 @@ async def usage_by_department(scope: tuple, query: UsageQuery, months: list[Mont
 
     pieces = await usage_cache.serve_all([piece(month) for month in months])
     first, end = query.start.astimezone(LOCAL_TZ).date(), query.end.astimezone(LOCAL_TZ).date()
-    rows = department_rows(pieces, first, end, query.granularity, query.start.astimezone(LOCAL_TZ).isoformat())
-    if len(rows) > limit:
+    count, parts = department_rows(pieces, first, end, query.granularity,
+                                   query.start.astimezone(LOCAL_TZ).isoformat())
+    if count > limit:
         raise TooManyRows(limit)
-    return USAGE_REPORT_HEAD + b"[" + b",".join(rows) + b"]" + USAGE_REPORT_TAIL
+    return USAGE_REPORT_HEAD + b"[" + b",".join(parts) + b"]" + USAGE_REPORT_TAIL
 
 
 async def usage_from_pieces(scope: tuple, query: UsageQuery, months: list[Month], limit: int) -> bytes | None:

@@ -84,6 +84,20 @@ async def test_answers_from_month_pieces_equal_the_one_statement_to_the_byte(app
     assert mine.count(b'"department_id":"') == mine.count(f'"department_id":"{second}"'.encode()) > 10
 
 
+async def march_usage_recomputes_march_only(apps, worker, department_id: str, params: dict, ids) -> bytes:
+    """Usage of ``department_id`` in March, then a window from January to April asked as finance: only March's
+    piece is computed again, and the answer is the one statement's (``ids``: the scope's)."""
+    vm = new_id("vm")
+    await publish(apps, [lifecycle_event(vm, "activated", department_id, local(YEAR, 1, 1)),
+                         usage_event(vm, "compute.vcpu", "1000", local(YEAR, 3, 9, 10))], worker)
+    window = {"from": "2075-01-09", "to": "2075-04-11", **params}
+    misses = usage_cache.misses
+    found = await answer(apps, FINANCE, **window)
+    assert usage_cache.misses == misses + 1  # March's piece, and no other
+    assert found == await one_statement(window, ids)
+    return found
+
+
 async def test_a_new_window_over_cached_months_runs_no_statement_and_new_usage_recomputes_its_month_only(
         apps, worker):
     first, _ = await usage_fleet(apps, worker)
@@ -94,14 +108,7 @@ async def test_a_new_window_over_cached_months_runs_no_statement_and_new_usage_r
         await answer(apps, FINANCE, **{"from": begin, "to": end, **params})
     assert usage_cache.misses == misses  # every piece was cached
 
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", first, local(YEAR, 1, 1)),
-                         usage_event(vm, "compute.vcpu", "1000", local(YEAR, 3, 9, 10))], worker)
-    window = {"from": "2075-01-09", "to": "2075-04-11", **params}
-    misses = usage_cache.misses
-    found = await answer(apps, FINANCE, **window)
-    assert usage_cache.misses == misses + 1  # March's piece, and no other
-    assert found == await one_statement(window, (first,))
+    found = await march_usage_recomputes_march_only(apps, worker, first, params, (first,))
     assert b'"period_start":"2075-03-09T00:00:00+08:00","meter":"compute.vcpu"' in found
 
 
@@ -169,14 +176,7 @@ async def test_a_new_window_by_department_reads_nothing_and_new_usage_recomputes
         await answer(apps, FINANCE, **{"from": begin, "to": end, **params, "granularity": "month"})
     assert usage_cache.misses == misses  # every piece was cached, for both granularities
 
-    vm = new_id("vm")
-    await publish(apps, [lifecycle_event(vm, "activated", first, local(YEAR, 1, 1)),
-                         usage_event(vm, "compute.vcpu", "1000", local(YEAR, 3, 9, 10))], worker)
-    window = {"from": "2075-01-09", "to": "2075-04-11", **params}
-    misses = usage_cache.misses
-    found = await answer(apps, FINANCE, **window)
-    assert usage_cache.misses == misses + 1  # March's piece, and no other
-    assert found == await one_statement(window, None)
+    await march_usage_recomputes_march_only(apps, worker, first, params, None)
 
 
 async def test_quantities_and_amounts_are_written_as_postgresql_writes_them():

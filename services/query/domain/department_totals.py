@@ -37,12 +37,13 @@ class MonthTotals:
     month: Month
     whole: dict[str | None, Sums]
     running: dict[str | None, list[tuple[Sums, int]]]
+    whole_rows: bytes  # the month's rows by month when a window covers it whole, written once
 
     @property
     def nbytes(self) -> int:
         """Roughly what it holds, for the response cache's budget (~100 bytes a Decimal)."""
         days = sum(len(sums) for sums in self.running.values())
-        return 64 + 320 * len(self.whole) + 400 * days
+        return 64 + 320 * len(self.whole) + 400 * days + len(self.whole_rows)
 
 
 def month_totals(month: Month, monthly: Iterable[tuple[str | None, Decimal, Decimal, Decimal]],
@@ -68,7 +69,13 @@ def month_totals(month: Month, monthly: Iterable[tuple[str | None, Decimal, Deci
             rows += n
             out.append((total, rows))
         running[department] = out
-    return MonthTotals(month, whole, running)
+    start = _month_start(month)
+    whole_rows = b",".join(_row(start, d, whole[d]) for d in sorted(whole, key=_department_order))
+    return MonthTotals(month, whole, running, whole_rows)
+
+
+def _month_start(month: Month) -> str:
+    return f"{month.first_day.isoformat()}T00:00:00+08:00"
 
 
 def department_total_months(start: datetime, end: datetime, group_by: tuple[str, ...], granularity: str,
@@ -126,19 +133,26 @@ def _row(period_start: str, department: str | None, sums: Sums) -> bytes:
 
 
 def department_rows(pieces: Sequence[MonthTotals], first: date, end: date, granularity: str,
-                    total_start: str) -> list[bytes]:
-    """The answer's rows (JSON objects) over the local days [first, end): one per month and department by
-    ``month``, one per department in total (``total_start``: the window's start as the statement writes it)."""
+                    total_start: str) -> tuple[int, list[bytes]]:
+    """The answer's row count and rows (JSON objects, comma-joined within a part) over the local days
+    [first, end): one per month and department by ``month``, one per department in total (``total_start``: the
+    window's start as the statement writes it)."""
     if granularity == "month":
-        rows = []
+        count, parts = 0, []
         for piece in pieces:
-            sums = window_sums(piece, first, end)
-            start = f"{piece.month.first_day.isoformat()}T00:00:00+08:00"
-            rows += [_row(start, d, sums[d]) for d in sorted(sums, key=_department_order)]
-        return rows
+            if first <= piece.month.first_day and piece.month.next().first_day <= end:
+                count, part = count + len(piece.whole), piece.whole_rows
+            else:
+                sums = window_sums(piece, first, end)
+                start = _month_start(piece.month)
+                count, part = count + len(sums), b",".join(_row(start, d, sums[d])
+                                                           for d in sorted(sums, key=_department_order))
+            if part:
+                parts.append(part)
+        return count, parts
     totals: dict[str | None, Sums] = {}
     for piece in pieces:
         for department, (q, a, u) in window_sums(piece, first, end).items():
             tq, ta, tu = totals.get(department, _ZERO)
             totals[department] = (EXACT.add(tq, q), EXACT.add(ta, a), EXACT.add(tu, u))
-    return [_row(total_start, d, totals[d]) for d in sorted(totals, key=_department_order)]
+    return len(totals), [_row(total_start, d, totals[d]) for d in sorted(totals, key=_department_order)]
