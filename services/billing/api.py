@@ -69,7 +69,7 @@ from services.billing.watermarks import HeldBySources, source_report
 from services.common.auth import Principal, require_roles
 from services.common.scope import TREE, Rollup, read_scope
 from services.common.config import get_settings
-from services.common.db import get_engine
+from services.common.db import get_engine, raw_connection
 from services.common.decimal_json import DecimalJSONRoute
 from services.common.guard import guard
 from services.common.health import add_health_route
@@ -214,11 +214,26 @@ async def get_bills(principal: Reader, now: Now, period: BillsMonth, department:
         found = await bill_summaries(get_engine(), month, scope.ids, now)
         return _SUMMARIES.dump_json(_SUMMARIES.validate_python(found))
 
-    # A bill list reads its departments' usage of every month (drafts, and the closed months their late adjustments
-    # re-check): ingesting another department's usage keeps it.
-    reads = Reads(bills_cache.everything.tables, usage=True,
-                  departments=None if scope.ids is None else frozenset(scope.ids))
+    if month is not None and bills_cache.connected and month in await _closed_months():
+        # A closed month's list is its final bills alone, which only a close writes: ingesting keeps it.
+        reads = Reads(frozenset({"bills", "billing_periods"}))
+    else:
+        # A bill list reads its departments' usage of every month (drafts, and the closed months their late
+        # adjustments re-check): ingesting another department's usage keeps it.
+        reads = Reads(bills_cache.everything.tables, usage=True,
+                      departments=None if scope.ids is None else frozenset(scope.ids))
     return Response(await bills_cache.serve(key, summaries, reads), media_type="application/json")
+
+
+async def _closed_months() -> frozenset[str]:
+    """The closed billing periods, from the cache until a close (a period once closed stays closed)."""
+
+    async def read() -> bytes:
+        async with raw_connection(get_engine()) as conn:
+            return " ".join(r["period"] for r in await conn.fetch("SELECT period FROM billing_periods")).encode()
+
+    text = await bills_cache.serve(("closed months",), read, Reads(frozenset({"billing_periods"})))
+    return frozenset(text.decode().split())
 
 
 _SUMMARIES = TypeAdapter(list[BillSummary])

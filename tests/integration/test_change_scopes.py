@@ -14,12 +14,13 @@ from services.common.config import get_settings
 from services.common.db import asyncpg_dsn, get_engine, raw_connection
 from services.query.api import usage_cache
 from tests.integration.support import FINANCE, auth, lifecycle_event, usage_event
-from tests.integration.test_billing import local, new_id, publish, two_departments_with_usage
+from tests.integration.test_billing import close, local, new_id, publish, two_departments_with_usage
 from tests.integration.test_response_cache import bills, usage
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 YEAR = 2056
+CLOSED_YEAR = 2085  # closes its first months
 
 
 async def hit(cache, ask) -> tuple:
@@ -68,6 +69,29 @@ async def test_usage_for_another_month_or_department_keeps_the_cached_answers(ap
     assert not served and [(r["department_id"], r["amount"]) for r in answer[1]["rows"]] == [(mine, "6.00")]
     listed, served = await hit(bills_cache, asks["my bill list"])
     assert not served and any(b["period"] == f"{YEAR}-03" and b["total"] == "5.00" for b in listed)
+
+
+async def test_a_closed_months_bill_list_is_kept_while_usage_lands_and_dropped_by_the_next_close(apps, worker):
+    mine, _ = await two_departments_with_usage(apps, worker, CLOSED_YEAR)
+    vm = new_id("vm")
+    await publish(apps, [lifecycle_event(vm, "activated", mine, local(CLOSED_YEAR, 1, 1))], worker)
+    await close(apps, f"{CLOSED_YEAR}-01", local(CLOSED_YEAR, 2, 10))
+    token = auth("department", mine)
+    january = lambda: bills(apps, token, month=f"{CLOSED_YEAR}-01")  # noqa: E731
+    march = lambda: bills(apps, token, month=f"{CLOSED_YEAR}-03")  # noqa: E731
+    finals, _ = await hit(bills_cache, january)
+    assert [(b["status"], b["total"]) for b in finals] == [("final", "1.00")]
+    await march()
+
+    # my usage in March: the open month's list is computed again; January's final bills are still served
+    await publish(apps, [usage_event(vm, "compute.vcpu", "5", local(CLOSED_YEAR, 3, 9))], worker)
+    assert await hit(bills_cache, january) == (finals, True)
+    listed, served = await hit(bills_cache, march)
+    assert not served and [(b["status"], b["total"]) for b in listed] == [("draft", "5.00")]
+
+    # the next close drops it (it lists no February bill of mine, but a close may write any bill)
+    await close(apps, f"{CLOSED_YEAR}-02", local(CLOSED_YEAR, 3, 10))
+    assert await hit(bills_cache, january) == (finals, False)
 
 
 async def test_a_change_too_large_to_list_widens_to_its_months_then_to_every_month(database):
