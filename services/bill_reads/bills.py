@@ -8,7 +8,8 @@ that way, from the usage that existed when it closed."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from collections.abc import Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Mapping
@@ -308,17 +309,13 @@ async def _settled(conn, keys: set[tuple[str, str]], before_close: int | None):
     return final, frozen
 
 
-async def _usage_now(conn, run: list[str], departments: list[str] | None, baselines: dict[tuple[str, str], Settled],
-                     versioned: bool) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], int]]:
-    """The closed months' usage fingerprints now, and their usage versions. ``versioned``: fingerprint only the
-    (department, month) pairs whose version moved since their latest baseline (the others are that baseline's),
-    which needs the latest baselines overall; else every pair (replay's scratch schema keeps no versions)."""
+async def _usage_now(conn, run: list[str], departments: list[str] | None
+                     ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], int]]:
+    """The closed months' usage fingerprints now, every pair fingerprinted (closes as of an earlier close, and
+    replay's scratch schema, which keeps no versions; the live reads: ``_reprice_decision``), and their usage
+    versions."""
     versions = await usage_versions(conn, run, departments)
-    if not versioned:
-        return await usage_digests(conn, run, departments), versions
-    known, stale = unchanged_digests(versions, baselines)
-    known.update(await _digests_of(conn, stale))
-    return known, versions
+    return await usage_digests(conn, run, departments), versions
 
 
 def _to_reprice(run: list[str], now: dict[tuple[str, str], str], baselines: dict[tuple[str, str], Settled],
@@ -343,6 +340,38 @@ def _to_reprice(run: list[str], now: dict[tuple[str, str], str], baselines: dict
     return candidates, repriced_by
 
 
+# Which closed months to re-price, per (open period, departments, closes, cards, usage versions of the closed
+# run): those inputs decide it (baselines and ledger entries are written by closes only, rate cards are never
+# changed, and a version counts every write to a department-month's usage), so a decision is reused only when they
+# are read again, in the request's own snapshot, unchanged. A bill list while usage of the open month is ingested
+# re-reads the versions (one index scan) instead of the baselines, fingerprints and the comparison per month.
+_REPRICE_DECISIONS: OrderedDict[Hashable, tuple] = OrderedDict()
+_REPRICE_DECISIONS_KEPT = 512
+
+
+async def _reprice_decision(conn, period: str, run: list[str], closed: dict[str, ClosedPeriod],
+                            cards: dict[int, StoredCard], departments: list[str] | None) -> tuple:
+    """``_to_reprice``'s decision for the live reads (versioned, as of now), with the fingerprints and versions
+    it was taken at."""
+    versions = await usage_versions(conn, run, departments)
+    key = (period, None if departments is None else tuple(departments),
+           tuple((p, c.close_seq) for p, c in closed.items()), tuple((i, c.created_at) for i, c in cards.items()),
+           frozenset(versions.items()))
+    decision = _REPRICE_DECISIONS.get(key)
+    if decision is not None:
+        _REPRICE_DECISIONS.move_to_end(key)
+        return decision
+    baselines = await _latest_baselines(conn, run, departments, None)
+    # only the (department, month) pairs whose version moved since their latest baseline are fingerprinted
+    known, stale = unchanged_digests(versions, baselines)
+    known.update(await _digests_of(conn, stale))
+    decision = (*_to_reprice(run, known, baselines, closed, cards), known, versions)
+    _REPRICE_DECISIONS[key] = decision
+    if len(_REPRICE_DECISIONS) > _REPRICE_DECISIONS_KEPT:
+        _REPRICE_DECISIONS.popitem(last=False)
+    return decision
+
+
 async def pending_late_adjustments(
     conn, period: str, closed: dict[str, ClosedPeriod], cards: dict[int, StoredCard], departments: list[str] | None,
     before_close: int | None = None, versioned: bool = False,
@@ -353,14 +382,18 @@ async def pending_late_adjustments(
     For each such closed period M and department D: what M comes to today (re-priced from the rollups) minus
     its final bill minus the adjustments for M already frozen into later final bills. A (D, M) whose daily
     usage fingerprint equals the one recorded when M's figures were last settled, and for which no rate card
-    has been added since, cannot have changed and is not re-priced. ``versioned``: see ``_usage_now`` (only
+    has been added since, cannot have changed and is not re-priced. ``versioned``: see ``_reprice_decision`` (only
     as of now: ``before_close`` None)."""
     run = closed_run_before(period, closed)
     if not run:
         return {}, []
-    baselines = await _latest_baselines(conn, run, departments, before_close)
-    now, versions = await _usage_now(conn, run, departments, baselines, versioned and before_close is None)
-    candidates, repriced_by = _to_reprice(run, now, baselines, closed, cards)
+    if versioned and before_close is None:
+        candidates, repriced_by, now, versions = await _reprice_decision(conn, period, run, closed, cards,
+                                                                         departments)
+    else:
+        baselines = await _latest_baselines(conn, run, departments, before_close)
+        now, versions = await _usage_now(conn, run, departments)
+        candidates, repriced_by = _to_reprice(run, now, baselines, closed, cards)
     prices = {card_id: card.prices for card_id, card in cards.items()}
     keys = {(d, m) for m, ds in candidates.items() for d in ds}
     final, frozen = await _settled(conn, keys, before_close)
@@ -406,7 +439,7 @@ async def period_bills(
 ) -> PeriodBills:
     """The bills of an open period: for ``departments``, or for every department it bills (usage, active
     resources, manual adjustments, or late adjustments from closed periods before it). ``versioned``: closed
-    months' fingerprints by their usage versions (``_usage_now``); ``known``: ``reference`` read already in
+    months' fingerprints by their usage versions (``_reprice_decision``); ``known``: ``reference`` read already in
     this snapshot (with this ``before_close``); ``totals_only``: bills for their totals alone (a list), their
     own usage read as ``usage_slices`` does for totals: the lines' prices and systems are not the bill's."""
     known = known or await reference(conn, before_close)
