@@ -5,6 +5,7 @@ months appear."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta
 
 # Month and its parser live with the contracts (schemas/periods.py); re-exported so every service imports the
@@ -75,10 +76,14 @@ def parse_month(month: str) -> tuple[int, int]:
     return parsed.year, parsed.month
 
 
+# Remembered: a bill list walks every closed month (some 70 at five years) in both directions on every request,
+# and parsing a month is most of the walk. Months are few (12 a year), so the memo stays small.
+@functools.lru_cache(maxsize=4096)
 def next_month(month: str) -> str:
     return str(Month.parse(month).next())
 
 
+@functools.lru_cache(maxsize=4096)
 def previous_month(month: str) -> str:
     return str(Month.parse(month).previous())
 
