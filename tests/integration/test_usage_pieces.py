@@ -84,16 +84,18 @@ async def test_answers_from_month_pieces_equal_the_one_statement_to_the_byte(app
     assert mine.count(b'"department_id":"') == mine.count(f'"department_id":"{second}"'.encode()) > 10
 
 
-async def march_usage_recomputes_march_only(apps, worker, department_id: str, params: dict, ids) -> bytes:
-    """Usage of ``department_id`` in March, then a window from January to April asked as finance: only March's
-    piece is computed again, and the answer is the one statement's (``ids``: the scope's)."""
+async def march_usage_recomputes_march_only(apps, worker, department_id: str, params: dict, ids,
+                                            computed: int = 1) -> bytes:
+    """Usage of ``department_id`` in March, then a window from January to April asked as finance: of the pieces,
+    only March's is computed again (``computed``: what the cache computes in all), and the answer is the one
+    statement's (``ids``: the scope's)."""
     vm = new_id("vm")
     await publish(apps, [lifecycle_event(vm, "activated", department_id, local(YEAR, 1, 1)),
                          usage_event(vm, "compute.vcpu", "1000", local(YEAR, 3, 9, 10))], worker)
     window = {"from": "2075-01-09", "to": "2075-04-11", **params}
     misses = usage_cache.misses
     found = await answer(apps, FINANCE, **window)
-    assert usage_cache.misses == misses + 1  # March's piece, and no other
+    assert usage_cache.misses == misses + computed  # March's piece, and no other
     assert found == await one_statement(window, ids)
     return found
 
@@ -171,12 +173,16 @@ async def test_a_new_window_by_department_reads_nothing_and_new_usage_recomputes
     params = {"group_by": "department", "granularity": "total"}
     await answer(apps, FINANCE, **{"from": "2075-01-01", "to": "2075-05-01", **params})  # four pieces
     misses = usage_cache.misses
-    for begin, end in (("2075-01-09", "2075-03-30"), ("2075-02-03", "2075-04-11"), ("2075-01-02", "2075-01-03")):
+    windows = (("2075-01-09", "2075-03-30"), ("2075-02-03", "2075-04-11"), ("2075-01-02", "2075-01-03"))
+    for begin, end in windows:
         await answer(apps, FINANCE, **{"from": begin, "to": end, **params})
         await answer(apps, FINANCE, **{"from": begin, "to": end, **params, "granularity": "month"})
-    assert usage_cache.misses == misses  # every piece was cached, for both granularities
+    assert usage_cache.misses == misses + 2 * len(windows)  # each answer summed once: every piece was cached
+    for begin, end in windows:  # and then cached whole
+        await answer(apps, FINANCE, **{"from": begin, "to": end, **params})
+    assert usage_cache.misses == misses + 2 * len(windows)
 
-    await march_usage_recomputes_march_only(apps, worker, first, params, None)
+    await march_usage_recomputes_march_only(apps, worker, first, params, None, computed=2)  # and the answer
 
 
 async def test_quantities_and_amounts_are_written_as_postgresql_writes_them():
