@@ -8,10 +8,10 @@ that way, from the usage that existed when it closed."""
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
-from collections.abc import Hashable
+from collections import defaultdict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Mapping
 from datetime import datetime
 
@@ -25,6 +25,7 @@ from services.billing.domain.bills import (
     price_usage,
     settled_figures,
 )
+from services.bill_reads.memo import SnapshotMemo
 from services.billing.domain.periods import closed_run_before, open_periods_after_closed
 from services.common.db import raw_connection
 from services.common.periods import month_bounds
@@ -234,6 +235,13 @@ async def usage_versions(conn, periods: list[str], departments: list[str] | None
     return {(r["department_id"], r["period"]): r["version"] for r in rows}
 
 
+async def department_versions(conn, departments: list[str]) -> dict[tuple[str, str], int]:
+    """``usage_versions`` of every month of ``departments``."""
+    rows = await conn.fetch("SELECT department_id, period, version FROM usage_versions"
+                            " WHERE department_id = ANY($1::text[])", departments)
+    return {(r["department_id"], r["period"]): r["version"] for r in rows}
+
+
 @dataclass(frozen=True, slots=True)
 class Settled:
     """The latest usage baseline of a (department, closed period): its digest, the close that recorded it, and
@@ -343,38 +351,39 @@ def _to_reprice(run: list[str], now: dict[tuple[str, str], str], baselines: dict
 # Which closed months to re-price, per (open period, departments, closes, cards, usage versions of the closed
 # run): those inputs decide it (baselines and ledger entries are written by closes only, rate cards are never
 # changed, and a version counts every write to a department-month's usage), so a decision is reused only when they
-# are read again, in the request's own snapshot, unchanged. A bill list while usage of the open month is ingested
-# re-reads the versions (one index scan) instead of the baselines, fingerprints and the comparison per month.
-_REPRICE_DECISIONS: OrderedDict[Hashable, tuple] = OrderedDict()
-_REPRICE_DECISIONS_KEPT = 512
+# are read again, in the request's own snapshot, unchanged (services.bill_reads.memo). A bill list while usage of
+# the open month is ingested re-reads the versions instead of the baselines, fingerprints and the comparison.
+_REPRICE_DECISIONS = SnapshotMemo(512)
 
 
-async def _reprice_decision(conn, period: str, run: list[str], closed: dict[str, ClosedPeriod],
-                            cards: dict[int, StoredCard], departments: list[str] | None) -> tuple:
+async def _reprice_decision(conn, period: str, run: list[str], closed: Mapping[str, ClosedPeriod],
+                            cards: Mapping[int, StoredCard], departments: list[str] | None,
+                            stamp: Stamp | None, versions: Mapping[tuple[str, str], int] | None) -> tuple:
     """``_to_reprice``'s decision for the live reads (versioned, as of now), with the fingerprints and versions
-    it was taken at."""
-    versions = await usage_versions(conn, run, departments)
-    key = (period, None if departments is None else tuple(departments),
-           tuple((p, c.close_seq) for p, c in closed.items()), tuple((i, c.created_at) for i, c in cards.items()),
-           frozenset(versions.items()))
+    it was taken at. ``stamp``, ``versions``: read already in this snapshot (``versions``: of these departments'
+    months, the run's among them)."""
+    if versions is None:
+        versions = await usage_versions(conn, run, departments)
+    else:
+        in_run = set(run)
+        versions = {key: version for key, version in versions.items() if key[1] in in_run}
+    decided_by = stamp.closes_and_cards if stamp is not None else (
+        tuple((p, c.close_seq) for p, c in closed.items()), tuple((i, c.created_at) for i, c in cards.items()))
+    key = (period, None if departments is None else tuple(departments), decided_by, frozenset(versions.items()))
     decision = _REPRICE_DECISIONS.get(key)
     if decision is not None:
-        _REPRICE_DECISIONS.move_to_end(key)
         return decision
     baselines = await _latest_baselines(conn, run, departments, None)
     # only the (department, month) pairs whose version moved since their latest baseline are fingerprinted
     known, stale = unchanged_digests(versions, baselines)
     known.update(await _digests_of(conn, stale))
-    decision = (*_to_reprice(run, known, baselines, closed, cards), known, versions)
-    _REPRICE_DECISIONS[key] = decision
-    if len(_REPRICE_DECISIONS) > _REPRICE_DECISIONS_KEPT:
-        _REPRICE_DECISIONS.popitem(last=False)
-    return decision
+    return _REPRICE_DECISIONS.put(key, (*_to_reprice(run, known, baselines, closed, cards), known, versions))
 
 
 async def pending_late_adjustments(
-    conn, period: str, closed: dict[str, ClosedPeriod], cards: dict[int, StoredCard], departments: list[str] | None,
-    before_close: int | None = None, versioned: bool = False,
+    conn, period: str, closed: Mapping[str, ClosedPeriod], cards: Mapping[int, StoredCard],
+    departments: list[str] | None, before_close: int | None = None, versioned: bool = False,
+    stamp: Stamp | None = None, versions: Mapping[tuple[str, str], int] | None = None,
 ) -> tuple[dict[str, list[LateAdjustment]], list[Baseline]]:
     """The late adjustments the bills of open ``period`` carry, for the closed periods just before it, and the
     usage baselines to record if they are frozen now.
@@ -389,7 +398,7 @@ async def pending_late_adjustments(
         return {}, []
     if versioned and before_close is None:
         candidates, repriced_by, now, versions = await _reprice_decision(conn, period, run, closed, cards,
-                                                                         departments)
+                                                                         departments, stamp, versions)
     else:
         baselines = await _latest_baselines(conn, run, departments, before_close)
         now, versions = await _usage_now(conn, run, departments)
@@ -420,22 +429,56 @@ class PeriodBills:
 
 
 @dataclass(frozen=True, slots=True)
-class Reference:
-    """What every period's bills read alike: closes, rate cards, department names (read once per request)."""
+class Stamp:
+    """Rows of the append-only tables a bill reads, in one snapshot: closed periods (and so final bills, usage
+    baselines and ledger entries, which only a close writes), rate cards (only ever inserted) and manual
+    adjustments. A new row is a new count (none is ever removed), so equal stamps mean equal tables."""
 
-    closed: dict[str, ClosedPeriod]
-    cards: dict[int, StoredCard]
+    closes: int
+    cards: int
+    adjustments: int
+
+    @property
+    def closes_and_cards(self) -> tuple[int, int]:
+        return self.closes, self.cards
+
+
+_STAMP = ("SELECT (SELECT count(*) FROM billing_periods), (SELECT count(*) FROM rate_cards),"
+          " (SELECT count(*) FROM adjustments)")
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """What every period's bills read alike: closes, rate cards, department names (read once per request), and,
+    as of now, the stamp they were read at."""
+
+    closed: Mapping[str, ClosedPeriod]
+    cards: Mapping[int, StoredCard]
     names: dict[str, str]
+    stamp: Stamp | None = None
+
+
+_CLOSES_AND_CARDS = SnapshotMemo(8)
 
 
 async def reference(conn, before_close: int | None = None) -> Reference:
-    return Reference(await closed_periods(conn, before_close), await stored_cards(conn), await department_names(conn))
+    """Closes, cards and names; as of now, closes and cards are remembered by their stamp (read-only views)."""
+    if before_close is not None:
+        return Reference(await closed_periods(conn, before_close), await stored_cards(conn),
+                         await department_names(conn))
+    stamp = Stamp(*await conn.fetchrow(_STAMP))
+    closed_and_cards = _CLOSES_AND_CARDS.get(stamp.closes_and_cards)
+    if closed_and_cards is None:
+        closed_and_cards = _CLOSES_AND_CARDS.put(stamp.closes_and_cards, (
+            MappingProxyType(await closed_periods(conn)), MappingProxyType(await stored_cards(conn))))
+    return Reference(*closed_and_cards, await department_names(conn), stamp)
 
 
 async def period_bills(
     conn, period: str, *, status: str, as_of: datetime, departments: list[str] | None = None,
     before_close: int | None = None, closed_at: datetime | None = None, versioned: bool = False,
     known: Reference | None = None, totals_only: bool = False,
+    versions: Mapping[tuple[str, str], int] | None = None,
 ) -> PeriodBills:
     """The bills of an open period: for ``departments``, or for every department it bills (usage, active
     resources, manual adjustments, or late adjustments from closed periods before it). ``versioned``: closed
@@ -448,7 +491,7 @@ async def period_bills(
     slices = await usage_slices(conn, period, departments, prices, totals_only)
     manual = await manual_adjustments(conn, period, departments)
     late, baselines = await pending_late_adjustments(conn, period, known.closed, cards, departments, before_close,
-                                                     versioned)
+                                                     versioned, known.stamp, versions)
     if departments is None:
         chosen = (await departments_to_bill(conn, period)) | set(slices) | set(manual) | {
             d for d, found in late.items() if found}

@@ -10,7 +10,9 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.bill_reads.bills import (
+    Reference,
     closed_periods,
+    department_versions,
     departments_to_bill,
     has_presence,
     open_periods_with_usage,
@@ -18,6 +20,7 @@ from services.bill_reads.bills import (
     reference,
     snapshot,
 )
+from services.bill_reads.memo import SnapshotMemo
 from services.billing.domain.bills import Bill, parse_bill_number
 from services.billing.domain.periods import open_periods_after_closed
 
@@ -62,37 +65,59 @@ def _draft_summary(bill: Bill) -> dict:
             "period": bill.period, "status": "draft", "total": bill.total, "content_hash": None, "closed_at": None}
 
 
+# A scope's final bills, by (period, departments, closes): only a close writes bills. A department's open months
+# with usage or adjustments, by (department, closes, adjustments, its months' usage versions).
+_FINALS = SnapshotMemo(1024)
+_OPEN_MONTHS = SnapshotMemo(1024)
+
+
 async def bill_summaries(engine: AsyncEngine, period: str | None, departments: Sequence[str] | None,
                          now: datetime) -> list[dict]:
     """Bills of a period (every department, or those of a scope), or every bill of a scope's departments.
     Closes, rate cards and names are read once for every open period listed; closed months' usage fingerprints
-    only where their usage version moved (``bills.pending_late_adjustments``)."""
+    only where their usage version moved (``bills.pending_late_adjustments``); what only appends decide is
+    remembered by its stamp (``services.bill_reads.memo``)."""
     async with snapshot(engine) as conn:
         known = await reference(conn)
-        closed = known.closed
-        finals = await conn.fetch(
-            """
-            SELECT bill_id, department_id, department_name, period, total, content_hash, closed_at FROM bills
-            WHERE ($1::text IS NULL OR period = $1) AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))
-            ORDER BY period, department_id
-            """,
-            period, departments,
-        )
-        summaries = [_final_summary(r) for r in finals]
+        closed, stamp = known.closed, known.stamp
+        scope = None if departments is None else list(departments)
+        key = (period, None if scope is None else tuple(scope), stamp.closes)
+        summaries = _FINALS.get(key)
+        if summaries is None:
+            summaries = _FINALS.put(key, [_final_summary(r) for r in await conn.fetch(
+                """
+                SELECT bill_id, department_id, department_name, period, total, content_hash, closed_at FROM bills
+                WHERE ($1::text IS NULL OR period = $1) AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))
+                ORDER BY period, department_id
+                """,
+                period, scope,
+            )])
+        versions = None
         if period is not None:
             drafts = [] if period in closed else [period]
         else:
-            assert departments is not None
+            assert scope is not None
+            versions = await department_versions(conn, scope)
             drafts = open_periods_after_closed(closed)
-            for department in departments:  # one department at a time: its loose index scan
-                drafts |= set(await open_periods_with_usage(conn, department, closed))
+            for department in scope:  # one department at a time: its loose index scan
+                drafts |= set(await _open_months(conn, department, known, versions))
+        summaries = list(summaries)
         for open_period in sorted(drafts):
             bills = (await period_bills(conn, open_period, status="draft", as_of=now, versioned=True, known=known,
-                                        departments=None if departments is None else list(departments),
-                                        totals_only=True)).bills
-            if departments is not None and any(b.is_empty for b in bills):
+                                        departments=scope, totals_only=True, versions=versions)).bills
+            if scope is not None and any(b.is_empty for b in bills):
                 # a department's zero bill is listed only if the period bills it (active resources)
-                billed = await departments_to_bill(conn, open_period, list(departments))
+                billed = await departments_to_bill(conn, open_period, scope)
                 bills = [b for b in bills if not b.is_empty or b.department_id in billed]
             summaries += [_draft_summary(b) for b in bills]
     return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))
+
+
+async def _open_months(conn, department: str, known: Reference, versions: dict[tuple[str, str], int]) -> list[str]:
+    """``open_periods_with_usage`` of one department, remembered by what decides it."""
+    mine = frozenset((month, version) for (d, month), version in versions.items() if d == department)
+    key = (department, known.stamp.closes, known.stamp.adjustments, mine)
+    found = _OPEN_MONTHS.get(key)
+    if found is None:
+        found = _OPEN_MONTHS.put(key, await open_periods_with_usage(conn, department, known.closed))
+    return found
