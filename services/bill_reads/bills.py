@@ -235,13 +235,6 @@ async def usage_versions(conn, periods: list[str], departments: list[str] | None
     return {(r["department_id"], r["period"]): r["version"] for r in rows}
 
 
-async def department_versions(conn, departments: list[str]) -> dict[tuple[str, str], int]:
-    """``usage_versions`` of every month of ``departments``."""
-    rows = await conn.fetch("SELECT department_id, period, version FROM usage_versions"
-                            " WHERE department_id = ANY($1::text[])", departments)
-    return {(r["department_id"], r["period"]): r["version"] for r in rows}
-
-
 @dataclass(frozen=True, slots=True)
 class Settled:
     """The latest usage baseline of a (department, closed period): its digest, the close that recorded it, and
@@ -358,15 +351,10 @@ _REPRICE_DECISIONS = SnapshotMemo(512)
 
 async def _reprice_decision(conn, period: str, run: list[str], closed: Mapping[str, ClosedPeriod],
                             cards: Mapping[int, StoredCard], departments: list[str] | None,
-                            stamp: Stamp | None, versions: Mapping[tuple[str, str], int] | None) -> tuple:
+                            stamp: Stamp | None) -> tuple:
     """``_to_reprice``'s decision for the live reads (versioned, as of now), with the fingerprints and versions
-    it was taken at. ``stamp``, ``versions``: read already in this snapshot (``versions``: of these departments'
-    months, the run's among them)."""
-    if versions is None:
-        versions = await usage_versions(conn, run, departments)
-    else:
-        in_run = set(run)
-        versions = {key: version for key, version in versions.items() if key[1] in in_run}
+    it was taken at. ``stamp``: read already in this snapshot (else closes and cards are keyed themselves)."""
+    versions = await usage_versions(conn, run, departments)
     decided_by = stamp.closes_and_cards if stamp is not None else (
         tuple((p, c.close_seq) for p, c in closed.items()), tuple((i, c.created_at) for i, c in cards.items()))
     key = (period, None if departments is None else tuple(departments), decided_by, frozenset(versions.items()))
@@ -383,7 +371,7 @@ async def _reprice_decision(conn, period: str, run: list[str], closed: Mapping[s
 async def pending_late_adjustments(
     conn, period: str, closed: Mapping[str, ClosedPeriod], cards: Mapping[int, StoredCard],
     departments: list[str] | None, before_close: int | None = None, versioned: bool = False,
-    stamp: Stamp | None = None, versions: Mapping[tuple[str, str], int] | None = None,
+    stamp: Stamp | None = None,
 ) -> tuple[dict[str, list[LateAdjustment]], list[Baseline]]:
     """The late adjustments the bills of open ``period`` carry, for the closed periods just before it, and the
     usage baselines to record if they are frozen now.
@@ -398,7 +386,7 @@ async def pending_late_adjustments(
         return {}, []
     if versioned and before_close is None:
         candidates, repriced_by, now, versions = await _reprice_decision(conn, period, run, closed, cards,
-                                                                         departments, stamp, versions)
+                                                                         departments, stamp)
     else:
         baselines = await _latest_baselines(conn, run, departments, before_close)
         now, versions = await _usage_now(conn, run, departments)
@@ -478,7 +466,6 @@ async def period_bills(
     conn, period: str, *, status: str, as_of: datetime, departments: list[str] | None = None,
     before_close: int | None = None, closed_at: datetime | None = None, versioned: bool = False,
     known: Reference | None = None, totals_only: bool = False,
-    versions: Mapping[tuple[str, str], int] | None = None,
 ) -> PeriodBills:
     """The bills of an open period: for ``departments``, or for every department it bills (usage, active
     resources, manual adjustments, or late adjustments from closed periods before it). ``versioned``: closed
@@ -491,7 +478,7 @@ async def period_bills(
     slices = await usage_slices(conn, period, departments, prices, totals_only)
     manual = await manual_adjustments(conn, period, departments)
     late, baselines = await pending_late_adjustments(conn, period, known.closed, cards, departments, before_close,
-                                                     versioned, known.stamp, versions)
+                                                     versioned, known.stamp)
     if departments is None:
         chosen = (await departments_to_bill(conn, period)) | set(slices) | set(manual) | {
             d for d, found in late.items() if found}
@@ -547,7 +534,7 @@ _OPEN_USAGE_MONTHS = """
                          (SELECT max(day) FROM usage_daily WHERE {who}) AS last)
     SELECT to_char(m, 'YYYY-MM') AS period
     FROM span, generate_series(date_trunc('month', span.first), span.last, interval '1 month') AS m
-    WHERE to_char(m, 'YYYY-MM') <> ALL($1::text[])
+    WHERE m::date <> ALL(ARRAY(SELECT to_date(c, 'YYYY-MM') FROM unnest($1::text[]) AS c))
       AND EXISTS (SELECT 1 FROM usage_daily WHERE {who} AND day >= m::date AND day < (m + interval '1 month')::date)
     UNION SELECT DISTINCT period FROM adjustments WHERE {adjusted}"""
 

@@ -10,9 +10,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.bill_reads.bills import (
-    Reference,
     closed_periods,
-    department_versions,
     departments_to_bill,
     has_presence,
     open_periods_with_usage,
@@ -65,10 +63,8 @@ def _draft_summary(bill: Bill) -> dict:
             "period": bill.period, "status": "draft", "total": bill.total, "content_hash": None, "closed_at": None}
 
 
-# A scope's final bills, by (period, departments, closes): only a close writes bills. A department's open months
-# with usage or adjustments, by (department, closes, adjustments, its months' usage versions).
+# A scope's final bills, by (period, departments, closes): only a close writes bills.
 _FINALS = SnapshotMemo(1024)
-_OPEN_MONTHS = SnapshotMemo(1024)
 
 
 async def bill_summaries(engine: AsyncEngine, period: str | None, departments: Sequence[str] | None,
@@ -92,19 +88,17 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, departments: S
                 """,
                 period, scope,
             )])
-        versions = None
         if period is not None:
             drafts = [] if period in closed else [period]
         else:
             assert scope is not None
-            versions = await department_versions(conn, scope)
             drafts = open_periods_after_closed(closed)
             for department in scope:  # one department at a time: its loose index scan
-                drafts |= set(await _open_months(conn, department, known, versions))
+                drafts |= set(await open_periods_with_usage(conn, department, closed))
         summaries = list(summaries)
         for open_period in sorted(drafts):
             bills = (await period_bills(conn, open_period, status="draft", as_of=now, versioned=True, known=known,
-                                        departments=scope, totals_only=True, versions=versions)).bills
+                                        departments=scope, totals_only=True)).bills
             if scope is not None and any(b.is_empty for b in bills):
                 # a department's zero bill is listed only if the period bills it (active resources)
                 billed = await departments_to_bill(conn, open_period, scope)
@@ -112,12 +106,3 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, departments: S
             summaries += [_draft_summary(b) for b in bills]
     return sorted(summaries, key=lambda s: (s["period"], s["department_id"]))
 
-
-async def _open_months(conn, department: str, known: Reference, versions: dict[tuple[str, str], int]) -> list[str]:
-    """``open_periods_with_usage`` of one department, remembered by what decides it."""
-    mine = frozenset((month, version) for (d, month), version in versions.items() if d == department)
-    key = (department, known.stamp.closes, known.stamp.adjustments, mine)
-    found = _OPEN_MONTHS.get(key)
-    if found is None:
-        found = _OPEN_MONTHS.put(key, await open_periods_with_usage(conn, department, known.closed))
-    return found
