@@ -101,18 +101,18 @@ async def usage_slices(conn, period: str, departments: list[str] | None, cards: 
     lies in a resource's trial window (with the trial's rate).
 
     ``totals_only``: slices that give every line's amount and quantity, not its prices: where no trial window
-    overlaps the period, the meters no card prices in tiers are summed from usage_daily (a department's month is
-    some hundreds of daily rows, against thousands of hourly ones; a flat-priced line's amount is the sum of its
-    rollup amounts whatever the card), without their rate card (0)."""
-    start, end, first_day, end_day = _bounds_days(period)
+    overlaps the period, the meters no card prices in tiers are read from usage_monthly (one row a department and
+    meter, the sum of its daily and hourly rows by construction; a flat-priced line's amount is the sum of its
+    rollup amounts whatever the card), without their rate card (0) or system."""
+    start, end, first_day, _ = _bounds_days(period)
     tiered = sorted({meter for card in cards.values() for meter in card.tiered})
     trials = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM resource_trials WHERE date_trunc('hour', starts_at) < $2 AND ends_at > $1"
         " AND ends_at > starts_at)", start, end)
     slices: dict[str, list[UsageSlice]] = defaultdict(list)
-    daily = totals_only and not trials
-    if daily:
-        for r in await conn.fetch(_DAILY_SLICES, first_day, end_day, departments, tiered):
+    monthly = totals_only and not trials
+    if monthly:
+        for r in await conn.fetch(_MONTHLY_SLICES, first_day, departments, tiered):
             slices[r["department_id"]].append(UsageSlice(None, r["meter"], 0, r["system"] or "", r["quantity"],
                                                          r["amount"], r["unpriced"]))
         if not tiered:
@@ -128,7 +128,7 @@ async def usage_slices(conn, period: str, departments: list[str] | None, cards: 
           AND ($4::text[] IS NULL OR department_id = ANY($4::text[])) AND (NOT $5 OR meter = ANY($3::text[]))
         GROUP BY 1, 2, 3, 4, 5, 6
         """,
-        start, end, tiered, departments, daily,
+        start, end, tiered, departments, monthly,
     )
     for r in rows:
         slices[r["department_id"]].append(UsageSlice(r["hour"], r["meter"], r["rate_card_id"], r["system"] or "",
@@ -136,13 +136,11 @@ async def usage_slices(conn, period: str, departments: list[str] | None, cards: 
     return slices
 
 
-_DAILY_SLICES = """
-    SELECT department_id, meter, system, sum(quantity) AS quantity, sum(amount) AS amount,
-           sum(unpriced_quantity) AS unpriced
-    FROM usage_daily
-    WHERE day >= $1 AND day < $2 AND department_id IS NOT NULL
-      AND ($3::text[] IS NULL OR department_id = ANY($3::text[])) AND meter <> ALL($4::text[])
-    GROUP BY 1, 2, 3"""
+_MONTHLY_SLICES = """
+    SELECT department_id, meter, NULL AS system, quantity, amount, unpriced_quantity AS unpriced
+    FROM usage_monthly
+    WHERE month = $1 AND department_id IS NOT NULL
+      AND ($2::text[] IS NULL OR department_id = ANY($2::text[])) AND meter <> ALL($3::text[])"""
 
 
 async def departments_to_bill(conn, period: str, among: list[str] | None = None) -> set[str]:
@@ -175,6 +173,21 @@ async def manual_adjustments(conn, period: str, departments: list[str] | None) -
     for r in rows:
         found[r["department_id"]].append(ManualAdjustment(r["id"], r["amount"], r["reason"], r["reference"],
                                                           r["created_by"], r["created_at"]))
+    return found
+
+
+_ADJUSTMENTS = SnapshotMemo(1024)
+
+
+async def _manual_adjustments(conn, period: str, departments: list[str] | None, stamp: Stamp | None
+                              ) -> Mapping[str, list[ManualAdjustment]]:
+    """``manual_adjustments``, remembered by the adjustments' count when ``stamp`` is known (append-only)."""
+    if stamp is None:
+        return await manual_adjustments(conn, period, departments)
+    key = (stamp.adjustments, period, None if departments is None else tuple(departments))
+    found = _ADJUSTMENTS.get(key)
+    if found is None:
+        found = _ADJUSTMENTS.put(key, MappingProxyType(dict(await manual_adjustments(conn, period, departments))))
     return found
 
 
@@ -476,7 +489,7 @@ async def period_bills(
     cards = known.cards
     prices = {card_id: card.prices for card_id, card in cards.items()}
     slices = await usage_slices(conn, period, departments, prices, totals_only)
-    manual = await manual_adjustments(conn, period, departments)
+    manual = await _manual_adjustments(conn, period, departments, known.stamp)
     late, baselines = await pending_late_adjustments(conn, period, known.closed, cards, departments, before_close,
                                                      versioned, known.stamp)
     if departments is None:
