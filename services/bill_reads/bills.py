@@ -184,7 +184,7 @@ async def _manual_adjustments(conn, period: str, departments: list[str] | None, 
     """``manual_adjustments``, remembered by the adjustments' count when ``stamp`` is known (append-only)."""
     if stamp is None:
         return await manual_adjustments(conn, period, departments)
-    key = (stamp.adjustments, period, None if departments is None else tuple(departments))
+    key = (stamp.where, stamp.adjustments, period, None if departments is None else tuple(departments))
     found = _ADJUSTMENTS.get(key)
     if found is None:
         found = _ADJUSTMENTS.put(key, MappingProxyType(dict(await manual_adjustments(conn, period, departments))))
@@ -366,19 +366,19 @@ async def _reprice_decision(conn, period: str, run: list[str], closed: Mapping[s
                             cards: Mapping[int, StoredCard], departments: list[str] | None,
                             stamp: Stamp | None) -> tuple:
     """``_to_reprice``'s decision for the live reads (versioned, as of now), with the fingerprints and versions
-    it was taken at. ``stamp``: read already in this snapshot (else closes and cards are keyed themselves)."""
+    it was taken at. ``stamp``: read already in this snapshot (None: not remembered)."""
     versions = await usage_versions(conn, run, departments)
-    decided_by = stamp.closes_and_cards if stamp is not None else (
-        tuple((p, c.close_seq) for p, c in closed.items()), tuple((i, c.created_at) for i, c in cards.items()))
-    key = (period, None if departments is None else tuple(departments), decided_by, frozenset(versions.items()))
-    decision = _REPRICE_DECISIONS.get(key)
+    key = stamp and (stamp.closes_and_cards, period, None if departments is None else tuple(departments),
+                     frozenset(versions.items()))
+    decision = _REPRICE_DECISIONS.get(key) if key else None
     if decision is not None:
         return decision
     baselines = await _latest_baselines(conn, run, departments, None)
     # only the (department, month) pairs whose version moved since their latest baseline are fingerprinted
     known, stale = unchanged_digests(versions, baselines)
     known.update(await _digests_of(conn, stale))
-    return _REPRICE_DECISIONS.put(key, (*_to_reprice(run, known, baselines, closed, cards), known, versions))
+    decision = (*_to_reprice(run, known, baselines, closed, cards), known, versions)
+    return _REPRICE_DECISIONS.put(key, decision) if key else decision
 
 
 async def pending_late_adjustments(
@@ -435,17 +435,18 @@ class Stamp:
     baselines and ledger entries, which only a close writes), rate cards (only ever inserted) and manual
     adjustments. A new row is a new count (none is ever removed), so equal stamps mean equal tables."""
 
+    where: str  # the database and schemas read (replay reads its own schema): counts of other tables mean nothing
     closes: int
     cards: int
     adjustments: int
 
     @property
-    def closes_and_cards(self) -> tuple[int, int]:
-        return self.closes, self.cards
+    def closes_and_cards(self) -> tuple[str, int, int]:
+        return self.where, self.closes, self.cards
 
 
-_STAMP = ("SELECT (SELECT count(*) FROM billing_periods), (SELECT count(*) FROM rate_cards),"
-          " (SELECT count(*) FROM adjustments)")
+_STAMP = ("SELECT current_database() || ':' || current_schemas(false)::text, (SELECT count(*) FROM billing_periods),"
+          " (SELECT count(*) FROM rate_cards), (SELECT count(*) FROM adjustments)")
 
 
 @dataclass(frozen=True, slots=True)

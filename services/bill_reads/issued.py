@@ -77,7 +77,7 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, departments: S
         known = await reference(conn)
         closed, stamp = known.closed, known.stamp
         scope = None if departments is None else list(departments)
-        key = (period, None if scope is None else tuple(scope), stamp.closes)
+        key = (stamp.where, stamp.closes, period, None if scope is None else tuple(scope))
         summaries = _FINALS.get(key)
         if summaries is None:
             summaries = _FINALS.put(key, [_final_summary(r) for r in await conn.fetch(
