@@ -39,7 +39,8 @@ def month_param(name: str = "month", *, in_path: bool = False, required: bool = 
             return parse_month_field(name, month)
         return required_query
 
-    async def optional_query(month: Annotated[str | None, Query(alias=name, description=description)] = None) -> Month | None:
+    async def optional_query(month: Annotated[str | None, Query(alias=name, description=description)] = None
+                             ) -> Month | None:
         return None if month is None else parse_month_field(name, month)
     return optional_query
 

@@ -106,12 +106,11 @@ async def get_usage(
         body = None
         if usage_cache.connected:  # pieces need the cache: uncached, a statement a month costs more than one
             by_department = department_total_months(start, end, groups, granularity, meter)
-            months = piece_months(start, end, groups, granularity)
             if by_department:  # summed from month totals, and cached whole: summing costs more than a lookup
                 reads = Reads(usage=True, months=frozenset(map(str, by_department)), departments=_departments(query))
                 body = await usage_cache.serve(("/v1/usage", *scope, query),
                                                lambda: usage_by_department(scope, query, by_department, limit), reads)
-            elif months:
+            elif months := piece_months(start, end, groups, granularity):
                 body = await usage_from_pieces(scope, query, months, limit)
         if body is None:
             reads = Reads(usage=True, months=months_touching(start, end), departments=_departments(query))

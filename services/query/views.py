@@ -149,7 +149,8 @@ async def usage_piece(engine: AsyncEngine, month_query: UsageQuery, max_rows: in
 async def department_month_totals(engine: AsyncEngine, month: Month, departments: Sequence[str] | None
                                   ) -> MonthTotals:
     """The piece (services.query.domain.department_totals) of usage by department of one local month and scope:
-    the two rollups that statement sums for it, ``usage_monthly`` and ``usage_department_totals_daily``."""
+    the two rollups ``usage_report_sql`` sums for that month, ``usage_monthly`` and
+    ``usage_department_totals_daily``."""
     scope = [] if departments is None else [list(departments)]
     async with raw_connection(engine) as conn:
         monthly = await conn.fetch(
