@@ -182,13 +182,11 @@ _ADJUSTMENTS = SnapshotMemo(1024)
 async def _manual_adjustments(conn, period: str, departments: list[str] | None, stamp: Stamp | None
                               ) -> Mapping[str, list[ManualAdjustment]]:
     """``manual_adjustments``, remembered by the adjustments' count when ``stamp`` is known (append-only)."""
-    if stamp is None:
-        return await manual_adjustments(conn, period, departments)
-    key = (stamp.where, stamp.adjustments, period, None if departments is None else tuple(departments))
-    found = _ADJUSTMENTS.get(key)
-    if found is None:
-        found = _ADJUSTMENTS.put(key, MappingProxyType(dict(await manual_adjustments(conn, period, departments))))
-    return found
+    async def read():
+        return MappingProxyType(dict(await manual_adjustments(conn, period, departments)))
+
+    key = stamp and (stamp.where, stamp.adjustments, period, None if departments is None else tuple(departments))
+    return await _ADJUSTMENTS.read_through(key, read)
 
 
 # A fingerprint of one department's daily usage rows in one month (the rows' text in key order); migration 0017
@@ -368,17 +366,17 @@ async def _reprice_decision(conn, period: str, run: list[str], closed: Mapping[s
     """``_to_reprice``'s decision for the live reads (versioned, as of now), with the fingerprints and versions
     it was taken at. ``stamp``: read already in this snapshot (None: not remembered)."""
     versions = await usage_versions(conn, run, departments)
+
+    async def decide() -> tuple:
+        baselines = await _latest_baselines(conn, run, departments, None)
+        # only the (department, month) pairs whose version moved since their latest baseline are fingerprinted
+        known, stale = unchanged_digests(versions, baselines)
+        known.update(await _digests_of(conn, stale))
+        return (*_to_reprice(run, known, baselines, closed, cards), known, versions)
+
     key = stamp and (stamp.closes_and_cards, period, None if departments is None else tuple(departments),
                      frozenset(versions.items()))
-    decision = _REPRICE_DECISIONS.get(key) if key else None
-    if decision is not None:
-        return decision
-    baselines = await _latest_baselines(conn, run, departments, None)
-    # only the (department, month) pairs whose version moved since their latest baseline are fingerprinted
-    known, stale = unchanged_digests(versions, baselines)
-    known.update(await _digests_of(conn, stale))
-    decision = (*_to_reprice(run, known, baselines, closed, cards), known, versions)
-    return _REPRICE_DECISIONS.put(key, decision) if key else decision
+    return await _REPRICE_DECISIONS.read_through(key, decide)
 
 
 async def pending_late_adjustments(
@@ -469,10 +467,11 @@ async def reference(conn, before_close: int | None = None) -> Reference:
         return Reference(await closed_periods(conn, before_close), await stored_cards(conn),
                          await department_names(conn))
     stamp = Stamp(*await conn.fetchrow(_STAMP))
-    closed_and_cards = _CLOSES_AND_CARDS.get(stamp.closes_and_cards)
-    if closed_and_cards is None:
-        closed_and_cards = _CLOSES_AND_CARDS.put(stamp.closes_and_cards, (
-            MappingProxyType(await closed_periods(conn)), MappingProxyType(await stored_cards(conn))))
+
+    async def read() -> tuple:
+        return MappingProxyType(await closed_periods(conn)), MappingProxyType(await stored_cards(conn))
+
+    closed_and_cards = await _CLOSES_AND_CARDS.read_through(stamp.closes_and_cards, read)
     return Reference(*closed_and_cards, await department_names(conn), stamp)
 
 

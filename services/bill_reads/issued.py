@@ -67,6 +67,18 @@ def _draft_summary(bill: Bill) -> dict:
 _FINALS = SnapshotMemo(1024)
 
 
+async def _final_summaries(conn, period: str | None, departments: list[str] | None) -> list[dict]:
+    rows = await conn.fetch(
+        """
+        SELECT bill_id, department_id, department_name, period, total, content_hash, closed_at FROM bills
+        WHERE ($1::text IS NULL OR period = $1) AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))
+        ORDER BY period, department_id
+        """,
+        period, departments,
+    )
+    return [_final_summary(r) for r in rows]
+
+
 async def bill_summaries(engine: AsyncEngine, period: str | None, departments: Sequence[str] | None,
                          now: datetime) -> list[dict]:
     """Bills of a period (every department, or those of a scope), or every bill of a scope's departments.
@@ -78,16 +90,8 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, departments: S
         closed, stamp = known.closed, known.stamp
         scope = None if departments is None else list(departments)
         key = (stamp.where, stamp.closes, period, None if scope is None else tuple(scope))
-        summaries = _FINALS.get(key)
-        if summaries is None:
-            summaries = _FINALS.put(key, [_final_summary(r) for r in await conn.fetch(
-                """
-                SELECT bill_id, department_id, department_name, period, total, content_hash, closed_at FROM bills
-                WHERE ($1::text IS NULL OR period = $1) AND ($2::text[] IS NULL OR department_id = ANY($2::text[]))
-                ORDER BY period, department_id
-                """,
-                period, scope,
-            )])
+        # a copy: the drafts are added to it
+        summaries = list(await _FINALS.read_through(key, lambda: _final_summaries(conn, period, scope)))
         if period is not None:
             drafts = [] if period in closed else [period]
         else:
@@ -95,7 +99,6 @@ async def bill_summaries(engine: AsyncEngine, period: str | None, departments: S
             drafts = open_periods_after_closed(closed)
             for department in scope:  # one department at a time: its loose index scan
                 drafts |= set(await open_periods_with_usage(conn, department, closed))
-        summaries = list(summaries)
         for open_period in sorted(drafts):
             bills = (await period_bills(conn, open_period, status="draft", as_of=now, versioned=True, known=known,
                                         departments=scope, totals_only=True)).bills

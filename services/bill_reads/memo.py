@@ -10,7 +10,7 @@ entries for stamps no longer current are simply never asked for again, and the o
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 _ABSENT = object()
@@ -36,6 +36,13 @@ class SnapshotMemo:
         while len(self._results) > self.kept:
             self._results.popitem(last=False)
         return result
+
+    async def read_through(self, key: Hashable | None, read: Callable[[], Awaitable[Any]]) -> Any:
+        """The result remembered under ``key``, else ``read()``'s, remembered (``key`` None: read, not remembered)."""
+        if key is None:
+            return await read()
+        found = self.get(key, _ABSENT)
+        return self.put(key, await read()) if found is _ABSENT else found
 
     def clear(self) -> None:
         self._results.clear()

@@ -12,3 +12,15 @@ def test_the_least_recently_used_go_first_and_an_empty_result_is_remembered():
     assert memo.get("b", "absent") == "absent" and memo.get("a") == [] and memo.get("c") == 3
     memo.clear()
     assert memo.get("c") is None
+
+
+async def test_a_read_through_reads_once_a_key_and_every_time_without_one():
+    memo, reads = SnapshotMemo(4), []
+
+    async def read():
+        reads.append(1)
+        return []
+
+    assert await memo.read_through("k", read) == [] and await memo.read_through("k", read) == []
+    assert await memo.read_through(None, read) == [] and await memo.read_through(None, read) == []
+    assert len(reads) == 3  # an empty result is remembered; no key, nothing remembered
