@@ -35,7 +35,7 @@ from schemas.billing import (
 )
 from services.billing.applications import router as applications_router
 from services.billing.background import run_billing_loop
-from services.bill_reads.bills import snapshot
+from services.bill_reads.bills import closed_periods, snapshot
 from services.billing.budgets import (
     evaluate_budget,
     list_alerts,
@@ -230,7 +230,7 @@ async def _closed_months() -> frozenset[str]:
 
     async def read() -> bytes:
         async with raw_connection(get_engine()) as conn:
-            return " ".join(r["period"] for r in await conn.fetch("SELECT period FROM billing_periods")).encode()
+            return " ".join(await closed_periods(conn)).encode()
 
     text = await bills_cache.serve(("closed months",), read, Reads(frozenset({"billing_periods"})))
     return frozenset(text.decode().split())
