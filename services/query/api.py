@@ -136,9 +136,9 @@ async def usage_by_department(scope: tuple, query: UsageQuery, months: list[Mont
                 lambda: department_month_totals(get_engine(), month, query.departments), reads)
 
     pieces = await usage_cache.serve_all([piece(month) for month in months])
-    first, end = query.start.astimezone(LOCAL_TZ).date(), query.end.astimezone(LOCAL_TZ).date()
-    count, parts = department_rows(pieces, first, end, query.granularity,
-                                   query.start.astimezone(LOCAL_TZ).isoformat())
+    start = query.start.astimezone(LOCAL_TZ)
+    count, parts = department_rows(pieces, start.date(), query.end.astimezone(LOCAL_TZ).date(), query.granularity,
+                                   start.isoformat())
     if count > limit:
         raise TooManyRows(limit)
     return USAGE_REPORT_HEAD + b"[" + b",".join(parts) + b"]" + USAGE_REPORT_TAIL

@@ -1,5 +1,5 @@
 """``/v1/usage`` by department alone (by month or in total) over whole local days, summed in process from one
-cached piece a month. Pure: the pieces' rows come from ``services.query.views.department_month_rows``.
+cached piece a month. Pure: the pieces' rows come from ``services.query.views.department_month_totals``.
 
 The statement over the window (``views.usage_report_sql``) sums the monthly rollup for the months the window
 covers whole and the daily department totals for the days of the months it cuts. A *piece* holds, for one local
@@ -57,10 +57,9 @@ def month_totals(month: Month, monthly: Iterable[tuple[str | None, Decimal, Deci
     first, days = month.first_day, month.days
     by_day: dict[str | None, list[tuple[Sums, int]]] = {}
     for day, department, q, a, u in daily:
-        cells = by_day.setdefault(department, [(_ZERO, 0)] * days)
-        (cq, ca, cu), n = cells[(day - first).days]
-        cells[(day - first).days] = ((EXACT.add(cq, q), EXACT.add(ca, a), EXACT.add(cu, u)),
-                                     n + 1)
+        cells, at = by_day.setdefault(department, [(_ZERO, 0)] * days), (day - first).days
+        (cq, ca, cu), n = cells[at]
+        cells[at] = ((EXACT.add(cq, q), EXACT.add(ca, a), EXACT.add(cu, u)), n + 1)
     running: dict[str | None, list[tuple[Sums, int]]] = {}
     for department, cells in by_day.items():
         total, rows, out = _ZERO, 0, [(_ZERO, 0)]
@@ -75,7 +74,14 @@ def month_totals(month: Month, monthly: Iterable[tuple[str | None, Decimal, Deci
 
 
 def _month_start(month: Month) -> str:
+    # as the statement writes a bucket: "+08:00" literally (not Month.start's offset, +09:00 in China's summers
+    # of 1986-1991)
     return f"{month.first_day.isoformat()}T00:00:00+08:00"
+
+
+def _covers(month: Month, first: date, end: date) -> bool:
+    """Whether the local days [first, end) hold the whole of ``month``."""
+    return first <= month.first_day and month.next().first_day <= end
 
 
 def department_total_months(start: datetime, end: datetime, group_by: tuple[str, ...], granularity: str,
@@ -92,10 +98,10 @@ def department_total_months(start: datetime, end: datetime, group_by: tuple[str,
 def window_sums(piece: MonthTotals, first: date, end: date) -> dict[str | None, Sums]:
     """Each department's sums over the days of [first, end) in the piece's month (the month's own totals when the
     window covers it whole), for the departments with a row there."""
+    if _covers(piece.month, first, end):
+        return dict(piece.whole)
     month_first, days = piece.month.first_day, piece.month.days
     low, high = max(0, (first - month_first).days), min(days, (end - month_first).days)
-    if low == 0 and high == days:
-        return dict(piece.whole)
     found: dict[str | None, Sums] = {}
     if low >= high:
         return found
@@ -140,7 +146,7 @@ def department_rows(pieces: Sequence[MonthTotals], first: date, end: date, granu
     if granularity == "month":
         count, parts = 0, []
         for piece in pieces:
-            if first <= piece.month.first_day and piece.month.next().first_day <= end:
+            if _covers(piece.month, first, end):
                 count, part = count + len(piece.whole), piece.whole_rows
             else:
                 sums = window_sums(piece, first, end)
