@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from services.common.config import get_settings
@@ -37,10 +37,7 @@ async def without_statement_timeout(conn) -> None:
 @lru_cache(maxsize=4)
 def get_engine(url: str | None = None) -> AsyncEngine:
     url = url or get_settings().database_url
-    parsed = make_url(url)
-    connect_args = {}
-    if parsed.host in LOOPBACK_HOSTS and not {"ssl", "sslmode"} & set(parsed.query):
-        connect_args["ssl"] = False  # TLS to a database on the same host only burns CPU on both ends
+    connect_args = {"ssl": False} if _tls_pointless(make_url(url)) else {}
     # At most 20 connections a process, all kept: an overflow connection is closed when it is returned, and a new
     # one costs a SCRAM handshake, a backend and asyncpg's type introspection (~9 ms, 3 of them in this process)
     # in the very bursts that needed it. A 21st concurrent checkout waits for a connection, as it did past 10 + 10.
@@ -69,9 +66,19 @@ def get_sessionmaker(url: str | None = None) -> async_sessionmaker:
     return async_sessionmaker(get_engine(url), expire_on_commit=False)
 
 
+def _tls_pointless(url: URL) -> bool:
+    # TLS to a database on the same host only burns CPU on both ends (asyncpg's default, sslmode=prefer, takes it
+    # whenever the server offers it, as Debian's does); a URL that says how to connect is obeyed.
+    return url.host in LOOPBACK_HOSTS and not {"ssl", "sslmode"} & set(url.query)
+
+
 def asyncpg_dsn(url: str) -> str:
-    """The plain ``postgresql://`` form of a SQLAlchemy URL, for asyncpg and psql."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """The plain ``postgresql://`` form of a SQLAlchemy URL, for asyncpg and psql (without TLS on loopback, as
+    the engine connects: the response cache's listener makes a round trip for nearly every cached answer)."""
+    parsed = make_url(url).set(drivername="postgresql")
+    if _tls_pointless(parsed):
+        parsed = parsed.update_query_dict({"sslmode": "disable"})
+    return parsed.render_as_string(hide_password=False)
 
 
 @asynccontextmanager

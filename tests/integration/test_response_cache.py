@@ -151,6 +151,20 @@ async def test_nothing_is_cached_while_the_listener_is_down_and_it_reconnects(ap
     assert [r["amount"] for r in answer["rows"]] == ["5.00"]
 
 
+async def test_the_listener_speaks_plain_text_to_a_database_on_loopback(apps):
+    """Nearly every cached answer waits for a round trip on the listener: over TLS (asyncpg's default when the
+    server offers it, as Debian's does) both ends paid for encryption on the same host."""
+    assert usage_cache.connected and bills_cache.connected
+    async with raw_connection(get_engine()) as conn:
+        for cache in (usage_cache, bills_cache):
+            pid = cache._conn.get_server_pid()
+            assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", pid) is False
+        assert await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is False
+    assert "sslmode=disable" in asyncpg_dsn(get_settings().database_url)
+    assert "sslmode" not in asyncpg_dsn("postgresql+asyncpg://u:p@db.example:5432/govmeter")
+    assert asyncpg_dsn("postgresql+asyncpg://u:p@127.0.0.1/govmeter?sslmode=require").endswith("sslmode=require")
+
+
 async def _true(value):
     return value
 
