@@ -81,6 +81,7 @@ from services.common.lifespan import producer_lifespan
 from services.common.http_guards import DepartmentParam, answer_statement_timeouts
 from services.common.http import month_param, unprocessable
 from services.common.periods import Month, month_of
+from services.common.known_answers import KnownAnswers, serve_known_answers
 from services.common.response_cache import USAGE_TABLES, Reads, ResponseCache, with_response_cache
 from services.reference.routes import router as reference_routes
 
@@ -113,6 +114,8 @@ observe_cache("bills", bills_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "billing")
+known_bills = KnownAnswers(bills_cache)
+serve_known_answers(app, known_bills, "/v1/bills")  # a cached bill list asked again is served before routing
 app.include_router(disputes_router)  # disputes of final bill lines (Art. 13)
 app.include_router(applications_router)  # resource applications (Art. 8–10)
 TREE.watch(bills_cache)  # bills_cache counts changes to departments: the tree is remembered while unchanged
@@ -202,7 +205,8 @@ async def get_bills(principal: Reader, now: Now, period: BillsMonth, department:
     subtree). Open periods show drafts as of now."""
     scope = await read_scope(principal, department, rollup)
     month = str(period) if period else None
-    if month is None and scope.one is None:
+    by_clock = month is None and scope.one is None
+    if by_clock:
         month = month_of(now)
     # Cached per (scope, month, department). ``now`` reaches the answer only through the default month, resolved
     # above into the key: a summary shows no "as of", and a draft's total is a function of the stored rollups,
@@ -222,7 +226,10 @@ async def get_bills(principal: Reader, now: Now, period: BillsMonth, department:
         # adjustments re-check): ingesting another department's usage keeps it.
         reads = Reads(bills_cache.everything.tables, usage=True,
                       departments=None if scope.ids is None else frozenset(scope.ids))
-    return Response(await bills_cache.serve(key, summaries, reads), media_type="application/json")
+    body = await bills_cache.serve(key, summaries, reads)
+    if not by_clock:  # the default month is the clock's: the same request may mean another month tomorrow
+        known_bills.remember(key)
+    return Response(body, media_type="application/json")
 
 
 async def _closed_months() -> frozenset[str]:

@@ -219,6 +219,16 @@ class ResponseCache:
         """True once every write committed before this call is counted (see the module's docstring)."""
         return self.connected and await self._caught_up()
 
+    def stored(self, key: Hashable) -> Any:
+        """The answer stored under ``key`` (a hit), or None. Only after ``caught_up()``: an entry is present while
+        nothing it read has changed."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry.body
+
     async def _drop_connection(self) -> None:
         self._listening = False
         conn, self._conn = self._conn, None
@@ -313,12 +323,10 @@ class ResponseCache:
 
     def _serve_caught_up(self, key: Hashable, compute: Callable[[], Awaitable[bytes]], reads: Reads
                          ) -> Awaitable[bytes]:
-        entry = self._entries.get(key)
-        if entry is not None:  # present: nothing it read has changed (``apply`` drops it at once)
-            self._entries.move_to_end(key)
-            self.hits += 1
+        body = self.stored(key)
+        if body is not None:  # present: nothing it read has changed (``apply`` drops it at once)
             done = asyncio.get_running_loop().create_future()
-            done.set_result(entry.body)
+            done.set_result(body)
             return done
         flight = self._flights.get(key)
         if flight is not None and not self._changed_since(flight.start, flight.reads):

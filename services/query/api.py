@@ -22,6 +22,7 @@ from services.common.metrics import observe_cache
 from services.common.observability import instrument
 from services.common.openapi import document_error_details
 from services.common.lifespan import producer_lifespan
+from services.common.known_answers import KnownAnswers, serve_known_answers
 from services.common.http_guards import DepartmentParam, MeterParam, answer_statement_timeouts
 from services.common.periods import LOCAL_TZ, Month, months_touching, parse_bound
 from services.common.response_cache import USAGE_TABLES, Reads, ResponseCache, with_response_cache
@@ -53,6 +54,8 @@ observe_cache("usage", usage_cache)
 answer_statement_timeouts(app)
 document_error_details(app)
 guard(app, "query")
+known_usage = KnownAnswers(usage_cache)
+serve_known_answers(app, known_usage, "/v1/usage")  # a cached answer asked again is served before routing
 TREE.watch(usage_cache)  # the cache counts changes to departments too: the tree is remembered while unchanged
 for module in (utilization, platform, waste, budget, warnings_report, focus):
     app.include_router(module.router)
@@ -102,20 +105,23 @@ async def get_usage(
     # so no answer ever crosses from one scope to another even if scoping changes.
     scope = (principal.role, principal.department)
     limit = get_settings().usage_max_rows
+    key = ("/v1/usage", *scope, query)
     try:
-        body = None
+        body, whole = None, True  # whole: cached whole under ``key`` (not assembled from cached pieces)
         if usage_cache.connected:  # pieces need the cache: uncached, a statement a month costs more than one
             by_department = department_total_months(start, end, groups, granularity, meter)
             if by_department:  # summed from month totals, and cached whole: summing costs more than a lookup
                 reads = Reads(usage=True, months=frozenset(map(str, by_department)), departments=_departments(query))
-                body = await usage_cache.serve(("/v1/usage", *scope, query),
-                                               lambda: usage_by_department(scope, query, by_department, limit), reads)
+                body = await usage_cache.serve(key, lambda: usage_by_department(scope, query, by_department, limit),
+                                               reads)
             elif months := piece_months(start, end, groups, granularity):
                 body = await usage_from_pieces(scope, query, months, limit)
+                whole = body is None
         if body is None:
             reads = Reads(usage=True, months=months_touching(start, end), departments=_departments(query))
-            body = await usage_cache.serve(("/v1/usage", *scope, query),
-                                           lambda: usage_report_json(get_engine(), query, limit), reads)
+            body = await usage_cache.serve(key, lambda: usage_report_json(get_engine(), query, limit), reads)
+        if whole:
+            known_usage.remember(key)
     except TooManyRows as exc:
         raise unprocessable(str(exc)) from None
     return Response(body, media_type="application/json")
