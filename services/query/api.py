@@ -4,6 +4,7 @@ the FOCUS export. Its lifespan runs the anomaly warning evaluation in the backgr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Annotated
 
@@ -131,15 +132,20 @@ def _departments(query: UsageQuery) -> frozenset[str] | None:
     return None if query.departments is None else frozenset(query.departments)
 
 
+@functools.lru_cache(maxsize=4096)
+def _month_reads(month: Month, departments: tuple[str, ...] | None) -> Reads:
+    """What a month's piece reads (remembered: a window asks for up to 13 of them)."""
+    return Reads(usage=True, months=frozenset({str(month)}),
+                 departments=None if departments is None else frozenset(departments))
+
+
 async def usage_by_department(scope: tuple, query: UsageQuery, months: list[Month], limit: int) -> bytes:
     """Usage by department alone (by month or in total) summed from its months' cached pieces
     (services.query.domain.department_totals): a window of last year asked for the first time reads nothing."""
-    departments = _departments(query)
-
     def piece(month: Month):
-        reads = Reads(usage=True, months=frozenset({str(month)}), departments=departments)
         return (("/v1/usage department totals", *scope, query.departments, month),
-                lambda: department_month_totals(get_engine(), month, query.departments), reads)
+                lambda: department_month_totals(get_engine(), month, query.departments),
+                _month_reads(month, query.departments))
 
     pieces = await usage_cache.serve_all([piece(month) for month in months])
     start = query.start.astimezone(LOCAL_TZ)
@@ -155,12 +161,12 @@ async def usage_from_pieces(scope: tuple, query: UsageQuery, months: list[Month]
     when one month alone has more rows than ``limit`` (the window is then answered by one statement). Not cached
     itself: assembling costs less than the pieces, and a window is rarely asked twice."""
 
-    departments = _departments(query)
+    # A piece is keyed by the query's shape and its month; its whole-month query is built only to compute it.
+    shape = ("/v1/usage piece", *scope, query.group_by, query.granularity, query.departments, query.meter)
 
     def piece(month: Month):
-        whole = replace(query, start=month.start, end=month.end)
-        reads = Reads(usage=True, months=frozenset({str(month)}), departments=departments)
-        return ("/v1/usage piece", *scope, whole), lambda: usage_piece(get_engine(), whole, limit), reads
+        return ((*shape, month), lambda: usage_piece(get_engine(), replace(query, start=month.start, end=month.end),
+                                                     limit), _month_reads(month, query.departments))
 
     pieces = await usage_cache.serve_all([piece(month) for month in months])
     if OVER_LIMIT in pieces:
