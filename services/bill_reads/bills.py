@@ -430,8 +430,8 @@ class PeriodBills:
 @dataclass(frozen=True, slots=True)
 class Stamp:
     """Rows of the append-only tables a bill reads, in one snapshot: closed periods (and so final bills, usage
-    baselines and ledger entries, which only a close writes), rate cards (only ever inserted) and manual
-    adjustments. A new row is a new count (none is ever removed), so equal stamps mean equal tables."""
+    baselines and ledger entries, which only a close writes), rate cards and manual adjustments (append-only
+    by trigger and grants). A new row is a new count (none is ever removed), so equal stamps mean equal tables."""
 
     where: str  # the database and schemas read (replay reads its own schema): counts of other tables mean nothing
     closes: int

@@ -90,13 +90,14 @@ async def test_every_append_only_table_refuses_update_delete_and_truncate(apps, 
         billing_app.dependency_overrides.pop(billing_clock, None)
 
     assert set(APPEND_ONLY) == {"billing_periods", "bills", "adjustments", "usage_baselines", "ledger_entries"}
+    tables = (*APPEND_ONLY, "rate_cards")  # a new price is a new card (migration 0019)
     async with raw_connection(get_engine()) as conn:
-        for table in APPEND_ONLY:
+        for table in tables:
             assert await conn.fetchval(f"SELECT count(*) FROM {table}") > 0, table  # row triggers have rows
         columns = {table: await conn.fetchval(
             "SELECT column_name FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position "
-            "LIMIT 1", table) for table in APPEND_ONLY}
-    for table in APPEND_ONLY:
+            "LIMIT 1", table) for table in tables}
+    for table in tables:
         column = columns[table]
         assert f"{table} is append-only: UPDATE refused" in await attempt(f"UPDATE {table} SET {column} = {column}")
         assert f"{table} is append-only: DELETE refused" in await attempt(f"DELETE FROM {table}")

@@ -1,5 +1,5 @@
 """The services connect as a role that cannot change what must never change: UPDATE, DELETE and TRUNCATE on
-closed periods, final bills, adjustments, usage baselines, the ledger and the event store are refused by the grants
+closed periods, final bills, adjustments, usage baselines, the ledger, the event store and rate cards are refused by the grants
 (before the append-only triggers are reached), and the triggers themselves cannot be dropped or bypassed."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from services.common.migrate import migrate_from_settings
 from services.common.privileges import grant_app_role
 from tests.conftest import APP_ROLE, OWNER_ROLE
 
-PROTECTED = ("billing_periods", "bills", "adjustments", "usage_baselines", "ledger_entries", "events")
+PROTECTED = ("billing_periods", "bills", "adjustments", "usage_baselines", "ledger_entries", "events", "rate_cards")
 
 
 @pytest.fixture
@@ -37,7 +37,8 @@ async def test_services_connect_as_a_plain_role_that_owns_nothing(as_app):
 @pytest.mark.parametrize("table", PROTECTED)
 @pytest.mark.parametrize("statement", ["UPDATE {t} SET created_at = created_at", "DELETE FROM {t}", "TRUNCATE {t}"])
 async def test_app_role_may_not_change_append_only_tables(as_app, table, statement):
-    column = {"billing_periods": "closed_at", "bills": "closed_at", "events": "received_at"}.get(table, "period")
+    column = {"billing_periods": "closed_at", "bills": "closed_at", "events": "received_at",
+              "rate_cards": "created_at"}.get(table, "period")
     sql = statement.format(t=table).replace("created_at", column)
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match=f"permission denied for table {table}"):
         await as_app.execute(sql)
@@ -61,7 +62,7 @@ async def test_app_role_may_not_remove_or_bypass_the_append_only_triggers(as_app
         await as_app.execute(statement)
     triggers = await as_app.fetchval(
         "SELECT count(*) FROM pg_trigger WHERE tgname LIKE '%append_only' AND tgenabled = 'O'")
-    assert triggers == 5
+    assert triggers == 6  # the five tables of migration 0002, and rate_cards (0019)
 
 
 async def test_migrate_again_keeps_the_grants_and_refuses_a_table_without_a_decision(settings, as_app):
