@@ -33,6 +33,9 @@ from services.common.auth import VERDICT_KEY, Principal
 from services.common.response_cache import ResponseCache
 
 TREE_TABLE = "departments"  # what the scopes read besides the principal (services.common.scope)
+# A longer query string is routed every time and never remembered: the memo stays within ~8,192 × 2 kB however
+# much a caller pads a valid query (unknown parameters are ignored, repeated ones folded). Finance's are ~100 bytes.
+MAX_QUERY_BYTES = 2048
 
 Request = tuple[str, Principal, bytes]  # path, verified principal, raw query string
 # The request being routed, and the tree's generation before it was: set by the middleware for the route.
@@ -90,7 +93,7 @@ class ServeKnownAnswers:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "GET" else None
         principal = scope.get(VERDICT_KEY)
-        if route is None or not isinstance(principal, Principal):
+        if route is None or not isinstance(principal, Principal) or len(scope["query_string"]) > MAX_QUERY_BYTES:
             await self.app(scope, receive, send)
             return
         request = (scope["path"], principal, scope["query_string"])

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.billing.api import known_bills
+from services.common.known_answers import MAX_QUERY_BYTES
 from services.query.api import known_usage
 from tests.integration.support import ADMIN, FINANCE, auth, lifecycle_event, usage_event
 from tests.integration.test_billing import department, local, new_id, publish, rate_card, two_departments_with_usage
@@ -75,6 +76,14 @@ async def test_another_caller_or_a_bad_token_never_gets_a_remembered_answer(apps
     for _ in range(2):
         status, _, _, served = await ask(query, known_usage, "/v1/usage", theirs_token, **own)
         assert (status, served) == (403, False)
+
+
+async def test_a_padded_query_string_is_answered_but_never_remembered(apps, worker):
+    await two_departments_with_usage(apps, worker, YEAR)
+    padded = {**WINDOW, "padding": "x" * MAX_QUERY_BYTES}  # an unknown parameter: ignored, the query valid
+    for _ in range(2):
+        status, _, _, served = await ask(apps["query"], known_usage, "/v1/usage", FINANCE, **padded)
+        assert (status, served) == (200, False)
 
 
 async def test_a_moved_department_leaves_a_district_offices_remembered_scope(apps, worker):
