@@ -3,10 +3,10 @@
 A bill list reads much that changes only when something is appended: closes, final bills, manual adjustments and
 rate cards (append-only tables: the app role may only insert, and a trigger refuses UPDATE, DELETE and TRUNCATE to
 the owner too, migrations 0002 and 0019), and a department-month's usage, whose version counts every write
-(``usage_versions``). A read that is a function of such
-stamps alone is remembered under them; a request reads the stamps in its snapshot (a count, a version) and reuses
-the result only when they are equal, so the answer is the one its snapshot would compute. Nothing is invalidated:
-entries for stamps no longer current are simply never asked for again, and the oldest go."""
+(``usage_versions``). A read that is a function of such stamps alone is remembered under them; a request reads the
+stamps in its snapshot (a count, a version) and reuses the result only when they are equal, so the answer is the
+one its snapshot would compute. Nothing is invalidated: entries for stamps no longer current are simply never asked
+for again, and the oldest go."""
 
 from __future__ import annotations
 

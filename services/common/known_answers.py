@@ -31,8 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.auth import VERDICT_KEY, Principal
 from services.common.response_cache import ResponseCache
-
-TREE_TABLE = "departments"  # what the scopes read besides the principal (services.common.scope)
+from services.common.scope import TABLE as TREE_TABLE  # what a scope reads besides the principal
 # A longer query string is routed every time and never remembered: the memo stays within ~8,192 × 2 kB however
 # much a caller pads a valid query (unknown parameters are ignored, repeated ones folded). Finance's are ~100 bytes.
 MAX_QUERY_BYTES = 2048
