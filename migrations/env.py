@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.common.config import get_settings
 from services.common.models import Base
+from services.metering.key_tiers import WHOLE
 from services.projection.partitions import is_partition_name
 import services.billing.models  # noqa: F401  (registers billing tables on Base.metadata)
 import services.billing.application_models  # noqa: F401  (registers the applications' tables)
@@ -22,7 +23,11 @@ target_metadata = Base.metadata
 
 def _include_object(obj, name, type_, reflected, compare_to) -> bool:
     # usage_hourly's partitions (migration 0014) are made at run time, not modelled: the parent is the model
-    return not (type_ == "table" and reflected and compare_to is None and is_partition_name(name))
+    if type_ == "table" and reflected and compare_to is None and is_partition_name(name):
+        return False
+    # the event store's key: the one index of the model, or the pair of partial ones that ``govmeter event-keys``
+    # builds in its place (services/metering/key_tiers.py)
+    return not (type_ == "index" and compare_to is None and name is not None and name.startswith(WHOLE))
 
 
 def _url() -> str:

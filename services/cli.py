@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     token.set_defaults(func=cmd_token)
 
     from services.billing.cli import register as register_billing
+    from services.metering.key_tiers_cli import register as register_event_keys
     from services.projection.partitions_cli import register as register_partitions
     from services.query.cli import register as register_query
     from services.replay.cli import register as register_replay
@@ -251,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     register_replay(sub)
     register_query(sub)
     register_partitions(sub)
+    register_event_keys(sub)
 
     argv = sys.argv[1:] if argv is None else argv
     from services.common.logs import configure_logging

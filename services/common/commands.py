@@ -21,6 +21,15 @@ def with_engine(work):
     return asyncio.run(run())
 
 
+async def owned(run, engine):
+    """``run(engine)`` on an engine of the owner's (the migration role's), released afterwards: for the commands
+    that change what only the owner may (detaching a partition, the event store's key indexes)."""
+    try:
+        return await run(engine)
+    finally:
+        await engine.dispose()
+
+
 def verdict(ok: bool, success: str, heading: str, problems: Iterable[str]) -> int:
     """Print ``success`` (exit code 0), or ``heading`` and each problem on standard error (exit code 1)."""
     if ok:

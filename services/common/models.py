@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Date,
     ForeignKey,
     Identity,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Text,
     func,
     literal_column,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -99,6 +101,18 @@ class Event(Base):
     end_at: Mapped[datetime | None]
     payload: Mapped[bytes]
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class EventKeyTiers(Base):
+    """One row: the instant before which received events are settled (migration 0020). Their keys are a partial
+    unique index the worker only reads; the keys received since are another. NULL: one index over every event
+    (``uq_events_key``). Moved by ``govmeter event-keys`` (services/metering/key_tiers.py)."""
+
+    __tablename__ = "event_key_tiers"
+    __table_args__ = (CheckConstraint("one", name="ck_event_key_tiers_one"),)
+
+    one: Mapped[bool] = mapped_column(primary_key=True, server_default=true())
+    settled_before: Mapped[datetime | None]
 
 
 class ResourceInterval(Base):

@@ -23,6 +23,7 @@ PROJECTION = "SELECT, INSERT, UPDATE, DELETE"  # derived state, re-derived in pl
 APP_GRANTS: dict[str, str | None] = {
     "events": APPEND_ONLY,
     "dead_letters": APPEND_ONLY,
+    "event_key_tiers": "SELECT",  # moved by the owner (govmeter event-keys), read by every batch
     "departments": "SELECT, INSERT, UPDATE (parent_id)",  # re-parenting (0008) moves a department, nothing else
     "rate_cards": APPEND_ONLY,  # a new price is a new card
     # a proposal is decided once (approved or rejected); a trigger refuses any change after that

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from services.metering.key_tiers import settled_before, stored_by_key, unsettled
 from services.projection.staging import stage
 
 
@@ -95,7 +96,8 @@ async def insert_dead_letters(conn, rows: list[DeadLetterRow]) -> int:
 
 async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[IncomingEvent], list[DeadLetterRow]]:
     """Insert events once per (source, id). Returns the ones that are new, and dead letters for conflicting
-    duplicates (same key, different payload). Exact duplicates are simply not new."""
+    duplicates (same key, different payload). Exact duplicates are simply not new. The caller holds the
+    attribution lock (services.common.locks), shared at least, while the key's tiers are read (key_tiers.py)."""
     unique: dict[tuple[str, str], IncomingEvent] = {}
     conflicts: list[DeadLetterRow] = []
     for item in incoming:
@@ -117,15 +119,19 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
         rows.append((event["source"], event["id"], event["type"], event["subject"], time, data.get("meter"),
                      None if quantity is None else str(quantity), start, end, item.payload))
     await stage(conn, "incoming_events", rows)
+    boundary = await settled_before(conn)  # the caller holds the attribution lock: one boundary to commit
     # Read straight from the staging table and empty it afterwards: a DELETE … RETURNING CTE would materialise
     # every payload in a tuplestore, which spilled to temporary files (~0.5 kB an event written and read back).
+    # A key settled before the boundary is looked up (a read); a recent one is refused by its unique index. Every
+    # unique index is an arbiter (no conflict target): while the boundary moves, the old and new pairs both hold.
     inserted = await conn.fetch(
-        """
+        f"""
         INSERT INTO events (source, event_id, type, subject, event_time, meter, quantity, start_at, end_at, payload)
         SELECT source, event_id, type, subject, event_time::timestamptz, meter, quantity::numeric,
                start_at::timestamptz, end_at::timestamptz, payload
-        FROM incoming_events
-        ON CONFLICT (govmeter_event_key(source, event_id)) DO NOTHING
+        FROM incoming_events AS s
+        {unsettled(boundary, "s")}
+        ON CONFLICT DO NOTHING
         RETURNING source, event_id
         """
     )
@@ -136,11 +142,8 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
     new = [item for item in items if item.key in new_keys]
     seen_before = [item for item in items if item.key not in new_keys]
     stored = await conn.fetch(
-        """
-        SELECT e.source, e.event_id, e.payload FROM events e
-        JOIN unnest($1::text[], $2::text[]) AS k(s, i)
-          ON govmeter_event_key(e.source, e.event_id) = govmeter_event_key(k.s, k.i)
-        """,
+        stored_by_key(boundary, "e.source, e.event_id, e.payload",
+                      "unnest($1::text[], $2::text[]) AS k(source, event_id)"),
         [i.key[0] for i in seen_before],
         [i.key[1] for i in seen_before],
     )

@@ -33,7 +33,7 @@ def _months(args):
 
 
 def cmd_partitions(args) -> int:
-    from services.common.commands import with_engine
+    from services.common.commands import owned, with_engine
     from services.common.config import get_settings
     from services.common.db import get_engine, raw_connection
     from services.projection import partitions
@@ -60,12 +60,6 @@ def cmd_partitions(args) -> int:
             return 0
 
     if "--detach" in months:  # detaching needs the table's owner
-        return with_engine(lambda _: _owned(run, get_engine(get_settings().migration_database_url)))
+        return with_engine(lambda _: owned(run, get_engine(get_settings().migration_database_url)))
     return with_engine(run)
 
-
-async def _owned(run, engine):
-    try:
-        return await run(engine)
-    finally:
-        await engine.dispose()

@@ -102,7 +102,7 @@ def test_event_key_is_the_digest_of_the_pair_and_keeps_events_stored_before_it_a
         asyncio.run(ensure_database(url))
         command.upgrade(alembic_config(url), "0017_bill_list_speed")
         asyncio.run(_before_migration(url, before))
-        command.upgrade(alembic_config(url), "0018_event_key_digest")
+        command.upgrade(alembic_config(url), "head")  # 0018, and the later ones the code stores events under
         asyncio.run(_after_migration(url, before))
     finally:
         asyncio.run(drop_database(url))
