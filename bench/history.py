@@ -1,9 +1,10 @@
 """Older synthetic years for ``bench/run.py --years N``: the stored year copied N−1 times into the years before it,
 set-based in SQL, so that the worker and the finance queries are measured over a store of N years.
 
-Each copy is the stored year's usage events (new ids, the same payloads) and its rollups (usage_hourly and the
-coarse ones), shifted back by whole years in the local calendar (Asia/Shanghai): a local day maps to the same day
-k years earlier, so the coarse rollups stay the sums of the hourly rows. The stored year holds no 29 February
+Each copy is the stored year's usage events (new ids, the same payloads, received k years before) and its rollups
+(usage_hourly and the coarse ones), shifted back by whole years in the local calendar (Asia/Shanghai): a local day
+maps to the same day k years earlier, so the coarse rollups stay the sums of the hourly rows. The copied years'
+event keys are then settled (services/metering/key_tiers.py), as a store kept for years would have them. The stored year holds no 29 February
 (2025), so no two days map to one; a leap year's 29 February simply stays empty. Local days and months at the
 edges of two copies receive from both (the stored year runs from 08:00 local on 1 January to 08:00 on the next
 1 January): each rollup is filled by one statement that sums the copies' rows per shifted key and adds them to any
@@ -14,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from services.common.periods import Month
+from services.metering.key_tiers import settle_event_keys
 from services.projection.partitions import ensure_month_partitions
 from services.projection.rollups import COARSE_ROLLUPS, HOURLY_KEY, SUMS
 
@@ -31,7 +33,7 @@ def _events_statement() -> str:
         INSERT INTO events (source, event_id, type, subject, event_time, meter, quantity, start_at, end_at, payload,
                             received_at)
         SELECT source, event_id || '~' || ($3::int - k), type, subject, event_time - {_SHIFT}, meter, quantity,
-               start_at - {_SHIFT}, end_at - {_SHIFT}, payload, received_at
+               start_at - {_SHIFT}, end_at - {_SHIFT}, payload, received_at - {_SHIFT}
         FROM events CROSS JOIN generate_series(1, $4::int - 1) AS k
         WHERE type = '{USAGE}' AND start_at >= $1 AND start_at < $2"""
 
@@ -62,6 +64,7 @@ async def add_history(conn, stored_year: int, years: int) -> int:
     # the stored year is a UTC year (bench/run.py's YEAR_START): its hours and events' starts from 1 January
     # 00:00 UTC; its local days from 1 January to the next 1 January (08:00 local on both)
     start, end = datetime(stored_year, 1, 1, tzinfo=UTC), datetime(stored_year + 1, 1, 1, tzinfo=UTC)
+    first_received = await conn.fetchval("SELECT min(received_at) FROM events")
     await ensure_month_partitions(conn, *history_months(stored_year, years))
     async with conn.transaction():
         await conn.execute("SET LOCAL TimeZone = 'Asia/Shanghai'")
@@ -75,4 +78,7 @@ async def add_history(conn, stored_year: int, years: int) -> int:
     # A store that grew over years was vacuumed as it grew: without this, autovacuum works through the copied
     # rows while the worker is measured at year N (it did: PostgreSQL's CPU an event rose by half).
     await conn.execute("VACUUM (ANALYZE)")
+    # The older years were received years ago: settled, as the yearly ``govmeter event-keys --settle-before`` of
+    # those years left them (services/metering/key_tiers.py); the stored year is the recent tier.
+    await settle_event_keys(conn, first_received)
     return int(added.split()[-1])
