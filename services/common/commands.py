@@ -21,13 +21,20 @@ def with_engine(work):
     return asyncio.run(run())
 
 
-async def owned(run, engine):
-    """``run(engine)`` on an engine of the owner's (the migration role's), released afterwards: for the commands
-    that change what only the owner may (detaching a partition, the event store's key indexes)."""
-    try:
-        return await run(engine)
-    finally:
-        await engine.dispose()
+def with_owner_engine(work):
+    """``with_engine``, on an engine of the owner's (the migration role's, ``GOVMETER_MIGRATION_DATABASE_URL``): for
+    the commands that change what only the owner may (detaching a partition, the event store's key indexes)."""
+    from services.common.config import get_settings
+    from services.common.db import get_engine
+
+    async def run():
+        engine = get_engine(get_settings().migration_database_url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def verdict(ok: bool, success: str, heading: str, problems: Iterable[str]) -> int:

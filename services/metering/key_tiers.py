@@ -104,12 +104,11 @@ async def key_indexes(conn) -> list[tuple[str, bool, int]]:
     return [(r["name"], r["valid"], r["size"]) for r in rows]
 
 
-async def settle_event_keys(conn, boundary: datetime | None, now: datetime | None = None) -> list[str]:
+async def settle_event_keys(conn, boundary: datetime | None) -> list[str]:
     """Move the boundary to ``boundary`` (None: back to the one index); returns the key's indexes afterwards. Runs
     outside a transaction (``CREATE INDEX CONCURRENTLY``), as the owner of ``events``. A boundary in the future is
     refused: new events would be written to the settled index, which is what the tiers keep from growing."""
-    now = now or await conn.fetchval("SELECT now()")
-    if boundary is not None and boundary > now:
+    if boundary is not None and boundary > await conn.fetchval("SELECT now()"):
         raise ValueError(f"settle-before: {boundary.isoformat()} is in the future")
     wanted = index_names(boundary)
     existing = {name: valid for name, valid, _ in await key_indexes(conn)}

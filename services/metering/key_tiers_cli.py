@@ -19,12 +19,12 @@ def register(sub) -> None:
 
 
 def cmd_event_keys(args) -> int:
-    from services.common.commands import owned, with_engine
-    from services.common.config import get_settings
-    from services.common.db import get_engine, raw_connection
+    from services.common.commands import with_engine, with_owner_engine
+    from services.common.db import raw_connection
     from services.metering import key_tiers
     from schemas.periods import local_midnight
 
+    moving = args.settle_before is not None or args.one_index
     boundary = None
     if args.settle_before is not None:
         try:
@@ -34,7 +34,7 @@ def cmd_event_keys(args) -> int:
 
     async def run(engine):
         async with raw_connection(engine) as conn:
-            if args.settle_before is not None or args.one_index:
+            if moving:
                 try:
                     await key_tiers.settle_event_keys(conn, boundary)
                 except ValueError as exc:
@@ -46,6 +46,6 @@ def cmd_event_keys(args) -> int:
                 print(f"{name}\t{size / 2**20:,.0f} MB{'' if valid else ' (invalid)'}")
             return 0
 
-    if args.settle_before is not None or args.one_index:  # building and dropping indexes needs the table's owner
-        return with_engine(lambda _: owned(run, get_engine(get_settings().migration_database_url)))
+    if moving:  # building and dropping indexes needs the table's owner
+        return with_owner_engine(run)
     return with_engine(run)

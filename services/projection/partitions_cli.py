@@ -33,9 +33,8 @@ def _months(args):
 
 
 def cmd_partitions(args) -> int:
-    from services.common.commands import owned, with_engine
-    from services.common.config import get_settings
-    from services.common.db import get_engine, raw_connection
+    from services.common.commands import with_engine, with_owner_engine
+    from services.common.db import raw_connection
     from services.projection import partitions
 
     months = _months(args)
@@ -60,6 +59,6 @@ def cmd_partitions(args) -> int:
             return 0
 
     if "--detach" in months:  # detaching needs the table's owner
-        return with_engine(lambda _: owned(run, get_engine(get_settings().migration_database_url)))
+        return with_owner_engine(run)
     return with_engine(run)
 
