@@ -10,10 +10,25 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
+from schemas.events import judge_event
 from services.common.auth import issue_token
 from services.common.db import get_engine
+from services.metering.event_store import IncomingEvent, InstantText, incoming_event
 
 SOURCE = "urn:test:provider"
+
+
+def scratch_database_url(name: str = "migrations") -> str:
+    """A database of a test's own (made and dropped by the test): for migrations and for what changes the whole
+    store, kept apart from the one the other tests share."""
+    return f"postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter_{name}_{uuid.uuid4().hex[:8]}"
+
+
+def incoming(raw: dict) -> IncomingEvent:
+    """A valid event as the worker hands it to the event store."""
+    event, errors, payload = judge_event(raw)
+    assert not errors
+    return incoming_event(event, raw, payload, InstantText())
 
 
 def auth(role: str, department: str | None = None, sources: tuple[str, ...] = ()) -> dict[str, str]:

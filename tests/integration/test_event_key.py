@@ -11,11 +11,10 @@ import asyncpg
 import orjson
 from alembic import command
 
-from schemas.events import judge_event
 from services.common.db import asyncpg_dsn, drop_database, ensure_database
 from services.common.migrate import alembic_config
-from services.metering.event_store import IncomingEvent, InstantText, incoming_event, store_events
-from tests.integration.support import usage_event
+from services.metering.event_store import store_events
+from tests.integration.support import incoming, scratch_database_url, usage_event
 
 PAIRS = [("urn:a", "1"), ("ab", "c"), ("a", "bc"), ("urn:台州:政务云", "事件-001"), ("s", "x" * 4096),
          ("a\\101\\\\", "\\x00")]  # backslashes are bytes like any other
@@ -25,11 +24,6 @@ def _digest(source: str, event_id: str) -> uuid.UUID:
     return uuid.UUID(bytes=hashlib.sha256(source.encode() + b"\x00" + event_id.encode()).digest()[:16])
 
 
-def _incoming(raw: dict) -> IncomingEvent:
-    event, errors, payload = judge_event(raw)
-    assert not errors
-    return incoming_event(event, raw, payload, InstantText())
-
 
 def _usage(event_id: str, quantity: str) -> dict:
     return usage_event("vm-key-1", "compute.vcpu", quantity, datetime(2057, 3, 1, tzinfo=UTC), event_id=event_id)
@@ -37,13 +31,13 @@ def _usage(event_id: str, quantity: str) -> dict:
 
 async def _store(conn, raws: list[dict]) -> tuple[list[str], list[str]]:
     async with conn.transaction():
-        new, dead = await store_events(conn, [_incoming(raw) for raw in raws])
+        new, dead = await store_events(conn, [incoming(raw) for raw in raws])
     return [item.key[1] for item in new], [row.reason for row in dead]
 
 
 async def _insert_before_migration(conn, raw: dict) -> None:
     """An event as the worker stored it under the primary key of migrations 0001–0017."""
-    item = _incoming(raw)
+    item = incoming(raw)
     time, start, end = item.instants
     await conn.execute(
         "INSERT INTO events (source, event_id, type, subject, event_time, meter, quantity, start_at, end_at, payload)"
@@ -96,7 +90,7 @@ async def _before_migration(url: str, before: dict) -> None:
 
 
 def test_event_key_is_the_digest_of_the_pair_and_keeps_events_stored_before_it_and_a_shared_digest_dead_letters():
-    url = f"postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter_migrations_{uuid.uuid4().hex[:8]}"
+    url = scratch_database_url()
     before = _usage(str(uuid.uuid4()), "2")
     try:
         asyncio.run(ensure_database(url))

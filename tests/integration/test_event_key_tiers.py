@@ -8,7 +8,6 @@ import asyncio
 import random
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -16,14 +15,13 @@ import orjson
 import pytest
 from alembic import command
 
-from schemas.events import judge_event
 from services.common.db import asyncpg_dsn, drop_database, ensure_database
 from services.common.locks import lock_attribution
 from services.common.migrate import alembic_config
 from services.metering import key_tiers
-from services.metering.event_store import IncomingEvent, InstantText, incoming_event, store_events
+from services.metering.event_store import store_events
 from services.metering.isolation import is_refusal
-from tests.integration.support import usage_event
+from tests.integration.support import incoming, scratch_database_url, usage_event
 
 START = datetime(2058, 5, 1, tzinfo=UTC)
 
@@ -31,11 +29,6 @@ START = datetime(2058, 5, 1, tzinfo=UTC)
 def _usage(event_id: str, quantity: str = "1") -> dict:
     return usage_event("vm-tiers-1", "compute.vcpu", quantity, START, event_id=event_id)
 
-
-def _incoming(raw: dict) -> IncomingEvent:
-    event, errors, payload = judge_event(raw)
-    assert not errors
-    return incoming_event(event, raw, payload, InstantText())
 
 
 def _changed(raw: dict) -> dict:
@@ -47,7 +40,7 @@ def _changed(raw: dict) -> dict:
 async def _store(conn, raws: list[dict]) -> tuple[list[str], list[str]]:
     async with conn.transaction():
         await lock_attribution(conn, exclusive=False)  # as the worker's batches
-        new, dead = await store_events(conn, [_incoming(raw) for raw in raws])
+        new, dead = await store_events(conn, [incoming(raw) for raw in raws])
     return sorted(item.key[1] for item in new), [row.reason for row in dead]
 
 
@@ -56,7 +49,7 @@ async def _settle(conn, boundary: datetime | None) -> list[str]:
 
 
 def _scratch(work) -> None:
-    url = f"postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter_migrations_{uuid.uuid4().hex[:8]}"
+    url = scratch_database_url()
     try:
         asyncio.run(ensure_database(url))
         command.upgrade(alembic_config(url), "head")
@@ -228,7 +221,7 @@ async def _begun_before(dsn: str) -> None:
         # as CREATE INDEX CONCURRENTLY waits for every older one; the batch's statement fails before any index)
         await mover.execute("UPDATE event_key_tiers SET settled_before = clock_timestamp()")
         with pytest.raises(key_tiers.StartedBeforeBoundary) as raised:
-            await store_events(batch, [_incoming(_usage("late"))])
+            await store_events(batch, [incoming(_usage("late"))])
         assert not is_refusal(raised.value)  # the worker retries the batch (services/metering/isolation.py)
         await transaction.rollback()
         await mover.execute("UPDATE event_key_tiers SET settled_before = $1", boundary)

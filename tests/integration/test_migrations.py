@@ -1,15 +1,15 @@
 import asyncio
-import uuid
 
 import asyncpg
 from alembic import command
 
 from services.common.db import asyncpg_dsn, drop_database, ensure_database
 from services.common.migrate import alembic_config, migrate
+from tests.integration.support import scratch_database_url
 
 
 def test_migrations_create_exactly_the_schema_of_the_models():
-    url = f"postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter_migrations_{uuid.uuid4().hex[:8]}"
+    url = scratch_database_url()
     try:
         migrate(url)
         command.check(alembic_config(url))  # raises if the models and the migrated schema differ
@@ -20,7 +20,7 @@ def test_migrations_create_exactly_the_schema_of_the_models():
 
 
 def test_migration_0017_versions_each_closed_month_as_unchanged_only_where_its_fingerprint_still_matches():
-    url = f"postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter_migrations_{uuid.uuid4().hex[:8]}"
+    url = scratch_database_url()
     try:
         asyncio.run(ensure_database(url))
         command.upgrade(alembic_config(url), "0016_partition_usage_hourly")

@@ -25,6 +25,7 @@ from services.projection.partitions import (
     partition_name,
 )
 from services.projection.rollups import COARSE_ROLLUPS, apply_rollup_deltas
+from tests.integration.support import scratch_database_url
 
 pytestmark = pytest.mark.usefixtures("database")
 YEAR = 2096  # this branch's years: nothing else writes them
@@ -161,7 +162,7 @@ def test_the_cli_refuses_to_detach_a_month_that_is_not_closed(capsys):
 
 
 def test_the_migration_partitions_the_rows_and_keeps_notifications_and_grants_both_ways():
-    url = f"postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/govmeter_partitions_{uuid.uuid4().hex[:8]}"
+    url = scratch_database_url("partitions")
     try:
         migrate(url)
         command.downgrade(alembic_config(url), "0015_usage_department_totals")
