@@ -4,11 +4,11 @@ set-based in SQL, so that the worker and the finance queries are measured over a
 Each copy is the stored year's usage events (new ids, the same payloads, received k years before) and its rollups
 (usage_hourly and the coarse ones), shifted back by whole years in the local calendar (Asia/Shanghai): a local day
 maps to the same day k years earlier, so the coarse rollups stay the sums of the hourly rows. The copied years'
-event keys are then settled (services/metering/key_tiers.py), as a store kept for years would have them. The stored year holds no 29 February
-(2025), so no two days map to one; a leap year's 29 February simply stays empty. Local days and months at the
-edges of two copies receive from both (the stored year runs from 08:00 local on 1 January to 08:00 on the next
-1 January): each rollup is filled by one statement that sums the copies' rows per shifted key and adds them to any
-row already there."""
+event keys are then settled (services/metering/key_tiers.py), as a store kept for years would have them. The stored
+year holds no 29 February (2025), so no two days map to one; a leap year's 29 February simply stays empty. Local
+days and months at the edges of two copies receive from both (the stored year runs from 08:00 local on 1 January
+to 08:00 on the next 1 January): each rollup is filled by one statement that sums the copies' rows per shifted key
+and adds them to any row already there."""
 
 from __future__ import annotations
 
