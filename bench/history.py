@@ -38,6 +38,14 @@ def _events_statement() -> str:
         WHERE type = '{USAGE}' AND start_at >= $1 AND start_at < $2"""
 
 
+def _keys_statement() -> str:
+    """The copied events' keys, as the worker writes them with each event (migration 0021)."""
+    return """
+        INSERT INTO event_keys (key, received_at, payload_digest)
+        SELECT govmeter_event_key(source, event_id), received_at, sha256(payload) FROM events
+        WHERE received_at < $1"""
+
+
 def _rollup_statement(table: str, key: tuple[str, ...], column: str, day_key: bool) -> str:
     """Every copy of the stored year's rows of ``table`` in one statement, summed per shifted key and added."""
     shifted = f"({column} - {_SHIFT})" + ("::date" if day_key else "")
@@ -66,9 +74,13 @@ async def add_history(conn, stored_year: int, years: int) -> int:
     start, end = datetime(stored_year, 1, 1, tzinfo=UTC), datetime(stored_year + 1, 1, 1, tzinfo=UTC)
     first_received = await conn.fetchval("SELECT min(received_at) FROM events")
     await ensure_month_partitions(conn, *history_months(stored_year, years))
+    # and the event store's months of arrival: the copies were received whole years before the stored year
+    received = Month.of(first_received)
+    await ensure_month_partitions(conn, received.shifted(-12 * (years - 1)), received)
     async with conn.transaction():
         await conn.execute("SET LOCAL TimeZone = 'Asia/Shanghai'")
         added = await conn.execute(_events_statement(), start, end, stored_year, years)
+        await conn.execute(_keys_statement(), first_received)
         # usage_hourly: no two copies ever fall on one hour
         await conn.execute(_rollup_statement("usage_hourly", HOURLY_KEY, "hour", False), start, end, years)
         for rollup in COARSE_ROLLUPS:

@@ -220,7 +220,7 @@ async def missing(keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The keys (source, id) whose events are not stored yet: one probe of each of the key's indexes a key."""
     async with raw_connection(get_engine()) as conn:
         found = await conn.fetch(
-            stored_by_key(await settled_before(conn), "e.source, e.event_id",
+            stored_by_key(await settled_before(conn), "k.source, k.event_id",
                           "unnest($1::text[], $2::text[]) AS k(source, event_id)"),
             [k[0] for k in keys], [k[1] for k in keys])
     stored = {(r[0], r[1]) for r in found}
@@ -321,6 +321,9 @@ async def bench_ceiling(size: dict, load: Load) -> Figure:
     rates, python_us, database_us = [], [], []
     async with raw_connection(get_engine()) as conn:
         await conn.execute("CREATE TABLE IF NOT EXISTS ceiling_events (LIKE events INCLUDING ALL)")
+        # the key, on the table itself: the ceiling's one table (the event store keeps it in event_keys)
+        await conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS ceiling_events_key ON ceiling_events "
+                           "(govmeter_event_key(source, event_id))")
     for run in range(size["runs"]):
         settings = Settings(GOVMETER_TOPIC_PREFIX=f"bench-{STAMP}-ceiling-{run}")
         await ensure_topics(settings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+import uuid
 from typing import Any
 
 from sqlalchemy import (
@@ -22,7 +23,6 @@ from sqlalchemy import (
     Numeric,
     Text,
     func,
-    literal_column,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
@@ -77,16 +77,16 @@ class Event(Base):
     """Every accepted CloudEvent, once per (source, id): the source of truth. ``payload`` is the event's JSON
     (sorted keys) as received; the usage columns repeat what rating needs, so a rebuild reads no JSON.
 
-    Its identity is the unique index on ``govmeter_event_key(source, event_id)``, a 128-bit digest of the pair
-    (migration 0018): a third of the size of a primary key on the two texts, and the whole index is the worker's
-    working set, since provider ids land on random leaves."""
+    Partitioned (migration 0021): lifecycle events in ``events_lifecycle``, never detached; usage and utilisation
+    in ``events_metered``, a partition a local month of arrival (``events_YYYY_MM``), made at run time
+    (services/projection/partitions.py). Its identity is kept in ``event_keys``, written in the same transaction:
+    a unique index of a partitioned table would have to include the month."""
 
     __tablename__ = "events"
     __table_args__ = (
-        Index("uq_events_key", func.govmeter_event_key(literal_column("source"), literal_column("event_id")),
-              unique=True),
         Index("ix_events_usage_subject_end", "subject", "end_at", postgresql_where="type = 'gov.cloud.usage.v1'"),
         Index("ix_events_lifecycle_subject", "subject", postgresql_where="type = 'gov.cloud.resource.v1'"),
+        {"postgresql_partition_by": "LIST (type)"},
     )
     __mapper_args__ = {"primary_key": ["source", "event_id"]}
 
@@ -101,6 +101,21 @@ class Event(Base):
     end_at: Mapped[datetime | None]
     payload: Mapped[bytes]
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class EventKey(Base):
+    """The event store's identity: every stored event's ``govmeter_event_key(source, event_id)``, unique over all
+    of history (a 128-bit digest of the pair, migration 0018), when it was received and its payload's SHA-256 (a
+    changed payload under a stored key is a conflicting duplicate). The unique index is ``uq_events_key``, or the
+    settled and recent pair that ``govmeter event-keys`` builds in its place (services/metering/key_tiers.py)."""
+
+    __tablename__ = "event_keys"
+    __table_args__ = (Index("uq_events_key", "key", unique=True),)
+    __mapper_args__ = {"primary_key": ["key"]}
+
+    key: Mapped[uuid.UUID]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    payload_digest: Mapped[bytes]
 
 
 class EventKeyTiers(Base):

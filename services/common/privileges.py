@@ -22,6 +22,7 @@ PROJECTION = "SELECT, INSERT, UPDATE, DELETE"  # derived state, re-derived in pl
 
 APP_GRANTS: dict[str, str | None] = {
     "events": APPEND_ONLY,
+    "event_keys": APPEND_ONLY,  # written with each event (migration 0021)
     "dead_letters": APPEND_ONLY,
     "event_key_tiers": "SELECT",  # moved by the owner (govmeter event-keys), read by every batch
     "departments": "SELECT, INSERT, UPDATE (parent_id)",  # re-parenting (0008) moves a department, nothing else
@@ -65,9 +66,10 @@ APP_GRANTS: dict[str, str | None] = {
     "resource_trials": "SELECT, INSERT, UPDATE (ends_at, went_live_by, went_live_at)",
     "alembic_version": None,
 }
-# Owner's functions the services call (SECURITY DEFINER): creating a month's partition of usage_hourly needs the
-# table's owner (migration 0016), and the worker and the billing API keep the next months' partitions made.
-APP_FUNCTIONS = ("govmeter_usage_hourly_month(date)",)
+# Owner's functions the services call (SECURITY DEFINER): creating a month's partition of usage_hourly or of the
+# event store needs the table's owner (migrations 0016, 0021), and the worker and the billing API keep the next
+# months' partitions made.
+APP_FUNCTIONS = ("govmeter_usage_hourly_month(date)", "govmeter_events_month(date)")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The event store in PostgreSQL: events counted once per (source, id), conflicting duplicates and dead letters.
 
 Every function here runs inside a transaction the caller owns, on the asyncpg connection under SQLAlchemy's,
-so an event, its dedupe key and its effect on the rollups commit together or not at all."""
+so an event, its key (``event_keys``) and its effect on the rollups commit together or not at all."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from services.metering.key_tiers import settled_before, stored_by_key, unsettled
+from services.metering.key_tiers import KEY, KEYS, settled_before, stored_by_key, unsettled
 from services.projection.staging import stage
 
 
@@ -120,18 +120,26 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
                      None if quantity is None else str(quantity), start, end, item.payload))
     await stage(conn, "incoming_events", rows)
     boundary = await settled_before(conn)  # the caller holds the attribution lock: one boundary to commit
-    # Read straight from the staging table and empty it afterwards: a DELETE … RETURNING CTE would materialise
-    # every payload in a tuplestore, which spilled to temporary files (~0.5 kB an event written and read back).
-    # A key settled before the boundary is looked up (a read); a recent one is refused by its unique index. Every
-    # unique index is an arbiter (no conflict target): while the boundary moves, the old and new pairs both hold.
+    # The key first: a key settled before the boundary is looked up (a read); a recent one is refused by its
+    # unique index. Every unique index is an arbiter (no conflict target): while the boundary moves, the old and
+    # new pairs both hold. Then the events whose keys were new, into the current month's partition. Both read
+    # straight from the staging table and empty it afterwards: a DELETE … RETURNING CTE would materialise every
+    # payload in a tuplestore, which spilled to temporary files (~0.5 kB an event written and read back).
     inserted = await conn.fetch(
         f"""
+        WITH new_keys AS (
+            INSERT INTO {KEYS} (key, payload_digest)
+            SELECT {KEY.format("s")}, sha256(s.payload)
+            FROM incoming_events AS s
+            {unsettled(boundary, "s")}
+            ON CONFLICT DO NOTHING
+            RETURNING key
+        )
         INSERT INTO events (source, event_id, type, subject, event_time, meter, quantity, start_at, end_at, payload)
         SELECT source, event_id, type, subject, event_time::timestamptz, meter, quantity::numeric,
                start_at::timestamptz, end_at::timestamptz, payload
         FROM incoming_events AS s
-        {unsettled(boundary, "s")}
-        ON CONFLICT DO NOTHING
+        WHERE {KEY.format("s")} IN (SELECT key FROM new_keys)
         RETURNING source, event_id
         """
     )
@@ -142,15 +150,16 @@ async def store_events(conn, incoming: list[IncomingEvent]) -> tuple[list[Incomi
     new = [item for item in items if item.key in new_keys]
     seen_before = [item for item in items if item.key not in new_keys]
     stored = await conn.fetch(
-        stored_by_key(boundary, "e.source, e.event_id, e.payload",
+        stored_by_key(boundary, "k.source, k.event_id, e.payload_digest",
                       "unnest($1::text[], $2::text[]) AS k(source, event_id)"),
         [i.key[0] for i in seen_before],
         [i.key[1] for i in seen_before],
     )
-    # keyed by the stored pair: were a digest ever shared by two pairs, the newcomer finds no payload of its own
-    # and becomes a dead letter, not a silent drop
-    stored_payload = {(r["source"], r["event_id"]): bytes(r["payload"]) for r in stored}
-    conflicts.extend(_conflict(item) for item in seen_before if stored_payload.get(item.key) != item.payload)
+    # The stored payload's SHA-256 against the newcomer's. Were a key ever shared by two pairs, the newcomer's
+    # payload (which holds its own source and id) differs: a dead letter, not a silent drop.
+    stored_digest = {(r["source"], r["event_id"]): bytes(r["payload_digest"]) for r in stored}
+    conflicts.extend(_conflict(item) for item in seen_before
+                     if stored_digest.get(item.key) != hashlib.sha256(item.payload).digest())
     return new, conflicts
 
 

@@ -1,7 +1,7 @@
 """The event store's key in two tiers: events received before a boundary are *settled*, the rest *recent*.
 
-Every event is unique per (source, id) over all of history, by a unique index on ``govmeter_event_key(source,
-event_id)`` (migration 0018). Provider ids are random, so each new key lands on a random leaf of that index: the
+Every event is unique per (source, id) over all of history, by a unique index on its key ``govmeter_event_key(source,
+event_id)`` (migration 0018), kept in ``event_keys`` beside the month-partitioned event store (migration 0021). Provider ids are random, so each new key lands on a random leaf of that index: the
 whole index is the worker's working set, and after every checkpoint each leaf it touches is written whole to the
 WAL once. At five years that index has five times the leaves of year one, and the worker paid for it
 (docs/partitioning.md). Split at a boundary ``B`` (``event_key_tiers.settled_before``), the key is two partial
@@ -32,6 +32,7 @@ from services.common.locks import lock_attribution
 TIERS = "event_key_tiers"
 WHOLE = "uq_events_key"  # the one index, no boundary (migration 0018)
 _PREFIX = WHOLE + "_"
+KEYS = "event_keys"  # the key of every stored event (migration 0021): events itself is partitioned by month
 KEY = "govmeter_event_key({0}.source, {0}.event_id)"
 
 
@@ -62,16 +63,17 @@ def unsettled(boundary: datetime | None, staged: str) -> str:
     """A WHERE clause keeping the staged rows (alias ``staged``) whose key no settled event holds."""
     if boundary is None:
         return ""
-    return (f"WHERE NOT EXISTS (SELECT FROM events e WHERE {KEY.format('e')} = {KEY.format(staged)} "
+    return (f"WHERE NOT EXISTS (SELECT FROM {KEYS} e WHERE e.key = {KEY.format(staged)} "
             f"AND e.received_at < {_literal(boundary)})")
 
 
 def stored_by_key(boundary: datetime | None, columns: str, keys: str) -> str:
-    """A query of the stored events' ``columns`` (alias ``e``) whose keys are those of the rows of ``keys`` (a FROM
-    item aliased ``k`` with columns ``source``, ``event_id``): one probe of each tier's index a key."""
+    """A query of ``columns`` of the stored keys (alias ``e``: ``key``, ``received_at``, ``payload_digest``) and of
+    the rows of ``keys`` (a FROM item aliased ``k`` with columns ``source``, ``event_id``) that they match: one
+    probe of each tier's index a key."""
     if boundary is None:
-        return f"SELECT {columns} FROM {keys} JOIN events e ON {KEY.format('e')} = {KEY.format('k')}"
-    tiers = [f"SELECT {columns} FROM events e WHERE {KEY.format('e')} = {KEY.format('k')} "
+        return f"SELECT {columns} FROM {keys} JOIN {KEYS} e ON e.key = {KEY.format('k')}"
+    tiers = [f"SELECT {columns} FROM {KEYS} e WHERE e.key = {KEY.format('k')} "
              f"AND e.received_at {op} {_literal(boundary)}" for op in ("<", ">=")]
     return f"SELECT t.* FROM {keys} CROSS JOIN LATERAL ({tiers[0]} UNION ALL {tiers[1]}) AS t"
 
@@ -86,8 +88,8 @@ def index_names(boundary: datetime | None) -> tuple[str, ...]:
 
 def _index_statements(boundary: datetime | None) -> list[tuple[str, str]]:
     if boundary is None:
-        return [(WHOLE, f"CREATE UNIQUE INDEX CONCURRENTLY {WHOLE} ON events ({KEY.format('events')})")]
-    return [(name, f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON events ({KEY.format('events')}) "
+        return [(WHOLE, f"CREATE UNIQUE INDEX CONCURRENTLY {WHOLE} ON {KEYS} (key)")]
+    return [(name, f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON {KEYS} (key) "
                    f"WHERE received_at {op} {_literal(boundary)}")
             for name, op in zip(index_names(boundary), ("<", ">="))]
 
@@ -98,7 +100,7 @@ async def key_indexes(conn) -> list[tuple[str, bool, int]]:
         """
         SELECT c.relname AS name, i.indisvalid AS valid, pg_relation_size(c.oid) AS size
         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = 'public.events'::regclass AND (c.relname = $1 OR c.relname LIKE $2)
+        WHERE i.indrelid = 'public.event_keys'::regclass AND (c.relname = $1 OR c.relname LIKE $2)
         ORDER BY c.relname
         """, WHOLE, _PREFIX.replace("_", "\\_") + "%")
     return [(r["name"], r["valid"], r["size"]) for r in rows]
@@ -106,7 +108,7 @@ async def key_indexes(conn) -> list[tuple[str, bool, int]]:
 
 async def settle_event_keys(conn, boundary: datetime | None) -> list[str]:
     """Move the boundary to ``boundary`` (None: back to the one index); returns the key's indexes afterwards. Runs
-    outside a transaction (``CREATE INDEX CONCURRENTLY``), as the owner of ``events``. A boundary in the future is
+    outside a transaction (``CREATE INDEX CONCURRENTLY``), as the owner of ``event_keys``. A boundary in the future is
     refused: new events would be written to the settled index, which is what the tiers keep from growing."""
     if boundary is not None and boundary > await conn.fetchval("SELECT now()"):
         raise ValueError(f"settle-before: {boundary.isoformat()} is in the future")

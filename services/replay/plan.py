@@ -42,18 +42,30 @@ class Cut:
 Boundary = ClosedPeriod | Cut
 
 
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """Where some of a segment's events lie: the range of pages they span in one table of the event store (a
+    month's partition, read through ``table`` and picked by its oid, or a month detached into the archive)."""
+
+    table: str
+    oid: int
+    first_tid: str
+    last_tid: str
+
+
 @dataclass
 class SegmentPlan:
-    """What one segment holds: events by type and the range of the event store's pages they lie in."""
+    """What one segment holds: events by type and, for each table holding some, the range of pages they lie in."""
 
     events: dict[str, int] = field(default_factory=dict)
-    first_tid: str | None = None
-    last_tid: str | None = None
+    pages: dict[int, Pages] = field(default_factory=dict)
 
-    def add(self, event_type: str, count: int, first_tid: str, last_tid: str) -> None:
-        self.events[event_type] = count
-        self.first_tid = first_tid if self.first_tid is None else min(self.first_tid, first_tid, key=_tid)
-        self.last_tid = last_tid if self.last_tid is None else max(self.last_tid, last_tid, key=_tid)
+    def add(self, event_type: str, count: int, table: str, oid: int, first_tid: str, last_tid: str) -> None:
+        self.events[event_type] = self.events.get(event_type, 0) + count
+        seen = self.pages.get(oid)
+        if seen is not None:
+            first_tid, last_tid = min(seen.first_tid, first_tid, key=_tid), max(seen.last_tid, last_tid, key=_tid)
+        self.pages[oid] = Pages(table, oid, first_tid, last_tid)
 
 
 def _tid(text: str) -> tuple[int, int]:
@@ -73,26 +85,53 @@ def segment_of(boundaries: list[Boundary], column: str, params: list) -> str:
     return f"(CASE {whens} ELSE {len(boundaries)} END)" if boundaries else "0"
 
 
-async def plan_segments(source, boundaries: list[Boundary]) -> dict[int, SegmentPlan]:
-    """One pass over the event store: how many events of each type each segment holds, and where. A segment's
-    events are then read from its range of pages only (append-only table: segments mostly follow each other)."""
-    params: list = []
-    rows = await source.fetch(
-        f"""
-        SELECT segment, type, count(*) AS events, min(ctid)::text AS first_tid, max(ctid)::text AS last_tid
-        FROM (SELECT {segment_of(boundaries, 'received_at', params)} AS segment, type, ctid FROM public.events) e
-        GROUP BY 1, 2
-        """,
-        *params,
-    )
+def segment_where(boundaries: list[Boundary], k: int, params: list) -> str:
+    """SQL condition: a row received in segment ``k``. Beside ``segment_of``, bounds on ``received_at`` that the
+    planner prunes the event store's month partitions by: a row of segment k was received after boundary k − 1
+    or in a transaction open at it (stamped with its start), and by boundary k."""
+    def param(value) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    where = [f"{segment_of(boundaries, 'received_at', params)} = {k}"]
+    if 0 < k <= len(boundaries):
+        before = boundaries[k - 1]
+        where.append(f"received_at >= {param(min((before.closed_at, *before.open_at_close)))}::timestamptz")
+    if k < len(boundaries):
+        where.append(f"received_at <= {param(boundaries[k].closed_at)}::timestamptz")
+    return " AND ".join(where)
+
+
+async def plan_segments(source, boundaries: list[Boundary], tables: list[str]) -> dict[int, SegmentPlan]:
+    """One pass over the event store's ``tables`` (stored_event_tables): how many events of each type each
+    segment holds, and where. A segment's events are then read from their tables' ranges of pages only
+    (append-only tables partitioned by month: segments mostly follow each other)."""
     plans: dict[int, SegmentPlan] = defaultdict(SegmentPlan)
-    for r in rows:
-        plans[r["segment"]].add(r["type"], r["events"], r["first_tid"], r["last_tid"])
+    for table in tables:
+        params: list = []
+        rows = await source.fetch(
+            f"""
+            SELECT segment, type, tableoid::oid AS oid, count(*) AS events, min(ctid)::text AS first_tid,
+                   max(ctid)::text AS last_tid
+            FROM (SELECT {segment_of(boundaries, 'received_at', params)} AS segment, type, tableoid, ctid
+                  FROM {table}) e
+            GROUP BY 1, 2, 3
+            """,
+            *params,
+        )
+        for r in rows:
+            plans[r["segment"]].add(r["type"], r["events"], table, r["oid"], r["first_tid"], r["last_tid"])
     return plans
 
 
-def page_ranges(plan: SegmentPlan, parts: int) -> list[str]:
-    """SQL conditions splitting the segment's pages [first, last] into up to ``parts`` ranges."""
-    first, last = _tid(plan.first_tid)[0], _tid(plan.last_tid)[0] + 1
-    bounds = sorted({first + (last - first) * i // parts for i in range(parts)} | {last})
-    return [f"ctid >= '({low},0)'::tid AND ctid < '({high},0)'::tid" for low, high in zip(bounds, bounds[1:])]
+def page_ranges(plan: SegmentPlan, parts: int) -> list[list[tuple[str, str]]]:
+    """Up to ``parts`` shares of the segment's pages: each a list of (table, SQL condition), one range of each
+    table's pages [first, last] a share."""
+    shares: list[list[tuple[str, str]]] = [[] for _ in range(parts)]
+    for pages in plan.pages.values():
+        first, last = _tid(pages.first_tid)[0], _tid(pages.last_tid)[0] + 1
+        bounds = sorted({first + (last - first) * i // parts for i in range(parts)} | {last})
+        for share, (low, high) in zip(shares, zip(bounds, bounds[1:])):
+            share.append((pages.table, f"tableoid = {pages.oid} AND ctid >= '({low},0)'::tid "
+                                       f"AND ctid < '({high},0)'::tid"))
+    return [share for share in shares if share]

@@ -42,22 +42,23 @@ async def replay_usage(raters: Raters, writer, plan: SegmentPlan, segment: str, 
     loop = asyncio.get_running_loop()
     await asyncio.gather(*(
         loop.run_in_executor(raters.pool, rate_pages, raters.dsn, raters.schema,
-                             f"SELECT {USAGE_COLUMNS} FROM public.events WHERE type = '{USAGE_TYPE}' AND "
-                             f"{pages} AND {segment}", params, owners, cards)
-        for pages in page_ranges(plan, RATERS)))
+                             [f"SELECT {USAGE_COLUMNS} FROM {table} WHERE type = '{USAGE_TYPE}' AND {pages} "
+                              f"AND {segment}" for table, pages in share], params, owners, cards)
+        for share in page_ranges(plan, RATERS)))
 
 
-def rate_pages(dsn: str, schema: str, query: str, params: list, owners: dict, cards: list) -> None:
-    """In a rater process: rate the usage ``query`` returns and stage its deltas."""
-    asyncio.run(_rate_pages(dsn, schema, query, params, owners, cards))
+def rate_pages(dsn: str, schema: str, queries: list[str], params: list, owners: dict, cards: list) -> None:
+    """In a rater process: rate the usage the ``queries`` return, one after the other, and stage its deltas."""
+    asyncio.run(_rate_pages(dsn, schema, queries, params, owners, cards))
 
 
-async def _rate_pages(dsn: str, schema: str, query: str, params: list, owners: dict, cards: list) -> None:
+async def _rate_pages(dsn: str, schema: str, queries: list[str], params: list, owners: dict, cards: list) -> None:
     source = await asyncpg.connect(dsn)
     stager = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
         async with source.transaction(readonly=True):  # a cursor lives in a transaction
-            await _rate_chunks(source, stager, query, params, owners, cards)
+            for query in queries:
+                await _rate_chunks(source, stager, query, params, owners, cards)
     finally:
         await source.close()
         await stager.close()

@@ -42,13 +42,22 @@ from services.common.db import asyncpg_dsn, raw_connection, raw_transaction
 from services.common.locks import lock_attribution, stamp_cut
 from services.metering.domain.attribution import lifecycle_from_hours
 from services.projection.ownership import load_ownership, reproject_ownership
-from services.projection.partitions import is_partition_name
+from services.projection.partitions import is_partition_name, stored_event_tables
 from services.metering.rebuild import create_staging_tables, fold_staged_deltas
 from services.projection.rerate import rebuild_rollups, reprice_from
 from services.metering.utilization_store import store_utilization
 from services.reference.rate_cards import load_rate_cards
 from services.replay.compare import check_final_bills, compare_all
-from services.replay.plan import Boundary, Cut, ReplayReport, SegmentPlan, plan_segments, segment_of
+from services.replay.plan import (
+    Boundary,
+    Cut,
+    ReplayReport,
+    SegmentPlan,
+    page_ranges,
+    plan_segments,
+    segment_of,
+    segment_where,
+)
 from services.replay.raters import RATERS, Raters, replay_usage
 
 log = logging.getLogger(__name__)
@@ -58,7 +67,7 @@ SHARED = ("departments", "billing_periods", "bills", "adjustments", "usage_basel
           "budget_alerts", "resource_trials")
 # events: a view over what has been replayed (see _create_schema); event_key_tiers: how the event store's key is
 # indexed, not a projection
-SKIPPED = ("alembic_version", "events", "event_key_tiers")
+SKIPPED = ("alembic_version", "events", "event_keys", "event_key_tiers")
 UTILIZATION_CHUNK = 2_000
 CATCH_UP_ROUNDS = 20
 
@@ -108,10 +117,10 @@ async def _create_schema(conn, schema: str) -> None:
         await conn.execute(f'INSERT INTO "{schema}".projection_state SELECT * FROM public.projection_state')
         await conn.execute(f'SET LOCAL search_path = "{schema}"')
         await create_staging_tables(conn)
-        await _create_events_view(conn, schema)
+        await _create_events_view(conn, schema, await stored_event_tables(conn))
 
 
-async def _create_events_view(conn, schema: str) -> None:
+async def _create_events_view(conn, schema: str, tables: list[str]) -> None:
     # Lifecycle events are copied as they are replayed (few; ownership is re-projected from their payload).
     # Usage is not copied: the live rows of the segments replayed so far (boundaries in replayed_through).
     await conn.execute(f'CREATE TABLE "{schema}".stored_events (LIKE public.events INCLUDING ALL)')
@@ -122,7 +131,7 @@ async def _create_events_view(conn, schema: str) -> None:
         CREATE VIEW "{schema}".events AS
         SELECT * FROM "{schema}".stored_events
         UNION ALL
-        SELECT e.* FROM public.events e
+        SELECT e.* FROM ({" UNION ALL ".join(f"SELECT * FROM {table}" for table in tables)}) e
         WHERE e.type = '{USAGE_TYPE}' AND EXISTS (
             SELECT 1 FROM "{schema}".replayed_through b
             WHERE e.received_at <= b.closed_at AND NOT e.received_at = ANY(b.open_at_close))
@@ -146,7 +155,7 @@ async def _replay_round(engine, replay_engine, raters: Raters, boundaries: list[
     """Replay these segments from one snapshot of the event store; check each close's final bills."""
     async with raw_connection(engine) as source:
         async with source.transaction(isolation="repeatable_read", readonly=True):
-            plans = await plan_segments(source, boundaries)
+            plans = await plan_segments(source, boundaries, await stored_event_tables(source))
             for k in segments:
                 await _replay_segment(source, replay_engine, raters, boundaries, k, plans.get(k, SegmentPlan()),
                                       report)
@@ -168,13 +177,15 @@ async def _replay_segment(source, replay_engine, raters: Raters, boundaries: lis
         if plan.events.get(RESOURCE_TYPE):
             await _replay_lifecycle(writer, boundaries, k)
         segment_params: list = []
-        segment = f"{segment_of(boundaries, 'received_at', segment_params)} = {k}"
+        segment = segment_where(boundaries, k, segment_params)
         if plan.events.get(USAGE_TYPE):
             await replay_usage(raters, writer, plan, segment, segment_params)
             await fold_staged_deltas(writer)
         if plan.events.get(UTILIZATION_TYPE):
-            pages = f"ctid >= '{plan.first_tid}'::tid AND ctid <= '{plan.last_tid}'::tid"
-            await _replay_utilization(source, writer, f"{pages} AND {segment}", segment_params, report)
+            for share in page_ranges(plan, 1):
+                for table, pages in share:
+                    await _replay_utilization(source, writer, table, f"{pages} AND {segment}", segment_params,
+                                              report)
         boundary = boundaries[k]
         await writer.execute("INSERT INTO replayed_through VALUES ($1, $2)", boundary.closed_at,
                              list(boundary.open_at_close))
@@ -207,10 +218,10 @@ async def _replay_lifecycle(writer, boundaries: list[Boundary], k: int) -> None:
     await rebuild_rollups(writer, from_hours, await load_ownership(writer), await load_rate_cards(writer))
 
 
-async def _replay_utilization(source, writer, where: str, params: list, report: ReplayReport) -> None:
+async def _replay_utilization(source, writer, table: str, where: str, params: list, report: ReplayReport) -> None:
     """Utilisation is rare next to usage and has no typed columns: decoded and validated as the worker does."""
     batch: list[dict] = []
-    async for row in source.cursor(f"SELECT payload FROM public.events WHERE type = '{UTILIZATION_TYPE}' AND "
+    async for row in source.cursor(f"SELECT payload FROM {table} WHERE type = '{UTILIZATION_TYPE}' AND "
                                    f"{where}", *params, prefetch=UTILIZATION_CHUNK):
         event, errors = validate_event(orjson.loads(row["payload"]))
         if event is None:
@@ -232,7 +243,8 @@ async def _compare_live(engine, replay_engine, raters: Raters, boundaries: list[
         async with raw_transaction(engine) as conn:
             await lock_attribution(conn, exclusive=True)  # no batch, lifecycle event or rate card commits now
             # The event store and the rate cards are append-only: equal counts mean all of them were replayed.
-            counts = await conn.fetchrow("SELECT (SELECT count(*) FROM public.events) AS events, "
+            events = " + ".join(f"(SELECT count(*) FROM {table})" for table in await stored_event_tables(conn))
+            counts = await conn.fetchrow(f"SELECT {events} AS events, "
                                          "(SELECT count(*) FROM public.rate_cards) AS cards")
             if (counts["events"], counts["cards"]) == (report.events, report.rate_cards):
                 await compare_all(engine, conn, replay_engine, schema, report)

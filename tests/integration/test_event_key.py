@@ -68,6 +68,7 @@ async def _after_migration(url: str, before: dict) -> None:
         assert await _store(conn, [changed]) == ([], ["conflicting duplicate"])
         # a digest shared by two different pairs (forced here: every pair's digest the same)
         await conn.execute("DELETE FROM events")
+        await conn.execute("DELETE FROM event_keys")
         await conn.execute("""CREATE OR REPLACE FUNCTION govmeter_event_key(source text, event_id text) RETURNS uuid
                               LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
                               AS $$ SELECT '00000000-0000-0000-0000-000000000000'::uuid $$""")

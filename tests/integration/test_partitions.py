@@ -91,7 +91,8 @@ async def test_creating_a_months_partition_moves_its_rows_out_of_the_default_wit
                  + [(utc(YEAR, 4, 30, 15), "r0", "d", "7")])  # local April stays where it is
     before = await placed(conn)
     assert {part for part, _ in before.values()} == {"usage_hourly_default"}
-    assert await ensure_month_partitions(conn, Month(YEAR, 5), Month(YEAR, 5)) == [f"usage_hourly_{YEAR}_05"]
+    assert await ensure_month_partitions(conn, Month(YEAR, 5), Month(YEAR, 5)) == [f"usage_hourly_{YEAR}_05",
+                                                                                   f"events_{YEAR}_05"]
     after = await placed(conn)
     assert {k: q for k, (_, q) in after.items()} == {k: q for k, (_, q) in before.items()}
     assert after.pop((utc(YEAR, 4, 30, 15), "r0"))[0] == "usage_hourly_default"

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 import services.replay.run as replay_module
+from services.projection.partitions import grant_archived_events
 from services.replay.plan import Cut
 from services.replay.run import replay
 from services.common.db import asyncpg_dsn, get_engine
@@ -102,6 +103,33 @@ async def test_bulk_replay_is_identical_through_ownership_price_tier_and_late_ch
         await conn.close()
     assert any(d.startswith("usage_monthly: live row not rebuilt by replay") for d in broken.differences)
     assert any(d.startswith("usage_monthly: replay row not in the live table") for d in broken.differences)
+
+
+async def test_a_month_of_events_detached_into_the_archive_is_still_replayed(apps, worker, settings):
+    """A detached month of the event store (``archive.events_YYYY_MM``) is still the source of truth: replay reads
+    it beside the attached partitions and finds every projection identical. Simulated by moving the usage and
+    utilisation events received by the first close into an archive table, as detaching their month would."""
+    await history(apps, worker)
+    owner = await asyncpg.connect(asyncpg_dsn(settings.migration_database_url))
+    archived = "archive.events_2000_01"
+    try:
+        closed_at = await owner.fetchval("SELECT closed_at FROM billing_periods WHERE period = $1", f"{YEAR}-01")
+        await owner.execute("CREATE SCHEMA IF NOT EXISTS archive")
+        await owner.execute(f"CREATE TABLE {archived} (LIKE public.events_metered)")
+        moved = await owner.execute(f"WITH moved AS (DELETE FROM events WHERE type <> 'gov.cloud.resource.v1' "
+                                    f"AND received_at <= $1 RETURNING *) INSERT INTO {archived} "
+                                    f"SELECT * FROM moved", closed_at)
+        assert int(moved.split()[-1]) > 0
+        await grant_archived_events(owner, archived)
+        report = await replay(get_engine(), settings.database_url)
+        assert report.ok, report.differences
+        assert report.events == await owner.fetchval(
+            f"SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM {archived})")
+    finally:
+        if await owner.fetchval("SELECT to_regclass($1) IS NOT NULL", archived):
+            await owner.execute(f"INSERT INTO events SELECT * FROM {archived}")
+            await owner.execute(f"DROP TABLE {archived}")
+        await owner.close()
 
 
 async def test_what_arrives_after_the_cut_is_replayed_before_comparing(apps, worker, settings, monkeypatch):

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
-DETACHING = TESTS / "integration" / "test_partitions.py"
+DETACHING = (TESTS / "integration" / "test_partitions.py", TESTS / "integration" / "test_event_partitions.py")
 _LITERAL_YEAR = re.compile(r"(?<![\d.])(20[3-9]\d)(?!\d)")
 
 
@@ -58,9 +58,10 @@ def test_the_years_reader_sees_offsets_from_a_constant(tmp_path):
 
 
 def test_the_years_test_partitions_detaches_are_its_own():
-    detached = years_detached(DETACHING)
-    assert detached, "test_partitions detaches a month: the reader should find its year"
-    for path in sorted(TESTS.rglob("test_*.py")):
-        if path not in (DETACHING, Path(__file__).resolve()):
-            assert not years_used(path) & detached, f"{path.name} uses {sorted(years_used(path) & detached)}, " \
-                                                     f"which test_partitions detaches"
+    for detaching in DETACHING:
+        detached = years_detached(detaching)
+        assert detached, f"{detaching.name} detaches a month: the reader should find its year"
+        for path in sorted(TESTS.rglob("test_*.py")):
+            if path not in (detaching, Path(__file__).resolve()):
+                assert not years_used(path) & detached, f"{path.name} uses {sorted(years_used(path) & detached)}, " \
+                                                         f"which {detaching.name} detaches"
