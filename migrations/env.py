@@ -22,7 +22,8 @@ target_metadata = Base.metadata
 
 
 def _include_object(obj, name, type_, reflected, compare_to) -> bool:
-    # usage_hourly's partitions (migration 0014) are made at run time, not modelled: the parent is the model
+    # the partitions of usage_hourly and of events (migrations 0016, 0021) are made at run time, not modelled: the
+    # parents are the model
     if type_ == "table" and reflected and compare_to is None and is_partition_name(name):
         return False
     # the event store's key: the one index of the model, or the pair of partial ones that ``govmeter event-keys``
