@@ -5,9 +5,9 @@ Write side: ``events`` is the event store, the source of truth. Everything else 
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
-import uuid
 from typing import Any
 
 from sqlalchemy import (
@@ -79,8 +79,8 @@ class Event(Base):
 
     Partitioned (migration 0021): lifecycle events in ``events_lifecycle``, never detached; usage and utilisation
     in ``events_metered``, a partition a local month of arrival (``events_YYYY_MM``), made at run time
-    (services/projection/partitions.py). Its identity is kept in ``event_keys``, written in the same transaction:
-    a unique index of a partitioned table would have to include the month."""
+    (services/projection/partitions.py). Its identity is kept in ``event_keys``, written in the same statement: a
+    unique index of a partitioned table would have to include the month."""
 
     __tablename__ = "events"
     __table_args__ = (

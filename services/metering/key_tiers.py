@@ -1,11 +1,11 @@
 """The event store's key in two tiers: events received before a boundary are *settled*, the rest *recent*.
 
-Every event is unique per (source, id) over all of history, by a unique index on its key ``govmeter_event_key(source,
-event_id)`` (migration 0018), kept in ``event_keys`` beside the month-partitioned event store (migration 0021). Provider ids are random, so each new key lands on a random leaf of that index: the
-whole index is the worker's working set, and after every checkpoint each leaf it touches is written whole to the
-WAL once. At five years that index has five times the leaves of year one, and the worker paid for it
-(docs/partitioning.md). Split at a boundary ``B`` (``event_key_tiers.settled_before``), the key is two partial
-unique indexes:
+Every event is unique per (source, id) over all of history, by a unique index on its key
+``govmeter_event_key(source, event_id)`` (migration 0018), kept in ``event_keys`` beside the month-partitioned event
+store (migration 0021). Provider ids are random, so each new key lands on a random leaf of that index: the whole
+index is the worker's working set, and after every checkpoint each leaf it touches is written whole to the WAL once.
+At five years that index has five times the leaves of year one, and the worker paid for it (docs/partitioning.md).
+Split at a boundary ``B`` (``event_key_tiers.settled_before``), the key is two partial unique indexes:
 
 - ``uq_events_key_settled_…`` over the events received before ``B``: read, never written (an event is stamped
   ``received_at`` when its transaction starts, so new events fall after any boundary in the past);
@@ -108,8 +108,8 @@ async def key_indexes(conn) -> list[tuple[str, bool, int]]:
 
 async def settle_event_keys(conn, boundary: datetime | None) -> list[str]:
     """Move the boundary to ``boundary`` (None: back to the one index); returns the key's indexes afterwards. Runs
-    outside a transaction (``CREATE INDEX CONCURRENTLY``), as the owner of ``event_keys``. A boundary in the future is
-    refused: new events would be written to the settled index, which is what the tiers keep from growing."""
+    outside a transaction (``CREATE INDEX CONCURRENTLY``), as the owner of ``event_keys``. A boundary in the future
+    is refused: new events would be written to the settled index, which is what the tiers keep from growing."""
     if boundary is not None and boundary > await conn.fetchval("SELECT now()"):
         raise ValueError(f"settle-before: {boundary.isoformat()} is in the future")
     wanted = index_names(boundary)

@@ -21,7 +21,6 @@ from services.common.periods import Month
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class MonthlyTable:
     """A table partitioned by local month: its parent, the prefix of its partitions and the function making one."""
