@@ -18,6 +18,7 @@ from services.common.migrate import alembic_config, migrate
 from services.common.periods import Month
 from services.metering.domain.rating import RollupDelta
 from services.projection.partitions import (
+    EVENTS,
     detach_month,
     ensure_month_partitions,
     keep_partitions,
@@ -142,6 +143,9 @@ async def test_the_services_upkeep_makes_last_month_to_two_months_ahead(conn, se
     names = dict(await month_partitions(conn))
     assert {f"usage_hourly_{YEAR + 1}_{m:02d}" for m in (6, 7, 8, 9)} <= set(names)
     assert f"usage_hourly_{YEAR + 1}_10" not in names
+    arrivals = dict(await month_partitions(conn, EVENTS))  # and the event store's months of arrival
+    assert {f"events_{YEAR + 1}_{m:02d}" for m in (6, 7, 8, 9)} <= set(arrivals)
+    assert f"events_{YEAR + 1}_10" not in arrivals
 
 
 async def test_the_workers_upkeep_at_start_succeeds_as_the_services_role(conn, worker):
