@@ -40,8 +40,6 @@ class MonthlyTable:
 USAGE_HOURLY = MonthlyTable("usage_hourly", "usage_hourly", "govmeter_usage_hourly_month")
 EVENTS = MonthlyTable("events_metered", "events", "govmeter_events_month")  # by month of arrival
 MONTHLY_TABLES = (USAGE_HOURLY, EVENTS)
-PARENT = USAGE_HOURLY.parent
-DEFAULT_PARTITION = USAGE_HOURLY.default
 ARCHIVE_SCHEMA = "archive"  # where a detached month's table goes: out of the way of the live schema
 _MONTH = "[0-9]{4}_(?:0[1-9]|1[0-2])"
 # every table that is a partition: a month's or a default, and the event store's two kinds of event

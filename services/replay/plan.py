@@ -73,15 +73,18 @@ def _tid(text: str) -> tuple[int, int]:
     return int(block), int(offset)
 
 
+def _param(params: list, value) -> str:
+    """Append ``value`` to the statement's parameters; its placeholder."""
+    params.append(value)
+    return f"${len(params)}"
+
+
 def segment_of(boundaries: list[Boundary], column: str, params: list) -> str:
     """SQL expression: the index of the first boundary that saw a row stamped ``column`` (the segment it is
     replayed in), or len(boundaries) when none did yet."""
-    def param(value) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    whens = " ".join(f"WHEN {column} <= {param(b.closed_at)}::timestamptz AND NOT {column} = "
-                     f"ANY({param(list(b.open_at_close))}::timestamptz[]) THEN {i}" for i, b in enumerate(boundaries))
+    whens = " ".join(f"WHEN {column} <= {_param(params, b.closed_at)}::timestamptz AND NOT {column} = "
+                     f"ANY({_param(params, list(b.open_at_close))}::timestamptz[]) THEN {i}"
+                     for i, b in enumerate(boundaries))
     return f"(CASE {whens} ELSE {len(boundaries)} END)" if boundaries else "0"
 
 
@@ -89,16 +92,12 @@ def segment_where(boundaries: list[Boundary], k: int, params: list) -> str:
     """SQL condition: a row received in segment ``k``. Beside ``segment_of``, bounds on ``received_at`` that the
     planner prunes the event store's month partitions by: a row of segment k was received after boundary k − 1
     or in a transaction open at it (stamped with its start), and by boundary k."""
-    def param(value) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
     where = [f"{segment_of(boundaries, 'received_at', params)} = {k}"]
     if 0 < k <= len(boundaries):
         before = boundaries[k - 1]
-        where.append(f"received_at >= {param(min((before.closed_at, *before.open_at_close)))}::timestamptz")
+        where.append(f"received_at >= {_param(params, min((before.closed_at, *before.open_at_close)))}::timestamptz")
     if k < len(boundaries):
-        where.append(f"received_at <= {param(boundaries[k].closed_at)}::timestamptz")
+        where.append(f"received_at <= {_param(params, boundaries[k].closed_at)}::timestamptz")
     return " AND ".join(where)
 
 
